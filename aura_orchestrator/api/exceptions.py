@@ -1,0 +1,125 @@
+"""The one table that maps exceptions to HTTP: a machine code, a message, a status.
+
+REST bodies: {"success": false, "error_code", "error_message", "details"} (the execute
+endpoint adds the rest of its shape). The OpenAI gateway renders the same errors in
+OpenAI's shape (see `openai_error_body`). No expected input ever yields a 500.
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from django.views.defaults import page_not_found
+from django.views.defaults import server_error as default_server_error
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from aura_orchestrator import errors
+
+logger = logging.getLogger(__name__)
+
+# DRF exception → (our code, status). Order matters: subclasses first.
+_DRF_TABLE: list[tuple[type[Exception], str, int]] = [
+    (drf.ParseError, "invalid_request", 400),
+    (drf.ValidationError, "invalid_request", 400),
+    (drf.NotAuthenticated, "unauthorized", 401),
+    (drf.AuthenticationFailed, "unauthorized", 401),
+    (drf.PermissionDenied, "forbidden", 403),
+    (drf.NotFound, "not_found", 404),
+    (drf.MethodNotAllowed, "method_not_allowed", 405),
+    (drf.NotAcceptable, "not_acceptable", 406),
+    (drf.UnsupportedMediaType, "unsupported_media_type", 415),
+    (drf.Throttled, "rate_limited", 429),
+]
+
+
+def _first_message(detail, prefix: str = "") -> str:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else ""
+            return _first_message(value, f"{prefix}{name}: " if name else prefix)
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0], prefix)
+    return f"{prefix}{detail}"
+
+
+def to_aura_error(exc: Exception) -> errors.AuraError | None:
+    """Our error for any exception the API may meet; None for a genuine bug."""
+    if isinstance(exc, errors.AuraError):
+        return exc
+    if isinstance(exc, Http404):
+        return errors.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return errors.Forbidden()
+    for cls, code, status in _DRF_TABLE:
+        if isinstance(exc, cls):
+            detail = exc.detail
+            if cls is drf.ParseError:
+                message = f"Malformed request body: {detail}"
+            elif cls is drf.ValidationError:
+                message = "Invalid request: " + _first_message(detail)
+            else:
+                message = str(detail)
+            error = errors.AuraError(
+                message,
+                details={"fields": detail} if cls is drf.ValidationError else None,
+                retry_after=getattr(exc, "wait", None),
+            )
+            error.code, error.status = code, status  # instance-level: one table, not classes
+            return error
+    return None
+
+
+def error_body(error: errors.AuraError) -> dict:
+    body = {"success": False, "error_code": error.code, "error_message": error.message}
+    if error.details:
+        body["details"] = error.details
+    return body
+
+
+def openai_error_body(error: errors.AuraError) -> dict:
+    kind = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        402: "insufficient_quota",
+        403: "permission_error",
+        404: "not_found_error",
+        422: "invalid_response_error",
+        429: "rate_limit_error",
+    }.get(error.status, "api_error")
+    return {"error": {"message": error.message, "type": kind, "param": None, "code": error.code}}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    error = to_aura_error(exc)
+    if error is None:
+        logger.exception("unhandled error in %s", context.get("view"))
+        error = errors.AuraError("Internal error; it has been logged.")
+        error.code = "internal_error"
+    view = context.get("view")
+    render = getattr(view, "render_error", None)
+    body = render(error) if render else error_body(error)
+    headers = dict(error.headers)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return Response(body, status=error.status, headers=headers)
+
+
+def not_found(request, exception=None):
+    """handler404: JSON for API paths, Django's page for people."""
+    error = errors.NotFound(f"No endpoint at {request.path}.")
+    if request.path.startswith("/v1/"):
+        return JsonResponse(openai_error_body(error), status=404)
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body(error), status=404)
+    return page_not_found(request, exception)
+
+
+def server_error(request):
+    """handler500: JSON for API paths (details are in the log, never in the body)."""
+    if request.path.startswith(("/api/", "/v1/")):
+        return JsonResponse(
+            {"success": False, "error_code": "internal_error", "error_message": "Internal error."},
+            status=500,
+        )
+    return default_server_error(request)

@@ -1,0 +1,155 @@
+"""REST views: validate input, call the pipeline or a selector, serialize. Nothing else."""
+
+from dataclasses import asdict
+
+from adrf.views import APIView as AsyncAPIView
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from aura_orchestrator import errors, pipeline
+from aura_orchestrator.api import serializers as s
+from aura_orchestrator.api.render import jsonable
+from aura_orchestrator.providers.base import ChatMessage
+from budgets.selectors import budget_status, session_get
+from budgets.services import Caps, session_clear
+from presets.operation_types import parse_operation_type
+from presets.selectors import preset_get, preset_list
+
+ERRORS = {
+    400: OpenApiResponse(s.ErrorSerializer, description="invalid_request"),
+    401: OpenApiResponse(s.ErrorSerializer, description="unauthorized"),
+}
+
+
+def principal_of(request) -> pipeline.Principal:
+    return pipeline.Principal(project_id=request.user.project.pk, api_key_id=request.auth.pk)
+
+
+def operation_request_from(data: dict, *, source: str = "api") -> pipeline.OperationRequest:
+    messages = []
+    if data.get("system_prompt"):
+        messages.append(ChatMessage(role="system", content=data["system_prompt"]))
+    messages.append(ChatMessage(role="user", content=data["prompt"]))
+    inline = data.get("budget_constraint")
+    return pipeline.OperationRequest(
+        session_id=data["session_id"],
+        operation_type=data["operation_type"],
+        messages=tuple(messages),
+        enable_cache=data.get("enable_cache"),
+        cache_ttl_seconds=data.get("cache_ttl_seconds"),
+        caps=Caps.inline(**inline) if inline else None,
+        budget_name=data.get("budget"),
+        overrides=pipeline.PresetOverrides(**(data.get("custom_preset") or {})),
+        providers=tuple(data["providers"]) if data.get("providers") else None,
+        model=data.get("model"),
+        response_schema=data.get("response_schema"),
+        source=source,
+    )
+
+
+def operation_body(result: pipeline.OperationResult) -> dict:
+    error = result.error
+    return jsonable(
+        {
+            "operation_id": result.operation_id,
+            "success": result.success,
+            "content": result.content,
+            "was_cached": result.was_cached,
+            "error_code": error.code if error else None,
+            "error_message": error.message if error else None,
+            "telemetry": result.telemetry,
+            "budget": result.budget,
+        }
+    )
+
+
+class ExecuteView(AsyncAPIView):
+    """Run one operation through presets, cache, budget, providers and telemetry."""
+
+    def render_error(self, error: errors.AuraError) -> dict:
+        # Failures before the pipeline ran (bad input, no key) keep the execute shape.
+        body = {
+            "operation_id": None,
+            "success": False,
+            "content": None,
+            "was_cached": False,
+            "error_code": error.code,
+            "error_message": error.message,
+            "telemetry": None,
+            "budget": None,
+        }
+        if error.details:
+            body["details"] = jsonable(error.details)
+        return body
+
+    @extend_schema(
+        request=s.ExecuteInputSerializer,
+        responses={
+            200: s.ExecuteOutputSerializer,
+            **ERRORS,
+            402: OpenApiResponse(s.ExecuteOutputSerializer, description="budget_exceeded"),
+            422: OpenApiResponse(s.ExecuteOutputSerializer, description="schema_validation_failed"),
+            429: OpenApiResponse(s.ExecuteOutputSerializer, description="rate_limited"),
+            502: OpenApiResponse(s.ExecuteOutputSerializer, description="provider_error"),
+            504: OpenApiResponse(s.ExecuteOutputSerializer, description="timeout"),
+        },
+        tags=["operations"],
+    )
+    async def post(self, request):
+        serializer = s.ExecuteInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = await pipeline.execute(
+            operation_request_from(serializer.validated_data), principal=principal_of(request)
+        )
+        body = operation_body(result)
+        if result.error is not None and result.error.details:
+            body["details"] = jsonable(result.error.details)
+        headers = result.error.headers if result.error else {}
+        return Response(body, status=result.status, headers=headers)
+
+
+def _session_or_404(request, session_id: str):
+    session = session_get(project_id=request.user.project.pk, session_id=session_id)
+    if session is None:
+        raise errors.NotFound(f"No session '{session_id}' in this project.")
+    return session
+
+
+class SessionBudgetView(APIView):
+    @extend_schema(
+        responses={200: s.SessionBudgetSerializer, 404: s.ErrorSerializer, **ERRORS},
+        tags=["sessions"],
+    )
+    def get(self, request, session_id: str):
+        """The session's ledger: used, reserved, caps and what remains."""
+        status = budget_status(_session_or_404(request, session_id))
+        return Response(jsonable(asdict(status)))
+
+
+class SessionView(APIView):
+    @extend_schema(responses={204: None, 404: s.ErrorSerializer, **ERRORS}, tags=["sessions"])
+    def delete(self, request, session_id: str):
+        """Clear the session's budget ledger and reservations; its telemetry stays."""
+        if not session_clear(project_id=request.user.project.pk, session_id=session_id):
+            raise errors.NotFound(f"No session '{session_id}' in this project.")
+        return Response(status=204)
+
+
+class PresetListView(APIView):
+    @extend_schema(responses={200: s.PresetSerializer(many=True), **ERRORS}, tags=["presets"])
+    def get(self, request):
+        """The effective preset of every operation type."""
+        return Response([jsonable(asdict(p)) for p in preset_list()])
+
+
+class PresetDetailView(APIView):
+    @extend_schema(
+        responses={200: s.PresetSerializer, 404: s.ErrorSerializer, **ERRORS}, tags=["presets"]
+    )
+    def get(self, request, operation_type: str):
+        """The effective preset of one operation type (snake_case or PascalCase)."""
+        op = parse_operation_type(operation_type)
+        if op is None:
+            raise errors.NotFound(f"Unknown operation type '{operation_type[:64]}'.")
+        return Response(jsonable(asdict(preset_get(operation_type=op))))

@@ -1,0 +1,73 @@
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import URLValidator
+from django.utils.text import slugify
+
+from aura_orchestrator.catalog.models import ProviderKind
+from aura_orchestrator.catalog.services import provider_configure
+
+
+def _price(value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        price = Decimal(value)
+    except InvalidOperation as exc:
+        raise CommandError(f"Not a price: {value!r} (USD per million tokens).") from exc
+    if price < 0 or not price.is_finite():
+        raise CommandError(f"A price must be a non-negative number, not {value!r}.")
+    return price
+
+
+class Command(BaseCommand):
+    help = (
+        "Create or update a provider and its model (idempotent). The secret is read at call "
+        "time from the environment variable named by --api-key-env; it is never stored."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--kind", required=True, choices=ProviderKind.values)
+        parser.add_argument("--base-url", required=True)
+        parser.add_argument("--api-key-env", default="", help="e.g. OPENAI_API_KEY")
+        parser.add_argument("--model", required=True)
+        parser.add_argument("--input-price", help="USD per million input tokens")
+        parser.add_argument("--output-price", help="USD per million output tokens")
+        parser.add_argument(
+            "--default", action="store_true", help="Make it first in the default chain."
+        )
+
+    def handle(self, *args, **o):
+        name = o["name"]
+        if slugify(name) != name:
+            raise CommandError(f"NAME must be a slug (letters, digits, - and _), not {name!r}.")
+        try:
+            URLValidator(schemes=["http", "https"])(o["base_url"])
+        except ValidationError as exc:
+            raise CommandError(f"--base-url is not an http(s) URL: {o['base_url']!r}") from exc
+        input_price, output_price = _price(o["input_price"]), _price(o["output_price"])
+        if (input_price is None) != (output_price is None):
+            raise CommandError("Give both --input-price and --output-price, or neither.")
+        result = provider_configure(
+            name=name,
+            kind=o["kind"],
+            base_url=o["base_url"].rstrip("/"),
+            api_key_env=o["api_key_env"],
+            model=o["model"],
+            input_price=input_price,
+            output_price=output_price,
+            make_default=o["default"],
+        )
+        model = result.model
+        price = (
+            f"${model.input_price}/${model.output_price} per M tokens ({model.price_source})"
+            if model.has_price
+            else "no known price (set it in the admin; hard cost caps will refuse it)"
+        )
+        verb = "Created" if result.provider_created else "Updated"
+        self.stdout.write(
+            f"{verb} provider '{name}' ({o['kind']}, {o['base_url']}), "
+            f"model '{model.name}': {price}."
+        )

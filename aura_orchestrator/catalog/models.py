@@ -1,0 +1,100 @@
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class ProviderKind(models.TextChoices):
+    OPENAI = "openai", "OpenAI-compatible (chat completions)"
+    ANTHROPIC = "anthropic", "Anthropic (Messages API)"
+
+
+class Provider(models.Model):
+    """An upstream. Its secret lives in the environment variable it names, never here."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=ProviderKind.choices)
+    base_url = models.URLField(max_length=500)
+    api_key_env = models.CharField(
+        "API key variable",
+        max_length=100,
+        blank=True,
+        help_text="Name of the environment variable that holds the secret (e.g. OPENAI_API_KEY).",
+    )
+    enabled = models.BooleanField(default=True)
+    is_default = models.BooleanField(
+        default=False, help_text="First in the fallback chain when a request names none."
+    )
+    priority = models.PositiveSmallIntegerField(
+        default=100, help_text="Lower comes first in the default fallback chain."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_default", "priority", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_provider"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LlmModel(models.Model):
+    """A model served by a provider, with its prices in USD per million tokens."""
+
+    class PriceSource(models.TextChoices):
+        CATALOGUE = "catalogue", "Price catalogue (genai-prices)"
+        MANUAL = "manual", "Set by an operator"
+        UNKNOWN = "unknown", "Unknown"
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(max_length=200)
+    is_default = models.BooleanField(default=False, help_text="The provider's default model.")
+    enabled = models.BooleanField(default=True)
+    input_price = models.DecimalField(
+        "input $/M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+    )
+    output_price = models.DecimalField(
+        "output $/M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+    )
+    cached_input_price = models.DecimalField(
+        "cached input $/M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+    )
+    price_source = models.CharField(
+        max_length=16, choices=PriceSource.choices, default=PriceSource.UNKNOWN
+    )
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider__name", "-is_default", "name"]
+        verbose_name = "model"
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "name"], name="unique_model_per_provider")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}/{self.name}"
+
+    @property
+    def has_price(self) -> bool:
+        return self.input_price is not None and self.output_price is not None

@@ -1,0 +1,47 @@
+"""Default prices from the bundled genai-prices catalogue (offline; never auto-updated)."""
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from genai_prices import Usage, calc_price
+
+logger = logging.getLogger(__name__)
+
+_MILLION = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class CataloguePrice:
+    input_price: Decimal
+    output_price: Decimal
+    cached_input_price: Decimal | None
+
+
+def catalogue_price(*, model: str, provider_kind: str | None = None) -> CataloguePrice | None:
+    """USD per million tokens for `model`, or None when the catalogue does not know it."""
+    provider_id = provider_kind if provider_kind in ("openai", "anthropic") else None
+    name = model.rsplit("/", 1)[-1]
+    for provider in (provider_id, None) if provider_id else (None,):
+        try:
+            full = calc_price(
+                Usage(input_tokens=_MILLION, output_tokens=_MILLION),
+                model_ref=name,
+                provider_id=provider,
+            )
+            cached = calc_price(
+                Usage(input_tokens=_MILLION, cache_read_tokens=_MILLION, output_tokens=0),
+                model_ref=name,
+                provider_id=provider,
+            )
+        except LookupError:
+            continue
+        except Exception:  # the catalogue is advisory: a bad entry must not break config
+            logger.warning("price catalogue failed for %s", name, exc_info=True)
+            return None
+        return CataloguePrice(
+            input_price=Decimal(full.input_price),
+            output_price=Decimal(full.output_price),
+            cached_input_price=Decimal(cached.input_price),
+        )
+    return None

@@ -1,0 +1,96 @@
+"""Our exceptions: each carries a machine code, an HTTP status and optional headers.
+
+The one table the API maps to HTTP (`api/exceptions.py`); the pipeline turns them into
+failed operation results with the same code.
+"""
+
+from typing import ClassVar
+
+
+class AuraError(Exception):
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Unexpected error."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: dict | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.details = details or {}
+        self.retry_after = retry_after
+        super().__init__(self.message)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class InvalidRequest(AuraError):
+    code = "invalid_request"
+    status = 400
+    default_message = "The request is not valid."
+
+
+class Unauthorized(AuraError):
+    code = "unauthorized"
+    status = 401
+    default_message = "A valid API key is required: send 'Authorization: Bearer <key>'."
+
+
+class Forbidden(AuraError):
+    code = "forbidden"
+    status = 403
+    default_message = "This key may not do that."
+
+
+class BudgetExceeded(AuraError):
+    code = "budget_exceeded"
+    status = 402
+    default_message = "Budget exceeded."
+
+
+class NotFound(AuraError):
+    code = "not_found"
+    status = 404
+    default_message = "Not found."
+
+
+class UnknownModel(NotFound):
+    code = "model_not_found"
+    default_message = "The model is not configured."
+
+
+class SchemaValidationFailed(AuraError):
+    code = "schema_validation_failed"
+    status = 422
+    default_message = "The provider's answer does not match the response schema."
+
+
+class RateLimited(AuraError):
+    code = "rate_limited"
+    status = 429
+    default_message = "The provider is rate limiting; try again later."
+
+
+class ProviderFailed(AuraError):
+    code = "provider_error"
+    status = 502
+    default_message = "Every provider in the chain failed."
+
+
+class ProviderTimedOut(AuraError):
+    code = "timeout"
+    status = 504
+    default_message = "The provider did not answer in time."
+
+
+class ServiceUnavailable(AuraError):
+    code = "unavailable"
+    status = 503
+    default_message = "The service is not ready."

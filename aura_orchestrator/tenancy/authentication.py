@@ -1,0 +1,45 @@
+"""DRF authentication by `Authorization: Bearer <api key>` (what the OpenAI SDK sends)."""
+
+from rest_framework import authentication, exceptions, permissions
+
+from aura_orchestrator.tenancy.models import ApiKey
+from aura_orchestrator.tenancy.selectors import api_key_authenticate
+
+
+class ServicePrincipal:
+    """The caller behind an API key; `request.user` for API views."""
+
+    is_authenticated = True
+    is_staff = False
+
+    def __init__(self, api_key: ApiKey) -> None:
+        self.api_key = api_key
+        self.project = api_key.project
+
+    def __str__(self) -> str:
+        return f"api-key:{self.api_key.prefix}"
+
+
+class BearerApiKey(authentication.BaseAuthentication):
+    keyword = "bearer"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, raw_key = header.partition(" ")
+        if scheme.lower() != self.keyword or not raw_key.strip():
+            raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
+        api_key = api_key_authenticate(raw_key=raw_key.strip())
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
+        return ServicePrincipal(api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        # Present so that DRF answers 401 (not 403) to a missing or bad key.
+        return 'Bearer realm="api"'
+
+
+class HasApiKey(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, ServicePrincipal)

@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from aura_orchestrator.api import health
+
+admin.site.site_header = "Aura Orchestrator"
+admin.site.site_title = "Aura Orchestrator"
+admin.site.index_title = "Operations console"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("aura_orchestrator.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+]
+
+handler404 = "aura_orchestrator.api.exceptions.not_found"
+handler500 = "aura_orchestrator.api.exceptions.server_error"

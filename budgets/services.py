@@ -1,0 +1,291 @@
+"""Writes on the budget ledger: reserve, settle, release, clear.
+
+Every function here is synchronous and holds its transaction only for its own few
+statements; the pipeline calls them through `sync_to_async` before and after the
+provider call, never around it.
+"""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from aura_orchestrator.errors import BudgetExceeded, InvalidRequest
+from aura_orchestrator.money import micros_to_usd, usd_to_micros
+from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """The caps a request brings (inline or a named constraint); None = no cap."""
+
+    max_tokens_per_operation: int | None = None
+    max_cost_per_operation_micros: int | None = None
+    max_tokens_per_session: int | None = None
+    max_cost_per_session_micros: int | None = None
+    enforce_hard_limits: bool = True
+    constraint_id: int | None = None
+
+    @classmethod
+    def inline(
+        cls,
+        *,
+        max_tokens_per_operation: int | None = None,
+        max_cost_per_operation: Decimal | None = None,
+        max_tokens_per_session: int | None = None,
+        max_cost_per_session: Decimal | None = None,
+        enforce_hard_limits: bool = True,
+    ) -> "Caps":
+        def micros(v: Decimal | None) -> int | None:
+            return None if v is None else usd_to_micros(v)
+
+        return cls(
+            max_tokens_per_operation=max_tokens_per_operation,
+            max_cost_per_operation_micros=micros(max_cost_per_operation),
+            max_tokens_per_session=max_tokens_per_session,
+            max_cost_per_session_micros=micros(max_cost_per_session),
+            enforce_hard_limits=enforce_hard_limits,
+        )
+
+    @classmethod
+    def named(cls, *, name: str) -> "Caps":
+        constraint = BudgetConstraint.objects.filter(name=name).first()
+        if constraint is None:
+            raise InvalidRequest(
+                f"No budget constraint named '{name}'.", details={"field": "budget"}
+            )
+        caps = cls.inline(
+            max_tokens_per_operation=constraint.max_tokens_per_operation,
+            max_cost_per_operation=constraint.max_cost_per_operation,
+            max_tokens_per_session=constraint.max_tokens_per_session,
+            max_cost_per_session=constraint.max_cost_per_session,
+            enforce_hard_limits=constraint.enforce_hard_limits,
+        )
+        return Caps(**{**_caps_fields(caps), "constraint_id": constraint.pk})
+
+
+def _caps_fields(caps: Caps) -> dict:
+    return {
+        "max_tokens_per_operation": caps.max_tokens_per_operation,
+        "max_cost_per_operation_micros": caps.max_cost_per_operation_micros,
+        "max_tokens_per_session": caps.max_tokens_per_session,
+        "max_cost_per_session_micros": caps.max_cost_per_session_micros,
+        "enforce_hard_limits": caps.enforce_hard_limits,
+    }
+
+
+@dataclass(slots=True)
+class Reservation:
+    id: object
+    session_pk: int
+    tokens: int
+    cost_micros: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def session_ensure(*, project_id: int, session_id: str, caps: Caps | None) -> LlmSession:
+    """The session's ledger, created on first use. A session keeps the caps it was first
+    given; a request that brings caps (inline or named) replaces them."""
+    session, created = LlmSession.objects.get_or_create(
+        project_id=project_id,
+        session_id=session_id,
+        defaults={**_caps_fields(caps), "constraint_id": caps.constraint_id} if caps else {},
+    )
+    if caps is not None and not created:
+        wanted = {**_caps_fields(caps), "constraint_id": caps.constraint_id}
+        changed = {k: v for k, v in wanted.items() if getattr(session, k) != v}
+        if changed:
+            LlmSession.objects.filter(pk=session.pk).update(**changed)
+            for k, v in changed.items():
+                setattr(session, k, v)
+    return session
+
+
+def _usd(micros: int) -> str:
+    return f"${micros_to_usd(micros)}"
+
+
+def _operation_overruns(
+    session: LlmSession, *, tokens: int, cost_micros: int | None, model_name: str
+) -> list[str]:
+    """Per-operation caps the worst case passes, as messages (empty when within)."""
+    problems = []
+    cap = session.max_tokens_per_operation
+    if cap is not None and tokens > cap:
+        problems.append(
+            f"max_tokens_per_operation: worst case {tokens} tokens exceeds the cap of {cap} "
+            f"by {tokens - cap}"
+        )
+    cap = session.max_cost_per_operation_micros
+    if cap is not None and cost_micros is not None and cost_micros > cap:
+        problems.append(
+            f"max_cost_per_operation: worst case {_usd(cost_micros)} exceeds the cap of "
+            f"{_usd(cap)} by {_usd(cost_micros - cap)}"
+        )
+    has_cost_cap = (
+        session.max_cost_per_operation_micros is not None
+        or session.max_cost_per_session_micros is not None
+    )
+    if cost_micros is None and has_cost_cap:
+        problems.append(
+            f"model '{model_name}' has no known price, so its cost cannot be held to a cost "
+            "cap; set its prices in the admin"
+        )
+    return problems
+
+
+def _session_overruns(session: LlmSession, *, tokens: int, cost_micros: int) -> list[str]:
+    problems = []
+    cap = session.max_tokens_per_session
+    if cap is not None:
+        projected = session.tokens_used + session.tokens_reserved + tokens
+        if projected > cap:
+            problems.append(
+                f"max_tokens_per_session: {session.tokens_used} used + "
+                f"{session.tokens_reserved} reserved + {tokens} for this operation exceeds the "
+                f"cap of {cap} by {projected - cap}"
+            )
+    cap = session.max_cost_per_session_micros
+    if cap is not None:
+        projected = session.cost_accrued_micros + session.cost_reserved_micros + cost_micros
+        if projected > cap:
+            problems.append(
+                f"max_cost_per_session: {_usd(session.cost_accrued_micros)} accrued + "
+                f"{_usd(session.cost_reserved_micros)} reserved + {_usd(cost_micros)} for this "
+                f"operation exceeds the cap of {_usd(cap)} by {_usd(projected - cap)}"
+            )
+    return problems
+
+
+def _refuse(problems: list[str]) -> BudgetExceeded:
+    return BudgetExceeded(
+        "Budget exceeded: " + "; ".join(problems) + ".", details={"caps": problems}
+    )
+
+
+def budget_reserve(
+    *,
+    session: LlmSession,
+    operation_id,
+    tokens: int,
+    cost_micros: int | None,
+    model_name: str,
+) -> Reservation:
+    """Hold the worst case of one operation on the session's ledger.
+
+    Hard limits: one conditional UPDATE admits the reservation only if accrued +
+    reserved + this stays within every session cap, evaluated by the database on the
+    locked row, so concurrent workers can never both spend the last dollar. Soft
+    limits: the reservation always succeeds and the overruns come back as warnings.
+    `cost_micros` None means the model has no known price (counted as 0 when allowed).
+    """
+    warnings = _operation_overruns(
+        session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+    )
+    if warnings and session.enforce_hard_limits:
+        raise _refuse(warnings)
+    cost = cost_micros or 0
+    now = timezone.now()
+    ttl = timedelta(seconds=settings.AURA["BUDGET_RESERVATION_TTL_SECONDS"])
+    with transaction.atomic():
+        admitted = LlmSession.objects.filter(pk=session.pk)
+        if session.enforce_hard_limits:
+            admitted = admitted.alias(
+                projected_tokens=F("tokens_used") + F("tokens_reserved") + tokens,
+                projected_cost=F("cost_accrued_micros") + F("cost_reserved_micros") + cost,
+            ).filter(
+                Q(max_tokens_per_session__isnull=True)
+                | Q(projected_tokens__lte=F("max_tokens_per_session")),
+                Q(max_cost_per_session_micros__isnull=True)
+                | Q(projected_cost__lte=F("max_cost_per_session_micros")),
+            )
+        updated = admitted.update(
+            tokens_reserved=F("tokens_reserved") + tokens,
+            cost_reserved_micros=F("cost_reserved_micros") + cost,
+            last_activity_at=now,
+        )
+        if not updated:
+            current = LlmSession.objects.filter(pk=session.pk).first()
+            if current is None:  # cleared between ensure and reserve
+                raise BudgetExceeded("Budget exceeded: the session was cleared; retry.")
+            raise _refuse(
+                _session_overruns(current, tokens=tokens, cost_micros=cost)
+                or ["the session's caps changed during the request"]
+            )
+        reservation = BudgetReservation.objects.create(
+            session_id=session.pk,
+            operation_id=operation_id,
+            tokens=tokens,
+            cost_micros=cost,
+            expires_at=now + ttl,
+        )
+    if not session.enforce_hard_limits and session.has_caps:
+        current = LlmSession.objects.get(pk=session.pk)
+        # The ledger now includes this reservation: count it once.
+        current.tokens_reserved -= tokens
+        current.cost_reserved_micros -= cost
+        warnings += _session_overruns(current, tokens=tokens, cost_micros=cost)
+    return Reservation(
+        id=reservation.pk,
+        session_pk=session.pk,
+        tokens=tokens,
+        cost_micros=cost,
+        warnings=[f"{w} (soft limit)" for w in warnings],
+    )
+
+
+def _hand_back(reservation: Reservation, **ledger_updates) -> None:
+    """Delete the reservation and update the ledger in one transaction; the reserved
+    amounts are handed back only by whoever deletes the row (settle, release or the
+    expiry job), so they are handed back exactly once."""
+    with transaction.atomic():
+        deleted, _ = BudgetReservation.objects.filter(pk=reservation.id).delete()
+        if deleted:
+            ledger_updates["tokens_reserved"] = F("tokens_reserved") - reservation.tokens
+            ledger_updates["cost_reserved_micros"] = (
+                F("cost_reserved_micros") - reservation.cost_micros
+            )
+        if ledger_updates:
+            LlmSession.objects.filter(pk=reservation.session_pk).update(**ledger_updates)
+
+
+def budget_settle(
+    *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool = True
+) -> None:
+    """Charge the actual usage of a finished call and drop its reservation."""
+    updates = {
+        "tokens_used": F("tokens_used") + tokens,
+        "cost_accrued_micros": F("cost_accrued_micros") + cost_micros,
+        "last_activity_at": timezone.now(),
+    }
+    if count_operation:
+        updates["operation_count"] = F("operation_count") + 1
+    _hand_back(reservation, **updates)
+
+
+def budget_release(*, reservation: Reservation) -> None:
+    """Drop the reservation of an operation that consumed nothing."""
+    _hand_back(reservation)
+
+
+def budget_release_expired(*, now=None, batch_size: int = 500) -> int:
+    """Hand back reservations whose worker died (past their expiry). Returns how many."""
+    now = now or timezone.now()
+    released = 0
+    expired = BudgetReservation.objects.filter(expires_at__lte=now).values_list(
+        "pk", "session_id", "tokens", "cost_micros"
+    )[:batch_size]
+    for pk, session_pk, tokens, cost in expired:
+        _hand_back(Reservation(id=pk, session_pk=session_pk, tokens=tokens, cost_micros=cost))
+        released += 1
+    return released
+
+
+def session_clear(*, project_id: int, session_id: str) -> bool:
+    """Delete the session's ledger and reservations (telemetry stays). False if unknown."""
+    deleted, _ = LlmSession.objects.filter(project_id=project_id, session_id=session_id).delete()
+    return bool(deleted)

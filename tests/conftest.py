@@ -1,0 +1,214 @@
+"""Shared fixtures: factories, the fake upstream server, API clients, a real ASGI server.
+
+Tests that go through the pipeline from async code use `transaction=True`: the ORM work
+runs in other threads, which do not see an uncommitted test transaction.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection, connections
+
+from aura_orchestrator.catalog.services import provider_configure
+from aura_orchestrator.simulator import FakeUpstream
+from aura_orchestrator.tenancy.services import api_key_create, project_get_or_create
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Prices that make cost arithmetic easy to check by hand: $1 and $2 per million tokens,
+# so 1 input token = 1 micro-dollar and 1 output token = 2 micro-dollars.
+INPUT_PRICE = Decimal("1")
+OUTPUT_PRICE = Decimal("2")
+
+
+@pytest.fixture(autouse=True)
+def _close_thread_connections():
+    """Async transactional tests leave connections open in worker threads otherwise."""
+    yield
+    connections.close_all()
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    """One fake OpenAI/Anthropic server on 127.0.0.1 for the whole run."""
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_upstream(upstream):
+    """The shared fake upstream, with its script and counters reset for this test."""
+    upstream.reset()
+    yield upstream
+    upstream.reset()
+
+
+@pytest.fixture
+def project(db):
+    return project_get_or_create(name="studio")
+
+
+@pytest.fixture
+def api_key(project):
+    """A CreatedKey: `.raw_key` is the secret, `.api_key` the row."""
+    return api_key_create(name="test-service", project=project)
+
+
+@pytest.fixture
+def other_api_key(db):
+    return api_key_create(name="other-service", project=project_get_or_create(name="other"))
+
+
+@pytest.fixture
+def provider(db, fake_upstream):
+    """Provider `primary` (OpenAI-compatible) on the fake upstream, model sim-gpt."""
+    return provider_configure(
+        name="primary",
+        kind="openai",
+        base_url=fake_upstream.openai_base_url,
+        api_key_env="AURA_TEST_PRIMARY_KEY",
+        model="sim-gpt",
+        input_price=INPUT_PRICE,
+        output_price=OUTPUT_PRICE,
+        make_default=True,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _provider_secret(monkeypatch):
+    monkeypatch.setenv("AURA_TEST_PRIMARY_KEY", "sk-test-primary-secret")
+    monkeypatch.setenv("AURA_TEST_BACKUP_KEY", "sk-test-backup-secret")
+
+
+@pytest.fixture
+def backup_provider(db, fake_upstream):
+    """A second upstream server (its own faults) as provider `backup`."""
+    server = FakeUpstream().start()
+    configured = provider_configure(
+        name="backup",
+        kind="openai",
+        base_url=server.openai_base_url,
+        api_key_env="AURA_TEST_BACKUP_KEY",
+        model="sim-gpt",
+        input_price=INPUT_PRICE,
+        output_price=OUTPUT_PRICE,
+    )
+    configured.provider.priority = 200
+    configured.provider.save()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api_client(api_key):
+    """DRF's test client, authenticated with the test key."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.raw_key}")
+    return client
+
+
+@pytest.fixture
+async def asgi_client(api_key):
+    """httpx against the real ASGI application in-process, authenticated."""
+    from aura_orchestrator.asgi import application
+
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        headers={"Authorization": f"Bearer {api_key.raw_key}"},
+        timeout=60,
+    ) as client:
+        yield client
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _test_database_url() -> str:
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    user = settings.get("USER") or "postgres"
+    host = settings.get("HOST") or "127.0.0.1"
+    port = settings.get("PORT") or 5432
+    return f"postgres://{user}@{host}:{port}/{settings['NAME']}"
+
+
+class LiveServer:
+    def __init__(self, *, workers: int) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": _test_database_url(),
+            "DEBUG": "false",
+            "DJANGO_SECRET_KEY": "live-server-test-key",
+            "LOG_LEVEL": "WARNING",
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("server did not start in 30 s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def live_server_factory(django_db_setup, django_db_blocker):
+    servers: dict[int, LiveServer] = {}
+
+    def get(workers: int = 1) -> LiveServer:
+        if workers not in servers:
+            servers[workers] = LiveServer(workers=workers)
+        return servers[workers]
+
+    yield get
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+def live_server_url(live_server_factory, transactional_db):
+    """A real `manage.py serve` (uvicorn) on loopback, one worker, same test database."""
+    return live_server_factory(1).url
