@@ -117,7 +117,9 @@ elif _db["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     # A file, not memory, so that a server started by the tests sees the same database.
-    _db.setdefault("TEST", {})["NAME"] = str(BASE_DIR / "var" / "test.sqlite3")
+    _db.setdefault("TEST", {})["NAME"] = str(
+        BASE_DIR / "var" / f"test_{Path(str(_db['NAME'])).stem}.sqlite3"
+    )
     (BASE_DIR / "var").mkdir(exist_ok=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,0 +1,12 @@
+"""Settings for the test suite: the real settings, with a throwaway secret and django-q2
+running tasks inline (a real cluster is started only by the test that needs one)."""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production")
+
+from aura_orchestrator.settings import *  # noqa: E402,F403
+from aura_orchestrator.settings import Q_CLUSTER  # noqa: E402
+
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
