@@ -49,6 +49,8 @@ class OperationTelemetry(models.Model):
             ),
             models.Index(fields=["provider_name", "started_at"], name="telemetry_provider_idx"),
             models.Index(fields=["operation_type", "started_at"], name="telemetry_type_idx"),
+            # Project-scoped statistics over a time range (the API's common query).
+            models.Index(fields=["project", "started_at"], name="telemetry_project_idx"),
         ]
 
     def __str__(self) -> str:
@@ -57,3 +59,68 @@ class OperationTelemetry(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.tokens_in + self.tokens_out
+
+
+# Upper bounds (ms, inclusive) of the latency histogram kept in each rollup; a last bucket
+# past 60 s catches the rest. Changing them needs a re-rollup (`telemetry_rollup_backfill`).
+LATENCY_BOUNDS_MS: tuple[int, ...] = (
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000
+)  # fmt: skip
+LATENCY_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
+
+
+class TelemetryRollup(models.Model):
+    """One hour of operations for one (project, provider, model, operation type).
+
+    Recomputed whole from the raw rows (never incremented), so re-running the rollup of
+    an hour is safe. Kept after the raw rows are pruned."""
+
+    bucket_start = models.DateTimeField(help_text="Start of the hour (UTC).")
+    project = models.ForeignKey(
+        "tenancy.Project", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    provider_name = models.CharField(max_length=64, blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    operation_type = models.CharField(max_length=32)
+    operations = models.PositiveIntegerField(default=0)
+    successes = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+    tokens_in = models.PositiveBigIntegerField(default=0)
+    tokens_out = models.PositiveBigIntegerField(default=0)
+    retries = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=6, default=0)
+    latency_sum_ms = models.PositiveBigIntegerField(default=0)
+    latency_max_ms = models.PositiveIntegerField(default=0)
+    latency_histogram = models.JSONField(
+        default=list, help_text="Operation counts per latency bucket (LATENCY_BOUNDS_MS, +inf)."
+    )
+
+    class Meta:
+        verbose_name = "hourly rollup"
+        verbose_name_plural = "hourly rollups"
+        ordering = ["-bucket_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bucket_start", "project", "provider_name", "model_name", "operation_type"],
+                name="telemetry_rollup_unique_bucket",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["project", "bucket_start"], name="telemetry_rollup_project_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket_start:%Y-%m-%d %H:00} {self.provider_name}/{self.operation_type}"
+
+
+class RollupWatermark(models.Model):
+    """Every hour before `complete_until` is rolled up and final (late rows have landed):
+    statistics read those hours from rollups and the prune job may drop their raw rows."""
+
+    name = models.CharField(max_length=32, unique=True)
+    complete_until = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.complete_until:%Y-%m-%d %H:00}"
