@@ -22,7 +22,7 @@ import jsonschema
 from django.conf import settings
 from django.utils import timezone
 
-from aura_orchestrator import errors
+from aura_orchestrator import errors, metrics
 from aura_orchestrator.caching.keys import cache_key
 from aura_orchestrator.caching.services import (
     CachedAnswer,
@@ -557,6 +557,7 @@ def _finish(
         )
     fields = _telemetry_fields(run, success=success, cache_hit=cache_hit, error=error)
     telemetry_record(**fields)
+    metrics.record_operation(fields)
     budget = _budget_body(run)
     return fields, budget
 

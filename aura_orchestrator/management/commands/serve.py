@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -24,6 +27,11 @@ class Command(BaseCommand):
             # Web workers use psycopg's pool (read by settings in each worker process).
             os.environ.setdefault("AURA_DB_POOL", "1")
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aura_orchestrator.settings")
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            # /metrics sums every worker's samples from files here; a fresh folder per start.
+            metrics_dir = tempfile.mkdtemp(prefix="aura-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
         self.stdout.write(f"Aura Orchestrator on http://{host}:{port}/ ({workers} worker(s))")
         uvicorn.run(
             "aura_orchestrator.asgi:application",
