@@ -1,0 +1,114 @@
+"""Shared pieces of the operations console: audited change messages, display helpers.
+
+The apps' own `admin.py` files register their models; this module only holds what they
+share (Django's admin autodiscovery imports it too, harmlessly: it registers nothing).
+"""
+
+import datetime as dt
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.utils import construct_change_message
+from django.db.models import Model
+from django.utils.html import format_html
+from django.utils.translation import override as translation_override
+
+from aura_orchestrator.money import micros_to_usd
+
+_MAX_VALUE_CHARS = 80
+
+
+def value_text(field: forms.Field | None, value) -> str:
+    """A form value as an operator reads it in the history: choices by label, no repr."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(field, forms.ModelChoiceField) and not isinstance(value, Model):
+        value = field.queryset.filter(pk=value).first() or value
+    elif isinstance(field, forms.ChoiceField):
+        value = dict(field.choices).get(value, value)
+    if isinstance(value, dt.datetime):
+        value = value.isoformat(sep=" ", timespec="seconds")
+    text = str(value)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 1] + "…"
+
+
+def form_diff(form: forms.BaseForm, names: list[str]) -> list[str]:
+    """`name: old → new` for each changed field, by field name (the name the API and the
+    docs use). `form.initial` still holds the stored values: it is taken when the form is
+    built, before the instance is updated."""
+    lines = []
+    for name in names:
+        field = form.fields.get(name)
+        old = form.initial.get(name, field.initial if field is not None else None)
+        if field is not None and callable(old):
+            old = old()
+        new = form.cleaned_data.get(name)
+        lines.append(f"{name}: {value_text(field, old)} → {value_text(field, new)}")
+    return lines
+
+
+class AuditedChangesMixin:
+    """History entries that say what changed, e.g. "temperature: 0.7 → 0.5".
+
+    Django records only the names of changed fields; operators auditing a preset or a
+    price want the values. The message keeps Django's JSON structure (so inline
+    additions and deletions still render), with `old → new` in place of bare labels.
+    Saves from the change form and from list_editable both pass through here.
+    """
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        message = construct_change_message(form, formsets, add)
+        if add:
+            return message
+        with translation_override(None):
+            for entry in message:
+                changed = entry.get("changed")
+                if changed is None:
+                    continue
+                if "object" not in changed:
+                    changed["fields"] = form_diff(form, form.changed_data)
+                    continue
+                for formset in formsets or []:
+                    for inline_form in formset.initial_forms:
+                        if (
+                            inline_form.has_changed()
+                            and str(inline_form.instance) == changed["object"]
+                        ):
+                            changed["fields"] = form_diff(inline_form, inline_form.changed_data)
+        return message
+
+
+class AuraModelAdmin(AuditedChangesMixin, admin.ModelAdmin):
+    """Base of every admin in the console."""
+
+    list_per_page = 50
+
+
+def usd(micros: int | None) -> str:
+    """Integer micro-dollars as `$0.001234` (exact; never a float)."""
+    return "—" if micros is None else f"${micros_to_usd(micros)}"
+
+
+def usd_decimal(amount: Decimal | None) -> str:
+    return "—" if amount is None else f"${amount}"
+
+
+def usage_bar(fraction: float | None) -> str:
+    """A small horizontal bar for a 0..1+ share of a cap (red past 90 %)."""
+    if fraction is None:
+        return "—"
+    percent = max(0.0, fraction * 100)
+    colour = "#ba2121" if percent >= 90 else "#e0a800" if percent >= 70 else "#3a7d44"
+    return format_html(
+        '<span title="{}% of cap" style="display:inline-flex;align-items:center;gap:6px">'
+        '<span style="display:inline-block;width:80px;height:8px;background:#e6e6e6;'
+        'border-radius:4px;overflow:hidden"><span style="display:block;height:8px;'
+        'width:{}%;background:{}"></span></span>{}%</span>',
+        f"{percent:.1f}",
+        f"{min(percent, 100):.0f}",
+        colour,
+        f"{percent:.0f}",
+    )

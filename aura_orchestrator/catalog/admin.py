@@ -1,0 +1,168 @@
+import os
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import models
+from django.db.models import Count
+from django.utils.html import format_html
+
+from aura_orchestrator.admin import AuraModelAdmin
+from aura_orchestrator.catalog.models import LlmModel, Provider
+from aura_orchestrator.catalog.services import model_apply_catalogue_price
+
+PRICE_FIELDS = ("input_price", "output_price", "cached_input_price")
+
+
+def _mark_manual_price(model: LlmModel, changed: list[str]) -> None:
+    """A price typed by an operator is theirs: the catalogue must not overwrite it."""
+    if any(name in PRICE_FIELDS for name in changed):
+        model.price_source = LlmModel.PriceSource.MANUAL
+
+
+def _one_default_model(model: LlmModel) -> None:
+    if model.is_default:
+        LlmModel.objects.filter(provider_id=model.provider_id, is_default=True).exclude(
+            pk=model.pk
+        ).update(is_default=False)
+
+
+class LlmModelInline(admin.TabularInline):
+    model = LlmModel
+    fields = [
+        "name",
+        "is_default",
+        "enabled",
+        "input_price",
+        "output_price",
+        "cached_input_price",
+        "price_source",
+        "context_window",
+    ]
+    readonly_fields = ["price_source"]
+    extra = 0
+    show_change_link = True
+
+
+class ProviderForm(forms.ModelForm):
+    def _get_validation_exclusions(self):
+        # "One default provider" is kept by save_model, which takes the flag from the old
+        # default: the form must not refuse the move.
+        return {*super()._get_validation_exclusions(), "is_default"}
+
+
+@admin.register(Provider)
+class ProviderAdmin(AuraModelAdmin):
+    """Upstreams. The secret itself stays in the environment: this page shows only the
+    variable's name and whether it is set, never its value."""
+
+    list_display = [
+        "name",
+        "kind",
+        "base_url",
+        "api_key_env",
+        "secret",
+        "enabled",
+        "is_default",
+        "priority",
+        "model_count",
+    ]
+    list_editable = ["enabled", "priority"]
+    list_filter = ["kind", "enabled", "is_default"]
+    search_fields = ["name", "base_url"]
+    readonly_fields = ["secret", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "base_url"]}),
+        ("Secret", {"fields": ["api_key_env", "secret"]}),
+        ("Fallback chain", {"fields": ["enabled", "is_default", "priority"]}),
+        ("Audit", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+    inlines = [LlmModelInline]
+    form = ProviderForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_model_count=Count("models"))
+
+    @admin.display(description="models", ordering="_model_count")
+    def model_count(self, obj: Provider) -> int:
+        return obj._model_count
+
+    @admin.display(description="secret in environment")
+    def secret(self, obj: Provider):
+        if not obj.api_key_env:
+            return "— (no variable named)"
+        if os.environ.get(obj.api_key_env):
+            return format_html('<span style="color:{}">✔ {}</span>', "#3a7d44", "set")
+        return format_html('<span style="color:{}">✘ {}</span>', "#ba2121", "missing")
+
+    def save_model(self, request, obj, form, change):
+        # At most one default provider (a database constraint): the new one wins.
+        if obj.is_default:
+            Provider.objects.filter(is_default=True).exclude(pk=obj.pk).update(is_default=False)
+        super().save_model(request, obj, form, change)
+
+    def save_formset(self, request, form, formset, change):
+        for inline_form in formset.forms:
+            if inline_form.has_changed() and not getattr(inline_form, "cleaned_data", {}).get(
+                "DELETE"
+            ):
+                _mark_manual_price(inline_form.instance, inline_form.changed_data)
+        super().save_formset(request, form, formset, change)
+        for model in formset.new_objects + [m for m, _ in formset.changed_objects]:
+            _one_default_model(model)
+
+
+@admin.register(LlmModel)
+class LlmModelAdmin(AuraModelAdmin):
+    list_display = [
+        "name",
+        "provider",
+        "enabled",
+        "is_default",
+        "input_price",
+        "output_price",
+        "cached_input_price",
+        "price_source",
+        "context_window",
+    ]
+    list_editable = ["enabled", "input_price", "output_price"]
+    list_filter = ["provider", "price_source", "enabled"]
+    list_select_related = ["provider"]
+    search_fields = ["name", "provider__name"]
+    readonly_fields = ["price_source", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["provider", "name", "enabled", "is_default", "context_window"]}),
+        (
+            "Prices (USD per million tokens)",
+            {
+                "fields": ["input_price", "output_price", "cached_input_price", "price_source"],
+                "description": "Editing a price marks it as set by an operator; the action "
+                "“Reset price from catalogue” goes back to the bundled catalogue.",
+            },
+        ),
+        ("Audit", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+    actions = ["reset_price_from_catalogue"]
+
+    def save_model(self, request, obj, form, change):
+        _mark_manual_price(obj, form.changed_data)
+        super().save_model(request, obj, form, change)
+        _one_default_model(obj)
+
+    @admin.action(description="Reset price from catalogue")
+    def reset_price_from_catalogue(self, request, queryset):
+        updated, unknown = [], []
+        for model in queryset.select_related("provider"):
+            (updated if model_apply_catalogue_price(llm_model=model) else unknown).append(model)
+        for model in updated:
+            self.log_change(request, model, "Price reset from the catalogue.")
+        if updated:
+            names = ", ".join(str(m) for m in updated)
+            self.message_user(request, f"Catalogue price applied to {names}.", messages.SUCCESS)
+        if unknown:
+            names = ", ".join(str(m) for m in unknown)
+            self.message_user(
+                request,
+                f"The catalogue does not know {names}; prices left unchanged.",
+                messages.WARNING,
+            )

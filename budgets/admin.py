@@ -1,0 +1,319 @@
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Q
+from django.utils import timezone
+
+from aura_orchestrator.admin import AuraModelAdmin, usage_bar, usd, usd_decimal
+from aura_orchestrator.money import micros_to_usd, usd_to_micros
+from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
+from budgets.services import Reservation, budget_release, session_clear
+
+_CAP_FIELDS = (
+    "max_tokens_per_operation",
+    "max_cost_per_operation_micros",
+    "max_tokens_per_session",
+    "max_cost_per_session_micros",
+)
+
+
+@admin.register(BudgetConstraint)
+class BudgetConstraintAdmin(AuraModelAdmin):
+    list_display = [
+        "name",
+        "max_tokens_per_operation",
+        "cost_per_operation",
+        "max_tokens_per_session",
+        "cost_per_session",
+        "enforce_hard_limits",
+        "updated_at",
+    ]
+    list_filter = ["enforce_hard_limits"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "description"]}),
+        (
+            "Per operation",
+            {
+                "fields": ["max_tokens_per_operation", "max_cost_per_operation"],
+                "description": "Worst case of one call: prompt tokens + max_tokens, priced.",
+            },
+        ),
+        (
+            "Per session",
+            {
+                "fields": ["max_tokens_per_session", "max_cost_per_session"],
+                "description": "Accrued + reserved over the whole session.",
+            },
+        ),
+        ("Enforcement", {"fields": ["enforce_hard_limits"]}),
+        ("Audit", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    @admin.display(description="max cost / operation", ordering="max_cost_per_operation")
+    def cost_per_operation(self, obj: BudgetConstraint) -> str:
+        return usd_decimal(obj.max_cost_per_operation)
+
+    @admin.display(description="max cost / session", ordering="max_cost_per_session")
+    def cost_per_session(self, obj: BudgetConstraint) -> str:
+        return usd_decimal(obj.max_cost_per_session)
+
+
+class HasCapsFilter(admin.SimpleListFilter):
+    title = "caps"
+    parameter_name = "has_caps"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Has caps"), ("no", "No caps")]
+
+    def queryset(self, request, queryset):
+        any_cap = Q()
+        for name in _CAP_FIELDS:
+            any_cap |= Q(**{f"{name}__isnull": False})
+        if self.value() == "yes":
+            return queryset.filter(any_cap)
+        if self.value() == "no":
+            return queryset.exclude(any_cap)
+        return queryset
+
+
+class LlmSessionForm(forms.ModelForm):
+    """Cost caps edited in USD; the ledger keeps exact integer micro-dollars."""
+
+    max_cost_per_operation = forms.DecimalField(
+        label="Max cost per operation (USD)",
+        required=False,
+        min_value=Decimal(0),
+        max_digits=14,
+        decimal_places=6,
+    )
+    max_cost_per_session = forms.DecimalField(
+        label="Max cost per session (USD)",
+        required=False,
+        min_value=Decimal(0),
+        max_digits=14,
+        decimal_places=6,
+    )
+
+    class Meta:
+        model = LlmSession
+        fields = [
+            "constraint",
+            "max_tokens_per_operation",
+            "max_tokens_per_session",
+            "enforce_hard_limits",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        session = self.instance
+        for name in ("max_cost_per_operation", "max_cost_per_session"):
+            micros = getattr(session, f"{name}_micros")
+            self.initial[name] = None if micros is None else micros_to_usd(micros)
+
+    def save(self, commit=True):
+        for name in ("max_cost_per_operation", "max_cost_per_session"):
+            amount = self.cleaned_data.get(name)
+            setattr(
+                self.instance, f"{name}_micros", None if amount is None else usd_to_micros(amount)
+            )
+        return super().save(commit)
+
+
+class ReservationInline(admin.TabularInline):
+    """In-flight reservations of the session (read-only: release them from the list)."""
+
+    model = BudgetReservation
+    fields = ["operation_id", "tokens", "cost", "created_at", "expires_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="cost")
+    def cost(self, obj: BudgetReservation) -> str:
+        return usd(obj.cost_micros)
+
+
+def _usage_fraction(session: LlmSession) -> float | None:
+    """The largest share of a session cap in use (used + reserved), None without caps."""
+    shares = []
+    if session.max_tokens_per_session:
+        used = session.tokens_used + session.tokens_reserved
+        shares.append(used / session.max_tokens_per_session)
+    if session.max_cost_per_session_micros:
+        spent = session.cost_accrued_micros + session.cost_reserved_micros
+        shares.append(spent / session.max_cost_per_session_micros)
+    return max(shares) if shares else None
+
+
+@admin.register(LlmSession)
+class LlmSessionAdmin(AuraModelAdmin):
+    form = LlmSessionForm
+    list_display = [
+        "session_id",
+        "project",
+        "tokens_used",
+        "tokens_reserved",
+        "cost_accrued_usd",
+        "cost_reserved_usd",
+        "usage",
+        "operation_count",
+        "enforce_hard_limits",
+        "last_activity_at",
+    ]
+    list_filter = [
+        "project",
+        ("enforce_hard_limits", admin.BooleanFieldListFilter),
+        HasCapsFilter,
+        "constraint",
+    ]
+    list_select_related = ["project"]
+    search_fields = ["session_id"]
+    date_hierarchy = "last_activity_at"
+    show_full_result_count = False
+    actions = ["clear_ledger"]
+    inlines = [ReservationInline]
+    readonly_fields = [
+        "project",
+        "session_id",
+        "tokens_used",
+        "tokens_reserved",
+        "cost_accrued_usd",
+        "cost_reserved_usd",
+        "usage",
+        "operation_count",
+        "created_at",
+        "last_activity_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["project", "session_id", "constraint"]}),
+        (
+            "Ledger",
+            {
+                "fields": [
+                    "tokens_used",
+                    "tokens_reserved",
+                    "cost_accrued_usd",
+                    "cost_reserved_usd",
+                    "usage",
+                    "operation_count",
+                    "created_at",
+                    "last_activity_at",
+                ]
+            },
+        ),
+        (
+            "Caps in force",
+            {
+                "fields": [
+                    "max_tokens_per_operation",
+                    "max_cost_per_operation",
+                    "max_tokens_per_session",
+                    "max_cost_per_session",
+                    "enforce_hard_limits",
+                ],
+                "description": "Copied from the constraint the session was given; edit them "
+                "here for this session only. Empty = no cap.",
+            },
+        ),
+    ]
+
+    def has_add_permission(self, request):
+        return False  # sessions are opened by the API
+
+    @admin.display(description="cost accrued", ordering="cost_accrued_micros")
+    def cost_accrued_usd(self, obj: LlmSession) -> str:
+        return usd(obj.cost_accrued_micros)
+
+    @admin.display(description="cost reserved", ordering="cost_reserved_micros")
+    def cost_reserved_usd(self, obj: LlmSession) -> str:
+        return usd(obj.cost_reserved_micros)
+
+    @admin.display(description="usage of cap")
+    def usage(self, obj: LlmSession):
+        return usage_bar(_usage_fraction(obj))
+
+    @admin.action(description="Clear ledger of selected sessions (telemetry stays)")
+    def clear_ledger(self, request, queryset):
+        sessions = list(queryset.select_related("project"))
+        self.log_deletions(request, sessions)
+        cleared = sum(
+            session_clear(project_id=s.project_id, session_id=s.session_id) for s in sessions
+        )
+        self.message_user(request, f"Cleared the ledger of {cleared} session(s).", messages.SUCCESS)
+
+
+class ExpiredFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "expired"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Expired (worker gone)"), ("no", "In flight")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "yes":
+            return queryset.filter(expires_at__lte=now)
+        if self.value() == "no":
+            return queryset.filter(expires_at__gt=now)
+        return queryset
+
+
+@admin.register(BudgetReservation)
+class BudgetReservationAdmin(admin.ModelAdmin):
+    """Read-only: a reservation is handed back to its ledger by releasing it, never by
+    deleting the row (which would leave the reserved amounts on the ledger)."""
+
+    list_display = [
+        "operation_id",
+        "session",
+        "tokens",
+        "cost_usd",
+        "created_at",
+        "expires_at",
+        "expired",
+    ]
+    list_filter = [ExpiredFilter]
+    list_select_related = ["session", "session__project"]
+    search_fields = ["=operation_id", "session__session_id"]
+    date_hierarchy = "created_at"
+    actions = ["release_now"]
+    readonly_fields = ["session", "operation_id", "tokens", "cost_usd", "created_at", "expires_at"]
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="cost", ordering="cost_micros")
+    def cost_usd(self, obj: BudgetReservation) -> str:
+        return usd(obj.cost_micros)
+
+    @admin.display(boolean=True, description="expired")
+    def expired(self, obj: BudgetReservation) -> bool:
+        return obj.expires_at <= timezone.now()
+
+    @admin.action(description="Release selected reservations now (hand back to the ledger)")
+    def release_now(self, request, queryset):
+        rows = list(queryset.values_list("pk", "session_id", "tokens", "cost_micros"))
+        for pk, session_pk, tokens, cost_micros in rows:
+            budget_release(
+                reservation=Reservation(
+                    id=pk, session_pk=session_pk, tokens=tokens, cost_micros=cost_micros
+                )
+            )
+        self.message_user(request, f"Released {len(rows)} reservation(s).", messages.SUCCESS)

@@ -1,0 +1,153 @@
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connections
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+from telemetry.models import OperationTelemetry
+
+# Below this many rows an exact COUNT(*) is cheap enough.
+_EXACT_COUNT_BELOW = 50_000
+
+
+class EstimatedCountPaginator(Paginator):
+    """COUNT(*) over millions of telemetry rows takes seconds on PostgreSQL. An
+    unfiltered list uses the planner's estimate instead (pages need only an order of
+    magnitude); filtered lists, usually narrowed by an index, still count exactly."""
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        connection = connections[queryset.db]
+        if connection.vendor == "postgresql" and not queryset.query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [queryset.model._meta.db_table],
+                )
+                row = cursor.fetchone()
+            if row and row[0] >= _EXACT_COUNT_BELOW:
+                return row[0]
+        return super().count
+
+
+@admin.register(OperationTelemetry)
+class OperationTelemetryAdmin(admin.ModelAdmin):
+    """Read-only record of every operation. Rows are written by the pipeline only;
+    superusers may delete (e.g. data a tenant asked to erase)."""
+
+    list_display = [
+        "started_at",
+        "session_id",
+        "operation_type",
+        "provider_name",
+        "model_name",
+        "tokens_in",
+        "tokens_out",
+        "cost",
+        "latency",
+        "success",
+        "cache_hit",
+        "retry_count",
+        "error_code",
+    ]
+    list_filter = ["success", "cache_hit", "operation_type", "provider_name", "source", "project"]
+    list_select_related = ["project"]
+    # Prefix and exact searches use the indexes; a leading-wildcard scan would not.
+    search_fields = ["^session_id", "=operation_id", "^model_name"]
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 100
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "operation_id",
+                    "project",
+                    "api_key",
+                    "session_id",
+                    "operation_type",
+                    "source",
+                    "streamed",
+                ]
+            },
+        ),
+        (
+            "Outcome",
+            {
+                "fields": [
+                    "success",
+                    "cache_hit",
+                    "error_code",
+                    "error_message",
+                    "provider_name",
+                    "model_name",
+                    "retry_count",
+                    "attempts_table",
+                ]
+            },
+        ),
+        (
+            "Usage",
+            {"fields": ["tokens_in", "tokens_out", "total_tokens", "estimated_cost"]},
+        ),
+        (
+            "Timing",
+            {"fields": ["started_at", "completed_at", "latency_ms", "time_to_first_token_ms"]},
+        ),
+        ("Parameters", {"fields": ["temperature", "top_p", "max_tokens"]}),
+    ]
+    readonly_fields = [
+        name for _, options in fieldsets for name in options["fields"] if name != "attempts"
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def get_queryset(self, request):
+        # The detail page loads the key and project; the list never needs the key.
+        return super().get_queryset(request).select_related("api_key")
+
+    @admin.display(description="cost", ordering="estimated_cost")
+    def cost(self, obj: OperationTelemetry) -> str:
+        return f"${obj.estimated_cost}"
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, obj: OperationTelemetry) -> str:
+        return f"{obj.latency_ms} ms"
+
+    @admin.display(description="total tokens")
+    def total_tokens(self, obj: OperationTelemetry) -> int:
+        return obj.total_tokens
+
+    @admin.display(description="attempts")
+    def attempts_table(self, obj: OperationTelemetry):
+        attempts = [a for a in obj.attempts or [] if isinstance(a, dict)]
+        if not attempts:
+            return "— (no provider call: cache hit or refused before the call)"
+        columns = list(dict.fromkeys(key for attempt in attempts for key in attempt))
+        head = format_html_join("", "<th>{}</th>", ((c.replace("_", " "),) for c in columns))
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td>{}</tr>",
+            (
+                (
+                    number,
+                    format_html_join(
+                        "",
+                        "<td>{}</td>",
+                        (("—" if a.get(c) is None else a.get(c),) for c in columns),
+                    ),
+                )
+                for number, a in enumerate(attempts, start=1)
+            ),
+        )
+        return format_html("<table><thead><tr><th>#</th>{}</tr></thead>{}</table>", head, rows)
