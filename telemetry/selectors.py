@@ -286,7 +286,7 @@ def rollup_watermark() -> datetime | None:
     )
 
 
-def _retention_cutoff(now: datetime) -> datetime:
+def retention_cutoff(now: datetime) -> datetime:
     """Raw rows before this hour may be pruned; their rollups are final."""
     return floor_hour(now - timedelta(days=settings.AURA["TELEMETRY_RETENTION_DAYS"]))
 
@@ -480,7 +480,7 @@ def _wants_rollups(*, since: datetime | None, until: datetime | None, rolled_row
     now = timezone.now()
     max_days = settings.AURA.get("STATISTICS_RAW_MAX_DAYS", 7)
     max_rows = settings.AURA.get("STATISTICS_RAW_MAX_ROWS", 500_000)
-    if since is None or since < _retention_cutoff(now):
+    if since is None or since < retention_cutoff(now):
         return True  # all time, or raw rows may already be pruned
     if (until or now) - since > timedelta(days=max_days):
         return True
@@ -607,3 +607,8 @@ def breakdown(
     )
     rows = [{"key": key[0] or UNNAMED, **acc.as_dict()} for key, acc in accs.items()]
     return sorted(rows, key=lambda r: (-r["operations"], r["key"]))
+
+
+def telemetry_session_exists(*, project_id: int, session_id: str) -> bool:
+    """Whether the project has any operation of this session (the session index)."""
+    return OperationTelemetry.objects.filter(project_id=project_id, session_id=session_id).exists()
