@@ -152,6 +152,7 @@ class LiveServer:
     def __init__(self, *, workers: int) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = ROOT / "var" / f"live-server-{self.port}.log"
         env = {
             **os.environ,
             "DATABASE_URL": _test_database_url(),
@@ -172,12 +173,13 @@ class LiveServer:
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # A file, not a pipe: an unread pipe fills up and blocks the server's logging.
+            stderr=self.log_path.open("wb"),
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"server exited: {self.log_tail()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
@@ -185,6 +187,9 @@ class LiveServer:
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError("server did not start in 30 s")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
         self.process.terminate()

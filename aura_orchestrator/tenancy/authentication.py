@@ -1,5 +1,6 @@
 """DRF authentication by `Authorization: Bearer <api key>` (what the OpenAI SDK sends)."""
 
+from django.db import close_old_connections
 from rest_framework import authentication, exceptions, permissions
 
 from aura_orchestrator.tenancy.models import ApiKey
@@ -30,7 +31,14 @@ class BearerApiKey(authentication.BaseAuthentication):
         scheme, _, raw_key = header.partition(" ")
         if scheme.lower() != self.keyword or not raw_key.strip():
             raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
-        api_key = api_key_authenticate(raw_key=raw_key.strip())
+        try:
+            api_key = api_key_authenticate(raw_key=raw_key.strip())
+        finally:
+            # Under ASGI each request runs its sync code in a thread of its own, which keeps
+            # its (pooled) connection until the response is finished, i.e. across the
+            # provider call. Hand it back now: hundreds of requests in flight must not hold
+            # hundreds of connections.
+            close_old_connections()
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         return ServicePrincipal(api_key), api_key
