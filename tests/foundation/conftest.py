@@ -12,9 +12,35 @@ from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.catalog.services import ProviderConfigured, provider_configure
 from aura_orchestrator.tenancy.services import CreatedKey
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
+from presets.models import OperationPreset
+from presets.operation_types import OperationType
+from presets.services import seed_values
 from telemetry.models import OperationTelemetry
 
 OPERATOR_PASSWORD = "a-long-operator-password"
+
+
+@pytest.fixture(autouse=True)
+def _seed_presets(request):
+    """The 13 preset rows come from a data migration, and a transactional test's flush
+    (here or anywhere earlier in the run; --reuse-db keeps the result) deletes them. Put
+    back the missing ones so every test starts from a freshly migrated database."""
+    marker = request.node.get_closest_marker("django_db")
+    names = request.fixturenames
+    if marker is None and "db" not in names and "transactional_db" not in names:
+        yield
+        return
+    transactional = "transactional_db" in names or bool(
+        marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    )
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    present = set(OperationPreset.objects.values_list("operation_type", flat=True))
+    OperationPreset.objects.bulk_create(
+        OperationPreset(operation_type=op, **seed_values(op))
+        for op in OperationType
+        if op.value not in present
+    )
+    yield
 
 
 @pytest.fixture
