@@ -2,9 +2,12 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
-def _ensure_schedules(sender, *, apps, using, **kwargs) -> None:
+def _ensure_schedules(sender, *, using, apps=None, **kwargs) -> None:
     """Background job schedules exist after every `migrate` (and test-database flush)."""
     from telemetry.tasks import schedules_ensure
+
+    if apps is None:  # `flush` (e.g. after a transactional test) sends no `apps`
+        from django.apps import apps
 
     try:
         schedule_model = apps.get_model("django_q", "Schedule")

@@ -1,6 +1,6 @@
 """DRF authentication by `Authorization: Bearer <api key>` (what the OpenAI SDK sends)."""
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from rest_framework import authentication, exceptions, permissions
 
 from aura_orchestrator.tenancy.models import ApiKey
@@ -37,8 +37,10 @@ class BearerApiKey(authentication.BaseAuthentication):
             # Under ASGI each request runs its sync code in a thread of its own, which keeps
             # its (pooled) connection until the response is finished, i.e. across the
             # provider call. Hand it back now: hundreds of requests in flight must not hold
-            # hundreds of connections.
-            close_old_connections()
+            # hundreds of connections. Never inside an atomic block (a test's transaction,
+            # as ATOMIC_REQUESTS is off): closing there would discard that transaction.
+            if not connection.in_atomic_block:
+                close_old_connections()
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         return ServicePrincipal(api_key), api_key

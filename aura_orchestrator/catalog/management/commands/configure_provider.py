@@ -16,8 +16,9 @@ def _price(value: str | None) -> Decimal | None:
         price = Decimal(value)
     except InvalidOperation as exc:
         raise CommandError(f"Not a price: {value!r} (USD per million tokens).") from exc
-    if price < 0 or not price.is_finite():
-        raise CommandError(f"A price must be a non-negative number, not {value!r}.")
+    # is_finite first: comparing NaN raises InvalidOperation. The bound is the column's.
+    if not price.is_finite() or price < 0 or price >= 1_000_000:
+        raise CommandError(f"A price must be a non-negative number below 1000000, not {value!r}.")
     return price
 
 
