@@ -1,0 +1,14 @@
+"""Staff dashboards, mounted at /dashboard/."""
+
+from django.urls import path
+
+from telemetry import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("sessions/", views.session_list, name="sessions"),
+    path("sessions/<int:pk>/", views.session_detail, name="session"),
+    path("operations/<uuid:operation_id>/", views.operation_detail, name="operation"),
+]
