@@ -25,7 +25,8 @@ class Change:
     @property
     def line(self) -> str:
         return (
-            f"- {self.parameter} {self.base} → {self.adjusted}{_percent(self.base, self.adjusted)}"
+            f"- {self.parameter} {_num(self.base)} → {_num(self.adjusted)}"
+            f"{_percent(self.base, self.adjusted)}"
             f": cost: {self.cost}; latency: {self.latency}; output: {self.output}."
         )
 
@@ -46,6 +47,11 @@ class Explanation:
         }
 
 
+def _num(value) -> str:
+    """25.0 reads as 25, 0.70 as 0.7."""
+    return f"{value:g}"
+
+
 def _percent(base, adjusted) -> str:
     if not base:
         return ""
@@ -55,6 +61,7 @@ def _percent(base, adjusted) -> str:
 
 def _effects(name: str, base, new) -> tuple[str, str, str]:
     up = new > base
+    base_text, new_text = _num(base), _num(new)
     if name == "max_tokens":
         if up:
             return (
@@ -98,14 +105,15 @@ def _effects(name: str, base, new) -> tuple[str, str, str]:
         if up:
             return (
                 "no direct effect",
-                f"a stuck call is waited on for up to {new} s per attempt instead of {base} s, "
-                "so the worst case grows",
+                f"a stuck call is waited on for up to {new_text} s per attempt instead of "
+                f"{base_text} s, so the worst case grows",
                 "slow, long answers get time to finish instead of failing with a timeout",
             )
         return (
             "no direct effect",
-            f"a stuck call is abandoned after {new} s instead of {base} s, so the worst case falls",
-            f"answers that need more than {new} s fail with a timeout (and are retried)",
+            f"a stuck call is abandoned after {new_text} s instead of {base_text} s, so the "
+            "worst case falls",
+            f"answers that need more than {new_text} s fail with a timeout (and are retried)",
         )
     # max_retries
     if up:
