@@ -1,8 +1,11 @@
+from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import Q
 from django.utils.html import format_html, format_html_join
 
 from aura_orchestrator.admin import AuraModelAdmin
+from aura_orchestrator.optimization.admin_mixin import PresetSuggestionAdminMixin
 from presets.models import OperationPreset
 from presets.operation_types import SEED_PRESETS, OperationType
 from presets.services import preset_reset, seed_values
@@ -17,6 +20,8 @@ TUNED_FIELDS = (
     "cache_enabled",
     "cache_ttl_seconds",
 )
+
+_NARROW = {"style": "width:5.5em"}
 
 
 def _seed_match() -> Q:
@@ -53,7 +58,7 @@ def _differences(preset: OperationPreset) -> list[tuple[str, object, object]]:
 
 
 @admin.register(OperationPreset)
-class OperationPresetAdmin(AuraModelAdmin):
+class OperationPresetAdmin(PresetSuggestionAdminMixin, AuraModelAdmin):
     """The 13 presets. An edit applies to the next request on every worker (selectors
     read the row per request). Lists are tuples/lists here so that other features can
     extend them (`actions += [...]`, `readonly_fields += (...)`)."""
@@ -70,16 +75,23 @@ class OperationPresetAdmin(AuraModelAdmin):
     list_filter = [CustomizedFilter, "cache_enabled", "max_retries"]
     list_select_related = ["updated_by"]
     search_fields = ["operation_type", "description"]
-    actions = ["reset_to_seed"]
-    readonly_fields = ("seed_defaults", "updated_at", "updated_by")
+    actions = ["reset_to_seed", "apply_telemetry_suggestion"]
+    readonly_fields = ("seed_defaults", "telemetry_suggestion", "updated_at", "updated_by")
     fieldsets = [
         (None, {"fields": ["operation_type", "description"]}),
         ("Sampling", {"fields": ["temperature", "top_p", "max_tokens"]}),
         ("Reliability", {"fields": ["timeout_seconds", "max_retries"]}),
         ("Caching", {"fields": ["cache_enabled", "cache_ttl_seconds"]}),
+        ("Suggestion from telemetry", {"fields": ["telemetry_suggestion"]}),
         ("Seed defaults and audit", {"fields": ["seed_defaults", "updated_at", "updated_by"]}),
     ]
     list_per_page = 20  # the 13 types on one page, editable in place
+    # Narrow number boxes so that all seven parameters fit on one screen.
+    formfield_overrides = {
+        models.FloatField: {"widget": forms.NumberInput(attrs={"step": "any", **_NARROW})},
+        models.PositiveIntegerField: {"widget": forms.NumberInput(attrs=_NARROW)},
+        models.PositiveSmallIntegerField: {"widget": forms.NumberInput(attrs=_NARROW)},
+    }
 
     def get_readonly_fields(self, request, obj=None):
         fields = tuple(super().get_readonly_fields(request, obj))

@@ -42,8 +42,7 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
         "operation_type",
         "provider_name",
         "model_name",
-        "tokens_in",
-        "tokens_out",
+        "tokens",
         "cost",
         "latency",
         "success",
@@ -123,6 +122,10 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
     @admin.display(description="latency", ordering="latency_ms")
     def latency(self, obj: OperationTelemetry) -> str:
         return f"{obj.latency_ms} ms"
+
+    @admin.display(description="tokens in / out")
+    def tokens(self, obj: OperationTelemetry) -> str:
+        return f"{obj.tokens_in} / {obj.tokens_out}"
 
     @admin.display(description="total tokens")
     def total_tokens(self, obj: OperationTelemetry) -> int:
