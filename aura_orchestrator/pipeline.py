@@ -29,7 +29,7 @@ from aura_orchestrator.caching.services import (
     cache_lookup,
     cache_store,
 )
-from aura_orchestrator.caching.singleflight import SingleFlight
+from aura_orchestrator.caching.singleflight import CacheLease, SingleFlight
 from aura_orchestrator.catalog.selectors import Route, route_chain_resolve
 from aura_orchestrator.catalog.tokens import count_message_tokens, count_tokens
 from aura_orchestrator.db import db
@@ -198,7 +198,7 @@ async def execute(request: OperationRequest, *, principal: Principal) -> Operati
         if run.plan.cache_key is None:
             return await _call_and_settle(run)
         flight_key = f"{principal.project_id}:{run.plan.cache_key}"
-        result, led = await _single_flight.run(flight_key, lambda: _call_and_settle(run))
+        result, led = await _single_flight.run(flight_key, lambda: _lead(run, flight_key))
         if led:
             return result
         if result.success:  # another request asked the same question a moment ago
@@ -206,6 +206,43 @@ async def execute(request: OperationRequest, *, principal: Principal) -> Operati
         return await _call_and_settle(run)
     except errors.AuraError as exc:
         return await _finish_failed(run, exc)
+
+
+async def _lead(run: _Run, flight_key: str) -> OperationResult:
+    """The leader within this process. With a shared cache (Redis) it also takes a lease
+    across processes: if another worker holds it, wait for that worker's cache entry."""
+    if not CacheLease.shared():
+        return await _call_and_settle(run)
+    preset = run.plan.preset
+    lease = CacheLease(
+        flight_key, ttl_seconds=preset.timeout_seconds * (preset.max_retries + 1) + 5
+    )
+    if await lease.acquire():
+        try:
+            return await _call_and_settle(run)
+        finally:
+            await lease.release()
+    answer = await _await_other_worker(run, lease)
+    if answer is not None:
+        return await _finish_cached(run, answer)
+    return await _call_and_settle(run)
+
+
+async def _await_other_worker(run: _Run, lease: CacheLease) -> CachedAnswer | None:
+    """Poll for the entry the lease holder will store; None once its lease is gone."""
+    delay = 0.02
+    deadline = time.monotonic() + lease.ttl
+    while time.monotonic() < deadline:
+        await asyncio.sleep(delay)
+        answer = await db(
+            cache_lookup, project_id=run.principal.project_id, key_hash=run.plan.cache_key
+        )
+        if answer is not None:
+            return answer
+        if not await lease.held_by_other():
+            return None
+        delay = min(delay * 2, 0.2)
+    return None
 
 
 async def _call_and_settle(run: _Run) -> OperationResult:

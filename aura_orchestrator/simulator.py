@@ -232,6 +232,8 @@ class FakeUpstream:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # The stdlib default backlog of 5 refuses connections under a burst of concurrent calls.
+    request_queue_size = 1024
     upstream: FakeUpstream
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

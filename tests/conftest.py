@@ -149,7 +149,7 @@ def _test_database_url() -> str:
 
 
 class LiveServer:
-    def __init__(self, *, workers: int) -> None:
+    def __init__(self, *, workers: int, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = ROOT / "var" / f"live-server-{self.port}.log"
@@ -159,6 +159,7 @@ class LiveServer:
             "DEBUG": "false",
             "DJANGO_SECRET_KEY": "live-server-test-key",
             "LOG_LEVEL": "WARNING",
+            **(env or {}),
         }
         self.process = subprocess.Popen(
             [
@@ -201,12 +202,14 @@ class LiveServer:
 
 @pytest.fixture(scope="session")
 def live_server_factory(django_db_setup, django_db_blocker):
-    servers: dict[int, LiveServer] = {}
+    servers: dict[tuple, LiveServer] = {}
 
-    def get(workers: int = 1) -> LiveServer:
-        if workers not in servers:
-            servers[workers] = LiveServer(workers=workers)
-        return servers[workers]
+    def get(workers: int = 1, **env: str) -> LiveServer:
+        """A running server with `workers` processes and extra environment `env`."""
+        key = (workers, tuple(sorted(env.items())))
+        if key not in servers:
+            servers[key] = LiveServer(workers=workers, env=env)
+        return servers[key]
 
     yield get
     for server in servers.values():

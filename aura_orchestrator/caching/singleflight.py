@@ -6,6 +6,7 @@ cache entry serves everyone.
 """
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -17,9 +18,9 @@ class SingleFlight(Generic[T]):
         self._inflight: dict[str, asyncio.Future[T]] = {}
 
     async def run(self, key: str, leader: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        """(result, led): `led` is False for callers that waited on another's call.
-        A leader's exception reaches only the leader; followers then get `None`-free
-        retries by calling `run` again (the caller decides)."""
+        """(result, led): `led` is False for callers that waited on another's call and
+        got its result (the caller decides what to do with a failed one). A leader's
+        exception reaches its followers too."""
         existing = self._inflight.get(key)
         if existing is not None:
             return await asyncio.shield(existing), False
@@ -36,3 +37,38 @@ class SingleFlight(Generic[T]):
             return result, True
         finally:
             self._inflight.pop(key, None)
+
+
+class CacheLease:
+    """A short exclusive lease in Django's cache, for single-flight across processes.
+
+    Only meaningful on a shared cache (Redis): `add` is atomic there, so one worker of
+    all machines leads and the others wait for its cache entry. On the local-memory cache
+    every process has its own, and the in-process `SingleFlight` already covers it.
+    """
+
+    def __init__(self, key: str, *, ttl_seconds: float) -> None:
+        from django.core.cache import cache
+
+        self._cache = cache
+        self.key = f"aura:lease:{key}"
+        self.ttl = max(1, int(ttl_seconds))
+        self._token = uuid.uuid4().hex
+
+    @staticmethod
+    def shared() -> bool:
+        from django.core.cache import cache
+        from django.core.cache.backends.locmem import LocMemCache
+
+        return not isinstance(cache, LocMemCache)
+
+    async def acquire(self) -> bool:
+        return await self._cache.aadd(self.key, self._token, self.ttl)
+
+    async def held_by_other(self) -> bool:
+        return await self._cache.aget(self.key) not in (None, self._token)
+
+    async def release(self) -> None:
+        # Compare then delete: a lease that expired and was taken over is not ours to drop.
+        if await self._cache.aget(self.key) == self._token:
+            await self._cache.adelete(self.key)
