@@ -30,7 +30,7 @@ def preset_apply_suggestion(*, operation_type: OperationType | str, user) -> Sug
             setattr(preset, name, value)
         preset.updated_by = user
         preset.save()
-        summary = ", ".join(f"{n} {before[n]} → {values[n]}" for n in changed) or "no change"
+        summary = ", ".join(f"{n}: {before[n]} → {values[n]}" for n in changed) or "no change"
         LogEntry.objects.log_actions(
             user_id=user.pk,
             queryset=[preset],
