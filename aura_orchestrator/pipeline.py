@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -38,10 +39,13 @@ from aura_orchestrator.providers.base import (
     ChatMessage,
     CompletionRequest,
     CompletionResult,
+    ProviderBadResponse,
     ProviderConfig,
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
+    StreamChunk,
+    Usage,
 )
 from aura_orchestrator.providers.http import get_client
 from aura_orchestrator.providers.registry import get_adapter
@@ -171,6 +175,8 @@ class _Run:
     route: Route | None = None
     warnings: list[str] = field(default_factory=list)
     finish_reason: str | None = None
+    streamed: bool = False
+    ttft_ms: int | None = None  # streams: time to the first text delta
 
     @property
     def retry_count(self) -> int:
@@ -556,6 +562,8 @@ def _telemetry_fields(run: _Run, *, success: bool, cache_hit: bool, error=None) 
         "error_message": error.message[:2000] if error else "",
         "attempts": run.attempts,
         "source": run.request.source,
+        "time_to_first_token_ms": run.ttft_ms,
+        "streamed": run.streamed,
     }
 
 
@@ -697,4 +705,219 @@ def _answer_of(result: OperationResult) -> CachedAnswer:
         model_name=t["model_name"],
         tokens_in=t["tokens_in"],
         tokens_out=t["tokens_out"],
+    )
+
+
+# --- Streaming (the gateway's `stream: true`) ----------------------------------------------
+
+# How much of a cached answer one replayed chunk carries.
+_REPLAY_CHUNK_CHARS = 1024
+
+
+@dataclass(slots=True)
+class OperationStream:
+    """A streaming operation, handed back once its first chunk has arrived (or it failed).
+
+    `error` set: nothing can be streamed (refused, or every attempt failed before a first
+    chunk) and `result` holds the failed operation. Otherwise iterate `chunks` once: it
+    relays the provider's chunks as they come (or replays a cached answer), and `result`
+    is set when the iteration ends, however it ends: completed, the provider failing after
+    the first chunk (`result.error`), or the consumer gone (closed or cancelled)."""
+
+    operation_id: uuid.UUID
+    was_cached: bool
+    provider_name: str
+    model_name: str
+    budget: dict  # the session's ledger once the worst case is reserved
+    chunks: AsyncIterator[StreamChunk] | None = None
+    error: errors.AuraError | None = None
+    result: OperationResult | None = None
+
+
+async def execute_stream(request: OperationRequest, *, principal: Principal) -> OperationStream:
+    """Start one streaming operation: preset, cache lookup, reserve, then the chain with
+    retries and fallback until a provider sends its first chunk. Never raises for an
+    expected failure. Streams skip single-flight: each one has its own consumer."""
+    run = _Run(request=request, principal=principal, streamed=True)
+    try:
+        run.plan = await db(_prepare, request=request, principal=principal)
+        if run.plan.cached is not None:
+            run.ttft_ms = round((time.perf_counter() - run.t0) * 1000)
+            result = await _finish_cached(run, run.plan.cached)
+            return OperationStream(
+                operation_id=run.operation_id,
+                was_cached=True,
+                provider_name=run.route.provider_name,
+                model_name=run.route.model_name,
+                budget=result.budget,
+                chunks=_replay(result.content or ""),
+                result=result,
+            )
+        await _reserve(run)
+        budget = await db(_budget_body, run) if run.plan.session.has_caps else {}
+        first, upstream = await _open_stream(run)
+    except errors.AuraError as exc:
+        result = await _finish_failed(run, exc)
+        return OperationStream(
+            operation_id=run.operation_id,
+            was_cached=False,
+            provider_name=result.telemetry["provider_name"],
+            model_name=result.telemetry["model_name"],
+            budget=result.budget,
+            error=exc,
+            result=result,
+        )
+    except BaseException:
+        if run.reservation is not None:
+            await asyncio.shield(db(budget_release, reservation=run.reservation))
+            run.reservation = None
+        raise
+    stream = OperationStream(
+        operation_id=run.operation_id,
+        was_cached=False,
+        provider_name=run.route.provider_name,
+        model_name=run.route.model_name,
+        budget=budget,
+    )
+    stream.chunks = _relay(run, stream, first, upstream)
+    return stream
+
+
+async def _replay(content: str) -> AsyncIterator[StreamChunk]:
+    for start in range(0, len(content), _REPLAY_CHUNK_CHARS):
+        yield StreamChunk(content[start : start + _REPLAY_CHUNK_CHARS])
+    yield StreamChunk("", finish_reason="stop")
+
+
+async def _open_stream(run: _Run) -> tuple[StreamChunk, AsyncIterator[StreamChunk]]:
+    """Like `_call_chain`, but an attempt succeeds when its first chunk arrives: retries
+    and fallback are only possible before anything was sent to the client."""
+    client = get_client()
+    messages = list(run.request.messages)
+    max_retries = run.plan.preset.max_retries
+    max_retry_after = settings.AURA["MAX_RETRY_AFTER_SECONDS"]
+    last_error: ProviderError | None = None
+    for route in run.plan.chain:
+        adapter = get_adapter(route.kind)
+        config = _provider_config(route)
+        provider_request = _completion_request(run, route, messages)
+        for attempt in range(max_retries + 1):
+            started = time.perf_counter()
+            upstream = adapter.stream(client, config, provider_request)
+            try:
+                try:
+                    first = await anext(upstream)
+                except StopAsyncIteration:
+                    raise ProviderBadResponse(
+                        f"{route.provider_name}: the stream ended before its first chunk",
+                        provider=route.provider_name,
+                    ) from None
+            except ProviderError as exc:
+                _record_attempt(run, route, started, exc)
+                last_error = exc
+                if not exc.retryable or attempt == max_retries:
+                    break
+                await asyncio.sleep(
+                    backoff_delay(
+                        attempt, retry_after=exc.retry_after, max_retry_after=max_retry_after
+                    )
+                )
+            else:
+                _record_attempt(run, route, started, None)
+                run.route = route
+                return first, upstream
+    raise _final_error(run, last_error)
+
+
+async def _relay(
+    run: _Run,
+    stream: OperationStream,
+    first: StreamChunk,
+    upstream: AsyncIterator[StreamChunk],
+) -> AsyncIterator[StreamChunk]:
+    """Hand each chunk on as it arrives, then settle, however the iteration ends."""
+    parts: list[str] = []
+    reported: Usage | None = None
+    error: errors.AuraError | None = None
+    completed = False
+    chunk = first
+    try:
+        while True:
+            reported = chunk.usage or reported
+            run.finish_reason = chunk.finish_reason or run.finish_reason
+            if chunk.delta:
+                if run.ttft_ms is None:
+                    run.ttft_ms = round((time.perf_counter() - run.t0) * 1000)
+                parts.append(chunk.delta)
+            yield chunk
+            try:
+                chunk = await anext(upstream)
+            except StopAsyncIteration:
+                completed = True
+                break
+    except ProviderError as exc:  # after the first chunk: no retry, the stream ends in error
+        attempt = run.attempts[-1]
+        attempt.update(outcome=type(exc).__name__, status=exc.status, error=str(exc)[:300])
+        error = _final_error(run, exc)
+    finally:
+        if not completed and error is None:
+            error = errors.AuraError("The client disconnected before the stream ended.")
+            error.code, error.status = "client_disconnected", 499
+        # The consumer may be cancelled (client gone): settle in a task of its own, which a
+        # second cancellation cannot interrupt.
+        end = asyncio.ensure_future(
+            _end_stream(run, stream, upstream, "".join(parts), reported, error)
+        )
+        await asyncio.shield(end)
+
+
+async def _end_stream(
+    run: _Run,
+    stream: OperationStream,
+    upstream: AsyncIterator[StreamChunk],
+    content: str,
+    reported: Usage | None,
+    error: errors.AuraError | None,
+) -> None:
+    """Close the upstream, charge what was consumed (the provider's usage, else counted),
+    validate the schema, store in cache when complete, write telemetry."""
+    try:
+        await upstream.aclose()  # stop the provider generating what nobody will read
+    except Exception:  # cleanup of a broken upstream must never prevent settlement
+        logger.debug("closing the upstream stream of %s failed", run.operation_id, exc_info=True)
+    route = run.route
+    consumed = CompletionResult(
+        content=content,
+        usage=reported,
+        model=route.model_name,
+        finish_reason=run.finish_reason,
+        raw={},
+    )
+    run.usage.add(_usage_of(consumed, route, list(run.request.messages)))
+    if error is None and run.request.response_schema is not None:
+        problem = _schema_error(content, run.request.response_schema)
+        if problem is not None:
+            error = errors.SchemaValidationFailed(
+                f"The streamed answer does not match the response schema: {problem}.",
+                details={"content": content[:2000]},
+            )
+    success = error is None
+    fields, budget = await db(
+        _finish,
+        run,
+        success=success,
+        cache_hit=False,
+        error=error,
+        content=content,
+        charge=run.unsettled,
+    )
+    stream.result = _result(
+        run,
+        fields,
+        budget,
+        success=success,
+        content=content,
+        was_cached=False,
+        error=error,
+        finish_reason=run.finish_reason,
     )

@@ -11,7 +11,9 @@ admin.site.index_title = "Operations console"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("dashboard/", include("telemetry.urls")),
     path("api/v1/", include("aura_orchestrator.api.urls")),
+    path("v1/", include("aura_orchestrator.gateway.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", health.healthz, name="healthz"),

@@ -1,0 +1,139 @@
+"""Our results in OpenAI's shapes: chat.completion bodies, SSE chunks, errors, headers."""
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from aura_orchestrator import errors
+from aura_orchestrator.api.exceptions import openai_error_body
+from aura_orchestrator.api.render import jsonable
+from aura_orchestrator.pipeline import OperationResult, OperationStream
+from aura_orchestrator.providers.base import StreamChunk
+
+DONE = b"data: [DONE]\n\n"
+
+
+def completion_id(operation_id: uuid.UUID) -> str:
+    return f"chatcmpl-{operation_id.hex}"
+
+
+def error_body(error: errors.AuraError) -> dict:
+    body = openai_error_body(error)
+    body["error"]["param"] = error.details.get("param")
+    return body
+
+
+def usage_body(telemetry: dict) -> dict:
+    """What this request was billed: zero tokens for a cache hit."""
+    tokens_in, tokens_out = telemetry["tokens_in"], telemetry["tokens_out"]
+    return {
+        "prompt_tokens": tokens_in,
+        "completion_tokens": tokens_out,
+        "total_tokens": tokens_in + tokens_out,
+    }
+
+
+def completion_body(result: OperationResult) -> dict:
+    return {
+        "id": completion_id(result.operation_id),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": result.telemetry["model_name"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": result.finish_reason or "stop",
+            }
+        ],
+        "usage": usage_body(result.telemetry),
+        "system_fingerprint": None,
+    }
+
+
+def aura_headers(
+    *, operation_id: uuid.UUID, session_id: str, cache_hit: bool, budget: dict, cost=None
+) -> dict[str, str]:
+    """What happened, for clients that cannot see our body: operation, cache, cost and
+    what remains of the session's budget (when it is capped)."""
+    headers = {
+        "X-Aura-Operation-Id": str(operation_id),
+        "X-Aura-Cache": "hit" if cache_hit else "miss",
+    }
+    if session_id.isascii() and session_id.isprintable():
+        headers["X-Aura-Session-Id"] = session_id
+    if cost is not None:
+        headers["X-Aura-Cost"] = jsonable(cost)
+    if budget.get("remaining_cost") is not None:
+        headers["X-Aura-Budget-Remaining-Cost"] = jsonable(budget["remaining_cost"])
+    if budget.get("remaining_tokens") is not None:
+        headers["X-Aura-Budget-Remaining-Tokens"] = str(budget["remaining_tokens"])
+    return headers
+
+
+def _sse(data: dict) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+class _ChunkShaper:
+    """Provider chunks (already OpenAI-shaped, Anthropic's translated by its adapter) keep
+    their content under our id and model; replayed cache chunks are built here. Usage
+    is taken off every chunk: the settled usage goes in one last chunk when asked for."""
+
+    def __init__(self, stream: OperationStream) -> None:
+        self.id = completion_id(stream.operation_id)
+        self.model = stream.model_name
+        self.created = int(time.time())
+        self.sent_role = False
+
+    def shape(self, chunk: StreamChunk) -> dict | None:
+        if chunk.raw is not None:
+            if not chunk.raw.get("choices"):
+                return None  # a usage-only chunk
+            body = {**chunk.raw, "id": self.id, "model": self.model}
+            body.pop("usage", None)
+            self.sent_role = True
+            return body
+        delta: dict = {}
+        if not self.sent_role:
+            delta["role"] = "assistant"
+            self.sent_role = True
+        if chunk.delta or not chunk.finish_reason:
+            delta["content"] = chunk.delta
+        return self.body([{"index": 0, "delta": delta, "finish_reason": chunk.finish_reason}])
+
+    def body(self, choices: list, **extra) -> dict:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+            **extra,
+        }
+
+
+async def sse_events(stream: OperationStream, *, include_usage: bool) -> AsyncIterator[bytes]:
+    """The SSE body: each chunk as the provider sends it; then the usage chunk (when
+    asked for) and `[DONE]`, or an error event when the provider failed mid-stream."""
+    shaper = _ChunkShaper(stream)
+    # aclosing: when the server closes this body early, the pipeline's iterator is
+    # closed at once too, so the operation is settled now rather than at collection.
+    async with aclosing(stream.chunks) as chunks:
+        async for chunk in chunks:
+            body = shaper.shape(chunk)
+            if body is not None:
+                yield _sse(body)
+    result = stream.result
+    if result is None:  # not reachable: the iterator sets it when it ends
+        return
+    if result.error is not None:
+        yield _sse(error_body(result.error))
+        return
+    if include_usage:
+        yield _sse(shaper.body([], usage=usage_body(result.telemetry)))
+    yield DONE

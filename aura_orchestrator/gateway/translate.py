@@ -1,0 +1,264 @@
+"""An OpenAI chat-completions body (plus our headers) → one `OperationRequest`.
+
+What the request sets overrides the preset of its operation type; what it leaves out
+comes from the preset. Anything we cannot honour faithfully (tools, n > 1, images) is
+refused with a 400 naming the parameter, never silently dropped.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import jsonschema
+
+from aura_orchestrator import errors
+from aura_orchestrator.pipeline import OperationRequest, PresetOverrides
+from aura_orchestrator.providers.base import ChatMessage
+from presets.operation_types import OperationType, parse_operation_type
+
+SESSION_HEADER = "X-Aura-Session-Id"
+OPERATION_TYPE_HEADER = "X-Aura-Operation-Type"
+BUDGET_HEADER = "X-Aura-Budget"
+ENABLE_CACHE_HEADER = "X-Aura-Enable-Cache"
+
+MAX_MESSAGES = 10_000
+MAX_CONTENT_CHARS = 2_000_000  # the REST API's prompt limit
+MAX_TOKENS_LIMIT = 1_000_000
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+# Parameters whose meaning we cannot carry to the provider: refused rather than ignored.
+UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "audio", "prediction")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    operation: OperationRequest
+    stream: bool
+    include_usage: bool
+
+
+def _invalid(param: str, message: str) -> errors.InvalidRequest:
+    return errors.InvalidRequest(message, details={"param": param})
+
+
+def _number(body: dict, name: str, *, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise _invalid(name, f"`{name}` must be a number between {low:g} and {high:g}.")
+    return float(value)
+
+
+def _positive_int(body: dict, name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS_LIMIT:
+        raise _invalid(name, f"`{name}` must be an integer between 1 and {MAX_TOKENS_LIMIT}.")
+    return value
+
+
+def _text_of(content: object, index: int) -> str:
+    """A message's content: a string, or text parts joined by newlines."""
+    param = f"messages[{index}].content"
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _invalid(param, f"`{param}` must be a string or a list of content parts.")
+    texts = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != "text" or not isinstance(part.get("text"), str):
+            raise _invalid(
+                param,
+                f"`{param}`: only text parts are supported (got {str(kind)[:40]!r}); "
+                "images, audio and files are not.",
+            )
+        texts.append(part["text"])
+    return "\n".join(texts)
+
+
+def _messages(body: dict) -> tuple[ChatMessage, ...]:
+    raw = body.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise _invalid("messages", "`messages` must be a non-empty list of messages.")
+    if len(raw) > MAX_MESSAGES:
+        raise _invalid("messages", f"`messages` may hold at most {MAX_MESSAGES} messages.")
+    messages = []
+    total = 0
+    for index, message in enumerate(raw):
+        if not isinstance(message, dict):
+            raise _invalid(f"messages[{index}]", f"`messages[{index}]` must be an object.")
+        role = ROLES.get(message.get("role")) if isinstance(message.get("role"), str) else None
+        if role is None:
+            raise _invalid(
+                f"messages[{index}].role",
+                f"`messages[{index}].role` must be one of system, developer, user, assistant "
+                "(tool calls are not supported).",
+            )
+        if message.get("tool_calls") or message.get("function_call"):
+            raise _invalid(f"messages[{index}]", "Tool and function calls are not supported.")
+        text = _text_of(message.get("content"), index)
+        total += len(text)
+        messages.append(ChatMessage(role=role, content=text))
+    if total > MAX_CONTENT_CHARS:
+        raise _invalid("messages", f"The messages exceed {MAX_CONTENT_CHARS} characters.")
+    return tuple(messages)
+
+
+def _stop(body: dict) -> tuple[str, ...] | None:
+    value = body.get("stop")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= 4
+        or not all(isinstance(s, str) and s for s in value)
+    ):
+        raise _invalid("stop", "`stop` must be a string or a list of up to 4 non-empty strings.")
+    return tuple(value)
+
+
+def _response_format(body: dict) -> tuple[dict | None, dict | None]:
+    """(response_format passed to the provider, JSON schema our pipeline validates)."""
+    value = body.get("response_format")
+    if value is None:
+        return None, None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None, None
+    if kind == "json_object":
+        return {"type": "json_object"}, None
+    if kind != "json_schema":
+        raise _invalid(
+            "response_format",
+            "`response_format.type` must be one of text, json_object, json_schema.",
+        )
+    spec = value.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise _invalid(
+            "response_format.json_schema", "`response_format.json_schema.schema` must be an object."
+        )
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        raise _invalid(
+            "response_format.json_schema", f"Not a valid JSON Schema: {exc.message}"
+        ) from exc
+    return value, schema
+
+
+def _metadata(body: dict) -> dict[str, str]:
+    value = body.get("metadata")
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise _invalid("metadata", "`metadata` must be an object of string values.")
+    return value
+
+
+def _session_id(value: str, *, source: str) -> str:
+    if not value.strip() or len(value) > 200 or any(ord(c) < 32 for c in value):
+        raise _invalid(
+            source, f"`{source}` must be 1 to 200 characters of text without control characters."
+        )
+    return value
+
+
+def _operation_type(value: str | None, *, source: str) -> OperationType:
+    if value is None:
+        return OperationType.COMPLETION
+    op = parse_operation_type(value)
+    if op is None:
+        raise _invalid(
+            source,
+            f"Unknown operation type {value[:64]!r}; expected one of "
+            + ", ".join(OperationType.values)
+            + ".",
+        )
+    return op
+
+
+def _flag(value: str | None, *, source: str) -> bool | None:
+    if value is None:
+        return None
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise _invalid(source, f"`{source}` must be true or false.")
+
+
+def _pick(headers: Mapping[str, str], meta: dict[str, str], header: str, key: str):
+    """(value, where it came from): the header wins over `metadata`."""
+    if headers.get(header) is not None:
+        return headers[header], header
+    if key in meta:
+        return meta[key], f"metadata.{key}"
+    return None, header
+
+
+def chat_call_from(*, body: object, headers: Mapping[str, str], default_session: str) -> ChatCall:
+    """Validate a chat-completions body and build the pipeline's request from it."""
+    if not isinstance(body, dict):
+        raise _invalid("body", "The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip() or len(model) > 200:
+        raise _invalid("model", "`model` must name a configured model (see GET /v1/models).")
+    for name in UNSUPPORTED:
+        if body.get(name):
+            raise _invalid(name, f"`{name}` is not supported by this gateway.")
+    if body.get("logprobs"):
+        raise _invalid("logprobs", "`logprobs` is not supported by this gateway.")
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise _invalid("n", "Only `n: 1` is supported: ask several times for several answers.")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _invalid("stream", "`stream` must be a boolean.")
+    options = body.get("stream_options") or {}
+    include_usage = options.get("include_usage") if isinstance(options, dict) else None
+    if include_usage is not None and not isinstance(include_usage, bool):
+        raise _invalid("stream_options", "`stream_options.include_usage` must be a boolean.")
+    user = body.get("user")
+    if user is not None and (not isinstance(user, str) or len(user) > 256):
+        raise _invalid("user", "`user` must be a string of at most 256 characters.")
+    # max_completion_tokens is the newer name of max_tokens; it wins when both are given.
+    legacy_max_tokens = _positive_int(body, "max_tokens")
+    max_tokens = _positive_int(body, "max_completion_tokens") or legacy_max_tokens
+    response_format, response_schema = _response_format(body)
+    meta = _metadata(body)
+
+    session, source = _pick(headers, meta, SESSION_HEADER, "session_id")
+    op, op_source = _pick(headers, meta, OPERATION_TYPE_HEADER, "operation_type")
+    budget, budget_source = _pick(headers, meta, BUDGET_HEADER, "budget")
+    cache, cache_source = _pick(headers, meta, ENABLE_CACHE_HEADER, "enable_cache")
+    if budget is not None and (not budget.strip() or len(budget) > 100):
+        raise _invalid(budget_source, f"`{budget_source}` must name a budget constraint.")
+    operation = OperationRequest(
+        session_id=default_session if session is None else _session_id(session, source=source),
+        operation_type=_operation_type(op, source=op_source),
+        messages=_messages(body),
+        enable_cache=_flag(cache, source=cache_source),
+        budget_name=budget.strip() if budget else None,
+        overrides=PresetOverrides(
+            temperature=_number(body, "temperature", low=0.0, high=2.0),
+            top_p=_number(body, "top_p", low=0.0, high=1.0),
+            max_tokens=max_tokens,
+        ),
+        model=model.strip(),
+        response_schema=response_schema,
+        stop=_stop(body),
+        response_format=response_format,
+        user=user,
+        source="gateway",
+    )
+    return ChatCall(operation=operation, stream=bool(stream), include_usage=bool(include_usage))

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from aura_orchestrator.gateway import views
+
+app_name = "gateway"
+
+urlpatterns = [
+    path("chat/completions", views.ChatCompletionsView.as_view(), name="chat-completions"),
+    path("models", views.ModelListView.as_view(), name="models"),
+    # Ids of pinned models contain a slash: `provider/model`.
+    path("models/<path:model_id>", views.ModelDetailView.as_view(), name="model"),
+]
