@@ -48,6 +48,7 @@ from aura_orchestrator.tenancy.services import api_key_create, project_get_or_cr
 from budgets.models import BudgetConstraint, LlmSession
 from presets.operation_types import OperationType
 from telemetry.models import OperationTelemetry
+from telemetry.tasks import telemetry_rollup_job
 
 PROJECT = "demo"
 PRIMARY, BACKUP = "demo", "demo-backup"
@@ -56,9 +57,9 @@ SECRET_ENV = "AURA_DEMO_API_KEY"  # the simulator accepts any key; set so header
 # name, caps, hard?  Sized against demo-gpt prices so that a full session lands near its cap.
 CONSTRAINTS = {
     "demo-standard": dict(
-        description="Demo: a typical video session ($0.25, hard).",
+        description="Demo: a typical video session ($0.22, hard).",
         max_tokens_per_operation=8000,
-        max_cost_per_session=Decimal("0.25"),
+        max_cost_per_session=Decimal("0.22"),
         enforce_hard_limits=True,
     ),
     "demo-tight": dict(
@@ -67,8 +68,8 @@ CONSTRAINTS = {
         enforce_hard_limits=True,
     ),
     "demo-soft": dict(
-        description="Demo: a soft token cap, so warnings and overruns show (15k tokens).",
-        max_tokens_per_session=15000,
+        description="Demo: a soft token cap, so warnings and overruns show (12k tokens).",
+        max_tokens_per_session=12000,
         enforce_hard_limits=False,
     ),
 }
@@ -124,6 +125,11 @@ SENTENCES = (
     "Facts come from the retrieved sources and every number is stated with its unit.",
     "The middle act contrasts two explanations and shows why the evidence favours one of them.",
     "The closing scene returns to the opening image with what the viewer now understands.",
+)
+STYLE_GUIDE = (
+    "You retrieve facts from the knowledge base and cite them.",
+    "Retrieve the channel's style guide: tone of voice, pacing, words to avoid.",
+    {},
 )
 SCENES = ("the hook", "the big question", "the mechanism", "a surprising detail", "the payoff")
 
@@ -299,8 +305,19 @@ def demo_plan(*, operations: int, sessions: int, seed: int, run_tag: str) -> lis
         session_id = f"video-{slug}-{run_tag}"
         budget = BUDGET_CYCLE[index % len(BUDGET_CYCLE)]
         for step in range(size):
-            op = FLOW[step % len(FLOW)]
-            system, prompt, extra = _prompt(op, rng, topic, step // len(FLOW) + step)
+            # Planning first, then the channel's style guide (the same retrieval in every
+            # session: the cache answers it), then the other types in turn, each session
+            # starting at another one, so that even a short run covers all 13.
+            if step == 0:
+                op = OperationType.PLANNING
+            elif step == 1:
+                op = OperationType.RAG_RETRIEVAL
+            else:
+                op = FLOW[1 + (step - 2 + index * 4) % (len(FLOW) - 1)]
+            if step == 1:
+                system, prompt, extra = STYLE_GUIDE
+            else:
+                system, prompt, extra = _prompt(op, rng, topic, step)
             low, high = TOKENS_OUT[op]
             # Deterministic per prompt, so a repeated prompt is a cache key repeated.
             tokens_out = low + zlib.crc32(prompt.encode()) % (high - low)
@@ -314,7 +331,7 @@ def demo_plan(*, operations: int, sessions: int, seed: int, run_tag: str) -> lis
                     budget=budget,
                     providers=providers,
                     # Some calls do not retry, so a 429/500 falls straight to the backup.
-                    max_retries=0 if rng.random() < 0.25 else None,
+                    max_retries=0 if rng.random() < 0.4 else None,
                     **extra,
                 )
             )
@@ -381,10 +398,10 @@ class Command(BaseCommand):
             "--concurrency",
             type=int,
             default=None,
-            help="Operations in flight at once (default 16; 4 on SQLite, a single writer).",
+            help="Operations in flight at once (default 16; 6 on SQLite, a single writer).",
         )
         parser.add_argument(
-            "--latency", type=float, default=0.3, help="Simulated upstream base latency (s)."
+            "--latency", type=float, default=0.25, help="Simulated upstream base latency (s)."
         )
         parser.add_argument(
             "--history-hours",
@@ -397,7 +414,7 @@ class Command(BaseCommand):
         operations, sessions = options["operations"], options["sessions"]
         latency, history = options["latency"], options["history_hours"]
         sqlite = connection.vendor == "sqlite"
-        concurrency = options["concurrency"] or (4 if sqlite else 16)
+        concurrency = options["concurrency"] or (6 if sqlite else 16)
         if not 1 <= operations <= 20000:
             raise CommandError("--operations must be between 1 and 20000.")
         if not 1 <= sessions <= 1000:
@@ -444,7 +461,7 @@ class Command(BaseCommand):
             Provider.objects.filter(name__in=(PRIMARY, BACKUP)).update(enabled=False)
         if history > 0:
             self._spread(project=project, since=started, hours=history)
-        rolled = self._roll_up(project=project, hours=history)
+        rolled = self._roll_up(hours=history)
         self._summary(
             tally, project=project, raw_key=raw_key, elapsed=elapsed, rolled=rolled, plan=plan
         )
@@ -560,21 +577,11 @@ class Command(BaseCommand):
                 created_at=span_row["first"], last_activity_at=span_row["last"]
             )
 
-    def _roll_up(self, *, project: Project, hours: float) -> str:
-        """Run the telemetry rollup job over the demo's window, when the job exists."""
-        try:
-            from telemetry import tasks
-        except ImportError:
-            return "no rollup job installed"
-        job = getattr(tasks, "telemetry_rollup", None) or getattr(tasks, "rollup_telemetry", None)
-        if job is None:
-            return "no rollup job installed"
-        since = timezone.now() - timedelta(hours=hours + 1)
-        try:
-            result = job(since=since.isoformat())
-        except TypeError:
-            result = job()
-        return f"rollup job ran ({result})" if result is not None else "rollup job ran"
+    def _roll_up(self, *, hours: float) -> str:
+        """Run the rollup job over the demo's window (its rows were moved into hours the
+        periodic job may already have rolled up), so the dashboards read fresh rollups."""
+        written = telemetry_rollup_job(hours=math.ceil(hours) + 2)
+        return f"rollup job wrote {written} hourly rollup rows"
 
     def _summary(
         self,
@@ -594,7 +601,7 @@ class Command(BaseCommand):
             f"  succeeded {tally.ok}, failed {tally.failed} "
             f"({', '.join(f'{c} {n}' for c, n in tally.errors.most_common()) or 'none'})"
         )
-        w(f"  cache hits {tally.cached} ({rate:.0%}), retries {tally.retries}, ")
+        w(f"  cache hits {tally.cached} ({rate:.0%}), retries {tally.retries}")
         w(f"  fallbacks to {BACKUP} {tally.fallbacks}, budget refusals {tally.refused}")
         w(f"  estimated cost ${tally.cost.quantize(Decimal('0.000001'))}")
         w(f"  telemetry: {rolled}")
