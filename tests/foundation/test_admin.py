@@ -108,7 +108,7 @@ def test_changelist_queries_do_not_grow_with_rows(
     with CaptureQueriesContext(connection) as few:
         admin_client.get(_url(model, "changelist"))
     project = rows.api_key.api_key.project
-    for i in range(15):
+    for i in range(6):
         make_session(project, f"bulk-{i}")
         make_telemetry(project, f"bulk-{i}")
         make_cache_entry(project, f"{i:064d}")
@@ -472,3 +472,37 @@ def test_purge_expired_button_and_action(admin_client, rows):
     assert "Purged 1 expired cache entries" in response.content.decode()
     assert CacheEntry.objects.count() == 1
     assert admin_client.get(reverse("admin:caching_cacheentry_purge_expired")).status_code == 405
+
+
+def test_price_edited_in_the_provider_inline_is_manual_and_audited(admin_client, rows):
+    """The models inline on the provider page follows the same rule as the model page."""
+    provider, model = rows.configured.provider, rows.configured.model
+    LlmModel.objects.filter(pk=model.pk).update(price_source="catalogue")
+    response = admin_client.post(
+        _url(Provider, "change", provider.pk),
+        {
+            "name": provider.name,
+            "kind": provider.kind,
+            "base_url": provider.base_url,
+            "api_key_env": provider.api_key_env,
+            "enabled": "on",
+            "is_default": "on",
+            "priority": provider.priority,
+            "models-TOTAL_FORMS": "1",
+            "models-INITIAL_FORMS": "1",
+            "models-0-id": model.pk,
+            "models-0-provider": provider.pk,
+            "models-0-name": model.name,
+            "models-0-is_default": "on",
+            "models-0-enabled": "on",
+            "models-0-input_price": "1",
+            "models-0-output_price": "4",
+            "models-0-cached_input_price": "",
+            "models-0-context_window": "",
+        },
+    )
+    assert response.status_code == 302, response.content
+    model.refresh_from_db()
+    assert (model.output_price, model.price_source) == (4, "manual")
+    message = LogEntry.objects.get(object_id=str(provider.pk)).get_change_message()
+    assert "output_price: 2.000000 → 4" in message
