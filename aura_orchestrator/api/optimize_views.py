@@ -42,7 +42,7 @@ class ConstraintsSerializer(serializers.Serializer):
 class OptimizeView(AsyncAPIView):
     """Suggest parameters for an operation type, within the given constraints."""
 
-    class InputSerializer(serializers.Serializer):
+    class OptimizeInputSerializer(serializers.Serializer):
         operation_type = s.OperationTypeField()
         constraints = ConstraintsSerializer(required=False, allow_null=True)
         use_case = serializers.CharField(
@@ -51,7 +51,7 @@ class OptimizeView(AsyncAPIView):
         use_llm = serializers.BooleanField(required=False, default=False)
         provider = serializers.SlugField(required=False, allow_null=True, max_length=64)
 
-    class OutputSerializer(serializers.Serializer):
+    class OptimizeOutputSerializer(serializers.Serializer):
         temperature = serializers.FloatField()
         top_p = serializers.FloatField()
         max_tokens = serializers.IntegerField()
@@ -70,9 +70,9 @@ class OptimizeView(AsyncAPIView):
         notes = serializers.ListField(child=serializers.CharField())
 
     @extend_schema(
-        request=InputSerializer,
+        request=OptimizeInputSerializer,
         responses={
-            200: OutputSerializer,
+            200: OptimizeOutputSerializer,
             **ERRORS,
             422: OpenApiResponse(s.ErrorSerializer, description="constraints_unsatisfiable"),
         },
@@ -96,7 +96,7 @@ class OptimizeView(AsyncAPIView):
         tags=["optimization"],
     )
     async def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.OptimizeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         suggestion = await optimize(
@@ -128,7 +128,7 @@ class ChangeOutputSerializer(serializers.Serializer):
 class ExplainView(AsyncAPIView):
     """Explain, in plain language, what changing a set of parameters does."""
 
-    class InputSerializer(serializers.Serializer):
+    class ExplainInputSerializer(serializers.Serializer):
         base = ParametersSerializer(
             required=False, allow_null=True, help_text="Defaults to the operation type's preset."
         )
@@ -147,19 +147,19 @@ class ExplainView(AsyncAPIView):
                 )
             return attrs
 
-    class OutputSerializer(serializers.Serializer):
+    class ExplainOutputSerializer(serializers.Serializer):
         explanation = serializers.CharField()
         source = serializers.ChoiceField(choices=["template", "llm"])
         changes = ChangeOutputSerializer(many=True)
         notes = serializers.ListField(child=serializers.CharField())
 
     @extend_schema(
-        request=InputSerializer,
-        responses={200: OutputSerializer, **ERRORS},
+        request=ExplainInputSerializer,
+        responses={200: ExplainOutputSerializer, **ERRORS},
         tags=["optimization"],
     )
     async def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.ExplainInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = await explain(
@@ -178,7 +178,7 @@ class EstimateView(APIView):
     """Tokens and cost of a request before running it, and whether its session's budget
     would admit it (nothing is reserved)."""
 
-    class InputSerializer(serializers.Serializer):
+    class EstimateInputSerializer(serializers.Serializer):
         operation_type = s.OperationTypeField()
         prompt = serializers.CharField(max_length=s.MAX_PROMPT_CHARS, trim_whitespace=False)
         system_prompt = serializers.CharField(
@@ -199,7 +199,7 @@ class EstimateView(APIView):
         custom_preset = s.CustomPresetSerializer(required=False, allow_null=True)
         session_id = serializers.CharField(required=False, allow_null=True, max_length=200)
 
-    class OutputSerializer(serializers.Serializer):
+    class EstimateOutputSerializer(serializers.Serializer):
         operation_type = serializers.CharField()
         provider = serializers.CharField()
         model = serializers.CharField()
@@ -216,12 +216,12 @@ class EstimateView(APIView):
         budget = serializers.DictField(allow_null=True)
 
     @extend_schema(
-        request=InputSerializer,
-        responses={200: OutputSerializer, 404: s.ErrorSerializer, **ERRORS},
+        request=EstimateInputSerializer,
+        responses={200: EstimateOutputSerializer, 404: s.ErrorSerializer, **ERRORS},
         tags=["optimization"],
     )
     def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.EstimateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = estimate(
