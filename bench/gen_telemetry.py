@@ -92,6 +92,16 @@ def main() -> None:
         t0 = time.perf_counter()
         chunk = 1_000_000
         with connection.cursor() as cursor:
+            # Bulk load without the secondary indexes, then build them once (much faster
+            # than maintaining six indexes row by row).
+            cursor.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = "
+                "'telemetry_operationtelemetry' AND indexname NOT LIKE '%%_pkey' "
+                "AND indexname NOT LIKE '%%_key'"
+            )
+            indexes = cursor.fetchall()
+            for name, _ in indexes:
+                cursor.execute(f'DROP INDEX IF EXISTS "{name}"')
             cursor.execute("CREATE OR REPLACE FUNCTION hashint4(int) RETURNS int "
                            "AS 'hashint4' LANGUAGE internal IMMUTABLE STRICT")  # fmt: skip
             for first in range(0, args.rows, chunk):
@@ -109,6 +119,10 @@ def main() -> None:
                     },
                 )
                 print(f"  inserted {min(first + chunk, args.rows):,} rows", flush=True)
+            t1 = time.perf_counter()
+            for _, definition in indexes:
+                cursor.execute(definition)
+            print(f"  indexes rebuilt in {time.perf_counter() - t1:.1f} s")
             cursor.execute("ANALYZE telemetry_operationtelemetry")
         print(f"insert: {time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()
