@@ -194,12 +194,15 @@ def _fit_latency(values: dict, constraints: Constraints, ctx: Context, draft: Dr
             )
         chosen = (fitted, 0)
     values["timeout_seconds"], values["max_retries"] = chosen
+    changed = [f"timeout_seconds {timeout} → {chosen[0]}"] if chosen[0] != timeout else []
+    if chosen[1] != retries:
+        changed.append(f"max_retries {retries} → {chosen[1]}")
+    attempts = "one attempt" if chosen[1] == 0 else f"{chosen[1] + 1} attempts with backoff"
     chain = f" on each of {routes} routes" if routes > 1 else ""
     worst = worst_case_latency(timeout_seconds=chosen[0], max_retries=chosen[1], routes=routes)
     return (
-        f"timeout_seconds {timeout} → {chosen[0]}, max_retries {retries} → {chosen[1]}: "
-        f"{chosen[1] + 1} attempt(s) of {chosen[0]} s with backoff{chain} take at most "
-        f"{worst:.1f} s, within max_latency_seconds {budget}."
+        f"{', '.join(changed)}: {attempts} of {chosen[0]} s{chain} take at most "
+        f"{worst:.2f} s, within max_latency_seconds {budget}."
     )
 
 

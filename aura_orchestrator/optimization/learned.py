@@ -29,6 +29,10 @@ def confidence_for(sample: int, minimum: int) -> float:
     return round(0.95 - 0.45 * math.sqrt(minimum / max(sample, minimum)), 2)
 
 
+def _change(name: str, old, new) -> str:
+    return f"{name} {old} → {new}" if old != new else f"{name} stays at {new}"
+
+
 def _ceil_tenth(x: float) -> float:
     return math.ceil(x * 10 - 1e-9) / 10
 
@@ -48,7 +52,8 @@ def learned_draft(
     notes = [
         f"Learned from {history.successes} successful {history.operation_type} operations"
         f"{scope} in the last {setting('OPTIMIZER_WINDOW_DAYS', 30)} days.",
-        f"max_tokens {preset.max_tokens} → {max_tokens}: p{q} of output tokens is {observed}, "
+        f"{_change('max_tokens', preset.max_tokens, max_tokens)}: p{q} of output tokens is "
+        f"{observed}, "
         f"plus {round((headroom - 1) * 100)}% headroom.",
     ]
     if history.truncated_share > TRUNCATION_ALARM and max_tokens < preset.max_tokens:
@@ -60,13 +65,13 @@ def learned_draft(
     p99_seconds = history.latency_ms_p99 / 1000
     timeout = max(1.0, _ceil_tenth(p99_seconds * LATENCY_HEADROOM))
     notes.append(
-        f"timeout_seconds {preset.timeout_seconds} → {timeout}: p99 latency is "
+        f"{_change('timeout_seconds', preset.timeout_seconds, timeout)}: p99 latency is "
         f"{p99_seconds:.2f} s, plus {round((LATENCY_HEADROOM - 1) * 100)}% headroom."
     )
     rate = history.attempt_failure_rate
     retries = retries_for(rate)
     notes.append(
-        f"max_retries {preset.max_retries} → {retries}: {rate:.1%} of {history.attempts} "
+        f"{_change('max_retries', preset.max_retries, retries)}: {rate:.1%} of {history.attempts} "
         f"provider attempts failed; {retries} retries leave a {rate ** (retries + 1):.4%} "
         "chance that every attempt fails."
     )
