@@ -190,9 +190,6 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"BearerApiKey": {"type": "http", "scheme": "bearer"}}
-    },
     "SECURITY": [{"BearerApiKey": []}],
 }
 
