@@ -201,7 +201,7 @@ def _fit_latency(values: dict, constraints: Constraints, ctx: Context, draft: Dr
     chain = f" on each of {routes} routes" if routes > 1 else ""
     worst = worst_case_latency(timeout_seconds=chosen[0], max_retries=chosen[1], routes=routes)
     return (
-        f"{', '.join(changed)}: {attempts} of {chosen[0]} s{chain} take at most "
+        f"{', '.join(changed)}: {attempts} of {chosen[0]} s{chain}, worst case "
         f"{worst:.2f} s, within max_latency_seconds {budget}."
     )
 
