@@ -31,6 +31,14 @@ class Filters:
     errors: list[str]
 
     @property
+    def span_label(self) -> str:
+        """The range's length in words: "24 hours", "7 days", "36 hours"."""
+        hours = round((self.until - self.since).total_seconds() / 3600)
+        if hours % 24 == 0 and hours >= 48:
+            return f"{hours // 24} days"
+        return "hour" if hours == 1 else f"{hours} hours"
+
+    @property
     def label(self) -> str:
         if self.range in RANGES:
             return RANGES[self.range][0]

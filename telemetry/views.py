@@ -46,12 +46,14 @@ def _chart_data(overview) -> dict:
     return {
         "bucket": overview.bucket,
         "labels": [p["bucket_start"].isoformat() for p in series],
-        "succeeded": [p["successes"] - p["cache_hits"] for p in series],
+        # Cache hits are successes; drawn apart, so they are taken out of "succeeded".
+        "succeeded": [max(0, p["successes"] - p["cache_hits"]) for p in series],
         "cached": [p["cache_hits"] for p in series],
         "failed": [p["failures"] for p in series],
         "cost": [str(p["cost"]) for p in series],
-        "p95": [p["p95_latency_ms"] for p in series],
-        "avg": [p["average_latency_ms"] for p in series],
+        # An hour without operations has no latency: a gap, not a fall to zero.
+        "p95": [p["p95_latency_ms"] if p["operations"] else None for p in series],
+        "avg": [p["average_latency_ms"] if p["operations"] else None for p in series],
         "types": {
             "labels": [row["key"] for row in overview.by_type],
             "operations": [row["operations"] for row in overview.by_type],

@@ -125,6 +125,7 @@
     },
     options: {
       interaction: { mode: "index", intersect: false },
+      spanGaps: true,
       plugins: {
         legend: { position: "top", align: "end" },
         tooltip: { callbacks: { label: function (c) { return " " + c.dataset.label + ": " + ms(c.parsed.y); } } },

@@ -74,7 +74,7 @@ def compact(value) -> str:
 def change(kpi) -> str:
     """A KPI's change: "+12.5%" for amounts, "+1.2 pp" for rates, "new" without history."""
     if kpi.change is None:
-        return "no data before" if not kpi.previous else "—"
+        return "—"
     if kpi.change_is_points:
         return f"{kpi.change:+.1f} pp"
     return f"{kpi.change * 100:+.1f}%"
