@@ -8,6 +8,7 @@ OpenAI's shape (see `openai_error_body`). No expected input ever yields a 500.
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as default_server_error
@@ -51,6 +52,10 @@ def to_aura_error(exc: Exception) -> errors.AuraError | None:
         return errors.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         return errors.Forbidden()
+    if isinstance(exc, RequestDataTooBig):  # read lazily by DRF, inside the view
+        error = errors.AuraError("The request body is larger than the server accepts.")
+        error.code, error.status = "payload_too_large", 413
+        return error
     for cls, code, status in _DRF_TABLE:
         if isinstance(exc, cls):
             detail = exc.detail

@@ -5,6 +5,7 @@ comes from the preset. Anything we cannot honour faithfully (tools, n > 1, image
 refused with a 400 naming the parameter, never silently dropped.
 """
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -210,6 +211,12 @@ def chat_call_from(*, body: object, headers: Mapping[str, str], default_session:
     """Validate a chat-completions body and build the pipeline's request from it."""
     if not isinstance(body, dict):
         raise _invalid("body", "The request body must be a JSON object.")
+    try:  # JSON may escape lone surrogates (\ud800) that no provider request can carry
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise _invalid(
+            "body", "The request body contains invalid Unicode (lone surrogates)."
+        ) from None
     model = body.get("model")
     if not isinstance(model, str) or not model.strip() or len(model) > 200:
         raise _invalid("model", "`model` must name a configured model (see GET /v1/models).")

@@ -237,3 +237,21 @@ async def test_a_provider_failing_mid_stream_ends_it_with_an_error_event(
     assert session.tokens_reserved == 0
     assert session.tokens_used == row.tokens_in + row.tokens_out
     assert get_adapter("openai") is not None  # the real registry is untouched
+
+
+async def test_an_oversized_body_is_413_and_lone_surrogates_are_400_never_500(
+    asgi_client, provider, fake_upstream
+):
+    """A body over DATA_UPLOAD_MAX_MEMORY_SIZE, and JSON escaping a lone surrogate that no
+    provider request could carry, are the client's fault: clear 4xx, no provider call."""
+    huge = chat(messages=[{"role": "user", "content": "x" * 3_000_000}])
+    response = await asgi_client.post(CHAT, json=huge)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    response = await asgi_client.post(
+        CHAT,
+        content=b'{"model": "sim-gpt", "messages": [{"role": "user", "content": "\\ud800"}]}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400 and response.json()["error"]["param"] == "body"
+    assert fake_upstream.request_count == 0
