@@ -4,7 +4,7 @@ from django.db import connections
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
-from telemetry.models import OperationTelemetry
+from telemetry.models import OperationTelemetry, TelemetryRollup
 
 # Below this many rows an exact COUNT(*) is cheap enough.
 _EXACT_COUNT_BELOW = 50_000
@@ -154,3 +154,42 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
             ),
         )
         return format_html("<table><thead><tr><th>#</th>{}</tr></thead>{}</table>", head, rows)
+
+
+@admin.register(TelemetryRollup)
+class TelemetryRollupAdmin(admin.ModelAdmin):
+    """Hourly rollups, written by the rollup job: read-only, for checking what the
+    dashboards and long-range statistics are built from."""
+
+    list_display = (
+        "bucket_start",
+        "project",
+        "provider_name",
+        "model_name",
+        "operation_type",
+        "operations",
+        "failures",
+        "cache_hits",
+        "tokens_in",
+        "tokens_out",
+        "cost",
+        "average_latency_ms",
+    )
+    list_filter = ("operation_type", "provider_name", "project")
+    date_hierarchy = "bucket_start"
+    list_select_related = ("project",)
+    show_full_result_count = False
+    ordering = ("-bucket_start",)
+
+    @admin.display(description="avg latency (ms)")
+    def average_latency_ms(self, obj: TelemetryRollup) -> int:
+        return round(obj.latency_sum_ms / obj.operations) if obj.operations else 0
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

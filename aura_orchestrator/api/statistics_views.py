@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from aura_orchestrator import errors
 from aura_orchestrator.api import serializers as s
 from aura_orchestrator.api.render import jsonable
+from aura_orchestrator.api.views import checked_session_id
 from budgets.selectors import session_get
 from presets.operation_types import OperationType, parse_operation_type
 from telemetry.selectors import statistics, telemetry_session_exists
@@ -139,8 +140,7 @@ class SessionStatisticsView(APIView):
         """Statistics of one session of this project, always exact. 404 when the project
         has neither telemetry nor a budget ledger for the session."""
         project_id = request.user.project.pk
-        if "\x00" in session_id:
-            raise errors.InvalidRequest("session_id must not contain NUL characters.")
+        session_id = checked_session_id(session_id)
         filters = _filters(request)
         known = telemetry_session_exists(project_id=project_id, session_id=session_id)
         if not known and session_get(project_id=project_id, session_id=session_id) is None:

@@ -109,7 +109,18 @@ class ExecuteView(AsyncAPIView):
         return Response(body, status=result.status, headers=headers)
 
 
+def checked_session_id(session_id: str) -> str:
+    """A session id from a URL: the same rules as in a request body (PostgreSQL refuses
+    NUL characters outright, so they must never reach a query)."""
+    if len(session_id) > 200 or any(ord(c) < 32 for c in session_id):
+        raise errors.InvalidRequest(
+            "session_id must be at most 200 characters, without control characters."
+        )
+    return session_id
+
+
 def _session_or_404(request, session_id: str):
+    session_id = checked_session_id(session_id)
     session = session_get(project_id=request.user.project.pk, session_id=session_id)
     if session is None:
         raise errors.NotFound(f"No session '{session_id}' in this project.")
@@ -131,6 +142,7 @@ class SessionView(APIView):
     @extend_schema(responses={204: None, 404: s.ErrorSerializer, **ERRORS}, tags=["sessions"])
     def delete(self, request, session_id: str):
         """Clear the session's budget ledger and reservations; its telemetry stays."""
+        session_id = checked_session_id(session_id)
         if not session_clear(project_id=request.user.project.pk, session_id=session_id):
             raise errors.NotFound(f"No session '{session_id}' in this project.")
         return Response(status=204)

@@ -15,7 +15,7 @@ from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
 from presets.models import OperationPreset
 from presets.operation_types import OperationType
 from presets.services import seed_values
-from telemetry.models import OperationTelemetry
+from telemetry.models import OperationTelemetry, TelemetryRollup
 
 OPERATOR_PASSWORD = "a-long-operator-password"
 
@@ -177,6 +177,15 @@ def rows(db, api_key, monkeypatch) -> Rows:
     LlmSession.objects.filter(pk=session.pk).update(cost_reserved_micros=1_200)
     telemetry = make_telemetry(project, "video-123", api_key=api_key.api_key)
     make_telemetry(project, "video-123", success=False, error_code="budget_exceeded", attempts=[])
+    TelemetryRollup.objects.create(
+        bucket_start=timezone.now().replace(minute=0, second=0, microsecond=0),
+        project=project,
+        provider_name="primary",
+        model_name="sim-gpt",
+        operation_type="planning",
+        operations=2,
+        latency_sum_ms=250,
+    )
     cache_entry = make_cache_entry(project, "a" * 64)
     make_cache_entry(project, "b" * 64, expired=True)
     return Rows(

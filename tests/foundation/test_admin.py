@@ -42,6 +42,7 @@ def test_every_model_of_ours_is_registered():
         "budgets.LlmSession",
         "budgets.BudgetReservation",
         "telemetry.OperationTelemetry",
+        "telemetry.TelemetryRollup",
         "tenancy.Project",
         "tenancy.ApiKey",
         "catalog.Provider",
@@ -506,3 +507,23 @@ def test_price_edited_in_the_provider_inline_is_manual_and_audited(admin_client,
     assert (model.output_price, model.price_source) == (4, "manual")
     message = LogEntry.objects.get(object_id=str(provider.pk)).get_change_message()
     assert "output_price: 2.000000 → 4" in message
+
+
+def test_rollups_are_listed_read_only(admin_client):
+    """The rollup admin lists buckets and offers no way to edit them."""
+    from django.utils import timezone
+
+    from telemetry.models import TelemetryRollup
+
+    TelemetryRollup.objects.create(
+        bucket_start=timezone.now().replace(minute=0, second=0, microsecond=0),
+        provider_name="primary",
+        model_name="sim-gpt",
+        operation_type="planning",
+        operations=4,
+        latency_sum_ms=400,
+    )
+    response = admin_client.get("/admin/telemetry/telemetryrollup/")
+    assert response.status_code == 200
+    assert b"sim-gpt" in response.content and b">100<" in response.content
+    assert admin_client.get("/admin/telemetry/telemetryrollup/add/").status_code == 403

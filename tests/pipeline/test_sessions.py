@@ -113,3 +113,13 @@ async def test_anthropic_provider_through_the_pipeline(asgi_client, fake_upstrea
     assert [m["role"] for m in sent["messages"]] == ["user"]
     assert fake_upstream.request_headers[-1]["x-api-key"] == "sk-test-primary-secret"
     assert fake_upstream.path_counts["/v1/messages"] == 1
+
+
+@pytest.mark.parametrize("path", ["budget", "statistics", None])
+async def test_session_ids_with_control_characters_are_400_not_500(asgi_client, path):
+    """PostgreSQL refuses NUL bytes in text; such ids must be refused before any query."""
+    for session_id in ("a%00b", "line%0Abreak", "x" * 201):
+        url = f"/api/v1/sessions/{session_id}" + (f"/{path}" if path else "")
+        response = await (asgi_client.get(url) if path else asgi_client.delete(url))
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["error_code"] == "invalid_request"
