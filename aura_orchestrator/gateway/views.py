@@ -38,6 +38,7 @@ class ChatCompletionsView(GatewayView):
         request=OpenApiTypes.OBJECT,
         responses={200: OpenApiTypes.OBJECT},
         tags=["gateway"],
+        operation_id="v1_chat_completions_create",
         summary="OpenAI-compatible chat completions (SSE with `stream: true`)",
     )
     async def post(self, request):
@@ -79,7 +80,9 @@ class ChatCompletionsView(GatewayView):
 
 
 class ModelListView(GatewayView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, tags=["gateway"])
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT}, tags=["gateway"], operation_id="v1_models_list"
+    )
     async def get(self, request):
         """Configured models: each bare name (routed over every provider serving it) and
         each `provider/model` (pinned to that provider)."""
