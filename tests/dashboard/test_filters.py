@@ -41,7 +41,8 @@ def test_bad_overview_filters_show_a_message_and_the_default_range(staff_client,
 
 
 @pytest.mark.parametrize(
-    "query", ["page=abc", "page=-1", "page=0", "project=x", "status=weird", "q=" + "x" * 300]
+    "query",
+    ["page=abc", "page=-1", "page=0", "project=x", "status=weird", "q=" + "x" * 300, "q=a%00b"],
 )
 def test_bad_session_list_filters_show_a_message(staff_client, query):
     """The sessions list answers odd input with a message and the first page."""
