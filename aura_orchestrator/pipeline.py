@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -714,7 +715,7 @@ def _answer_of(result: OperationResult) -> CachedAnswer:
 _REPLAY_CHUNK_CHARS = 1024
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class OperationStream:
     """A streaming operation, handed back once its first chunk has arrived (or it failed).
 
@@ -779,7 +780,11 @@ async def execute_stream(request: OperationRequest, *, principal: Principal) -> 
         model_name=run.route.model_name,
         budget=budget,
     )
-    stream.chunks = _relay(run, stream, first, upstream)
+    relay = _relay(run, weakref.ref(stream), first, upstream)
+    # Prime it (no await inside, so no cancellation here): from now on, closing the
+    # stream, or dropping it unread (a client gone before the first byte), settles it.
+    await anext(relay)
+    stream.chunks = relay
     return stream
 
 
@@ -831,17 +836,21 @@ async def _open_stream(run: _Run) -> tuple[StreamChunk, AsyncIterator[StreamChun
 
 async def _relay(
     run: _Run,
-    stream: OperationStream,
+    stream_ref: "weakref.ref[OperationStream]",
     first: StreamChunk,
     upstream: AsyncIterator[StreamChunk],
-) -> AsyncIterator[StreamChunk]:
-    """Hand each chunk on as it arrives, then settle, however the iteration ends."""
+) -> AsyncIterator[StreamChunk | None]:
+    """Hand each chunk on as it arrives, then settle, however the iteration ends. The
+    first step only primes it (yields None); the stream is held by weak reference so that
+    an unread stream is collected, and its generator finalized, without waiting for the
+    cycle collector."""
     parts: list[str] = []
     reported: Usage | None = None
     error: errors.AuraError | None = None
     completed = False
     chunk = first
     try:
+        yield None
         while True:
             reported = chunk.usage or reported
             run.finish_reason = chunk.finish_reason or run.finish_reason
@@ -866,14 +875,14 @@ async def _relay(
         # The consumer may be cancelled (client gone): settle in a task of its own, which a
         # second cancellation cannot interrupt.
         end = asyncio.ensure_future(
-            _end_stream(run, stream, upstream, "".join(parts), reported, error)
+            _end_stream(run, stream_ref, upstream, "".join(parts), reported, error)
         )
         await asyncio.shield(end)
 
 
 async def _end_stream(
     run: _Run,
-    stream: OperationStream,
+    stream_ref: "weakref.ref[OperationStream]",
     upstream: AsyncIterator[StreamChunk],
     content: str,
     reported: Usage | None,
@@ -911,7 +920,7 @@ async def _end_stream(
         content=content,
         charge=run.unsettled,
     )
-    stream.result = _result(
+    result = _result(
         run,
         fields,
         budget,
@@ -921,3 +930,6 @@ async def _end_stream(
         error=error,
         finish_reason=run.finish_reason,
     )
+    stream = stream_ref()
+    if stream is not None:  # gone when nobody read it
+        stream.result = result
