@@ -8,10 +8,12 @@ import pytest
 from aura_orchestrator import pipeline
 from aura_orchestrator.catalog.services import provider_configure
 from aura_orchestrator.catalog.tokens import count_tokens
+from aura_orchestrator.db import db
 from aura_orchestrator.providers import ProviderUnavailable, StreamChunk, get_adapter
 from aura_orchestrator.simulator import Fault
-from budgets.models import LlmSession
+from budgets.models import BudgetConstraint, LlmSession
 from telemetry.models import OperationTelemetry
+from tests.pipeline.helpers import prompt_tokens
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -255,3 +257,52 @@ async def test_an_oversized_body_is_413_and_lone_surrogates_are_400_never_500(
     )
     assert response.status_code == 400 and response.json()["error"]["param"] == "body"
     assert fake_upstream.request_count == 0
+
+
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+JSON_SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "n", "schema": SCHEMA}}
+
+
+async def test_a_streamed_json_schema_answer_is_validated_at_the_end(
+    asgi_client, provider, fake_upstream
+):
+    """A valid streamed document ends with [DONE]; an invalid one ends with a
+    schema_validation_failed error event (it was already sent, so no corrective retry)
+    and is not cached."""
+    ask = chat(stream=True, response_format=JSON_SCHEMA_FORMAT)
+    headers = {"X-Aura-Enable-Cache": "true", "X-Aura-Session-Id": "schema-stream"}
+    fake_upstream.enqueue(Fault(content='{"n": "not a number"}'))
+    response = await asgi_client.post(CHAT, json=ask, headers=headers)
+    assert response.status_code == 200
+    events = sse_data(response.text)
+    assert events[-1]["error"]["code"] == "schema_validation_failed"
+    assert "[DONE]" not in events
+
+    response = await asgi_client.post(CHAT, json=ask, headers=headers)
+    assert response.headers["x-aura-cache"] == "miss"  # the invalid answer was not stored
+    events = sse_data(response.text)
+    assert events[-1] == "[DONE]"
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1])
+    assert json.loads(text) == {"n": 1}
+    assert fake_upstream.request_count == 2
+
+
+async def test_a_capped_stream_reports_the_budget_left_after_its_reservation(
+    asgi_client, provider, fake_upstream
+):
+    """Headers leave before the cost is known: remaining tokens are the cap minus the
+    worst case held for this stream; without include_usage no chunk carries usage."""
+    await db(
+        lambda: BudgetConstraint.objects.create(name="stream-cap", max_tokens_per_session=5000)
+    )
+    response = await asgi_client.post(
+        CHAT,
+        json=chat(stream=True, max_tokens=100),
+        headers={"X-Aura-Budget": "stream-cap", "X-Aura-Session-Id": "capped-stream"},
+    )
+    assert response.status_code == 200
+    reserved = prompt_tokens("Hello") + 100
+    assert int(response.headers["x-aura-budget-remaining-tokens"]) == 5000 - reserved
+    assert "x-aura-cost" not in response.headers
+    events = sse_data(response.text)
+    assert events[-1] == "[DONE]" and all("usage" not in e for e in events[:-1])
