@@ -1,29 +1,52 @@
 """Run a synchronous unit of ORM work from async code.
 
-Each unit runs in the executor's thread pool (not the single thread-sensitive thread,
+Each unit runs in a thread pool of its own (not the single thread-sensitive thread,
 which would serialise every request of a worker) and gives its connection back when it
 ends: to the psycopg pool in production, closed otherwise, so no thread keeps one.
+
+The pool has as many threads as the process may hold database connections
+(AURA_DB_POOL_MAX, default 16): more threads would only queue on the connection pool,
+fewer would queue hundreds of in-flight operations behind a few commits. Units are
+submitted with `loop.run_in_executor` and a copy of the context, which is what
+`sync_to_async(thread_sensitive=False)` does, minus its per-call bookkeeping.
 """
 
+import asyncio
+import contextvars
+import functools
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
+_executor: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
 
-def _closing(fn: Callable[P, T]) -> Callable[P, T]:
-    def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            close_old_connections()
 
-    return run
+def executor() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        with _lock:
+            if _executor is None:
+                size = int(os.environ.get("AURA_DB_POOL_MAX", "16"))
+                _executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="aura-db")
+    return _executor
+
+
+def _closing(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        close_old_connections()
 
 
 async def db(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    return await sync_to_async(_closing(fn), thread_sensitive=False)(*args, **kwargs)
+    context = contextvars.copy_context()
+    call = functools.partial(context.run, _closing, fn, args, kwargs)
+    return await asyncio.get_running_loop().run_in_executor(executor(), call)

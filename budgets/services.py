@@ -3,14 +3,21 @@
 Every function here is synchronous and holds its transaction only for its own few
 statements; the pipeline calls them through `sync_to_async` before and after the
 provider call, never around it.
+
+On PostgreSQL, reserve and settle/release are each ONE statement (a data-modifying CTE):
+the conditional ledger update and the reservation insert (or the reservation delete and
+the ledger update) commit together, as the ORM's transaction did, in one round trip
+instead of four (BEGIN, two statements, COMMIT) and without the ORM's per-query CPU.
+Other databases (SQLite) take the ORM path; both have the same semantics.
 """
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -191,6 +198,85 @@ def budget_reserve(
     cost = cost_micros or 0
     now = timezone.now()
     ttl = timedelta(seconds=settings.AURA["BUDGET_RESERVATION_TTL_SECONDS"])
+    if connection.vendor == "postgresql":
+        reservation_id = _reserve_one_statement(
+            session, operation_id=operation_id, tokens=tokens, cost=cost, now=now, ttl=ttl
+        )
+    else:
+        reservation_id = _reserve_orm(session, operation_id, tokens, cost, now, ttl)
+    if not session.enforce_hard_limits and session.has_caps:
+        current = LlmSession.objects.get(pk=session.pk)
+        # The ledger now includes this reservation: count it once.
+        current.tokens_reserved -= tokens
+        current.cost_reserved_micros -= cost
+        warnings += _session_overruns(current, tokens=tokens, cost_micros=cost)
+    return Reservation(
+        id=reservation_id,
+        session_pk=session.pk,
+        tokens=tokens,
+        cost_micros=cost,
+        warnings=[f"{w} (soft limit)" for w in warnings],
+    )
+
+
+def _not_admitted(session: LlmSession, *, tokens: int, cost: int) -> BudgetExceeded:
+    current = LlmSession.objects.filter(pk=session.pk).first()
+    if current is None:  # cleared between ensure and reserve
+        return BudgetExceeded("Budget exceeded: the session was cleared; retry.")
+    return _refuse(
+        _session_overruns(current, tokens=tokens, cost_micros=cost)
+        or ["the session's caps changed during the request"]
+    )
+
+
+_SESSION = LlmSession._meta.db_table
+_RESERVATION = BudgetReservation._meta.db_table
+# Hard limits: the database admits the reservation only if accrued + reserved + this stays
+# within every session cap, evaluated on the locked row (the UPDATE's WHERE).
+_HARD_CAPS_SQL = (
+    " AND (max_tokens_per_session IS NULL"
+    " OR tokens_used + tokens_reserved + %(tokens)s <= max_tokens_per_session)"
+    " AND (max_cost_per_session_micros IS NULL"
+    " OR cost_accrued_micros + cost_reserved_micros + %(cost)s <= max_cost_per_session_micros)"
+)
+_RESERVE_SQL = f"""
+WITH admitted AS (
+    UPDATE {_SESSION}
+       SET tokens_reserved = tokens_reserved + %(tokens)s,
+           cost_reserved_micros = cost_reserved_micros + %(cost)s,
+           last_activity_at = %(now)s
+     WHERE id = %(session)s{{caps}}
+ RETURNING id
+)
+INSERT INTO {_RESERVATION} (id, session_id, operation_id, tokens, cost_micros, created_at,
+                            expires_at)
+SELECT %(id)s, id, %(operation)s, %(tokens)s, %(cost)s, %(now)s, %(expires)s FROM admitted
+RETURNING id
+"""
+
+
+def _reserve_one_statement(
+    session: LlmSession, *, operation_id, tokens: int, cost: int, now, ttl: timedelta
+) -> uuid.UUID:
+    sql = _RESERVE_SQL.format(caps=_HARD_CAPS_SQL if session.enforce_hard_limits else "")
+    reservation_id = uuid.uuid4()
+    params = {
+        "id": reservation_id,
+        "session": session.pk,
+        "operation": operation_id,
+        "tokens": tokens,
+        "cost": cost,
+        "now": now,
+        "expires": now + ttl,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.fetchone() is None:
+            raise _not_admitted(session, tokens=tokens, cost=cost)
+    return reservation_id
+
+
+def _reserve_orm(session: LlmSession, operation_id, tokens: int, cost: int, now, ttl):
     with transaction.atomic():
         admitted = LlmSession.objects.filter(pk=session.pk)
         if session.enforce_hard_limits:
@@ -209,13 +295,7 @@ def budget_reserve(
             last_activity_at=now,
         )
         if not updated:
-            current = LlmSession.objects.filter(pk=session.pk).first()
-            if current is None:  # cleared between ensure and reserve
-                raise BudgetExceeded("Budget exceeded: the session was cleared; retry.")
-            raise _refuse(
-                _session_overruns(current, tokens=tokens, cost_micros=cost)
-                or ["the session's caps changed during the request"]
-            )
+            raise _not_admitted(session, tokens=tokens, cost=cost)
         reservation = BudgetReservation.objects.create(
             session_id=session.pk,
             operation_id=operation_id,
@@ -223,19 +303,41 @@ def budget_reserve(
             cost_micros=cost,
             expires_at=now + ttl,
         )
-    if not session.enforce_hard_limits and session.has_caps:
-        current = LlmSession.objects.get(pk=session.pk)
-        # The ledger now includes this reservation: count it once.
-        current.tokens_reserved -= tokens
-        current.cost_reserved_micros -= cost
-        warnings += _session_overruns(current, tokens=tokens, cost_micros=cost)
-    return Reservation(
-        id=reservation.pk,
-        session_pk=session.pk,
-        tokens=tokens,
-        cost_micros=cost,
-        warnings=[f"{w} (soft limit)" for w in warnings],
+    return reservation.pk
+
+
+# The reserved amounts come from the deleted row, so only the deleter hands them back.
+_HAND_BACK_SQL = f"""
+WITH released AS (
+    DELETE FROM {_RESERVATION} WHERE id = %(id)s RETURNING tokens, cost_micros
+)
+UPDATE {_SESSION}
+   SET tokens_reserved = tokens_reserved - COALESCE((SELECT tokens FROM released), 0),
+       cost_reserved_micros = cost_reserved_micros
+                              - COALESCE((SELECT cost_micros FROM released), 0){{charge}}
+ WHERE id = %(session)s{{only_if_released}}
+"""
+_CHARGE_SQL = (
+    ",\n       tokens_used = tokens_used + %(tokens)s,"
+    "\n       cost_accrued_micros = cost_accrued_micros + %(cost)s,"
+    "\n       operation_count = operation_count + %(operations)s,"
+    "\n       last_activity_at = %(now)s"
+)
+
+
+def _hand_back_one_statement(
+    reservation: Reservation, *, tokens: int | None, cost: int, operations: int, now
+) -> None:
+    charge = tokens is not None
+    sql = _HAND_BACK_SQL.format(
+        charge=_CHARGE_SQL if charge else "",
+        only_if_released="" if charge else " AND EXISTS (SELECT 1 FROM released)",
     )
+    params = {"id": reservation.id, "session": reservation.session_pk}
+    if charge:
+        params |= {"tokens": tokens, "cost": cost, "operations": operations, "now": now}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _hand_back(reservation: Reservation, **ledger_updates) -> None:
@@ -257,6 +359,15 @@ def budget_settle(
     *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool = True
 ) -> None:
     """Charge the actual usage of a finished call and drop its reservation."""
+    if connection.vendor == "postgresql":
+        _hand_back_one_statement(
+            reservation,
+            tokens=tokens,
+            cost=cost_micros,
+            operations=1 if count_operation else 0,
+            now=timezone.now(),
+        )
+        return
     updates = {
         "tokens_used": F("tokens_used") + tokens,
         "cost_accrued_micros": F("cost_accrued_micros") + cost_micros,
@@ -269,6 +380,9 @@ def budget_settle(
 
 def budget_release(*, reservation: Reservation) -> None:
     """Drop the reservation of an operation that consumed nothing."""
+    if connection.vendor == "postgresql":
+        _hand_back_one_statement(reservation, tokens=None, cost=0, operations=0, now=None)
+        return
     _hand_back(reservation)
 
 

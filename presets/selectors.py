@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, replace
 
+from aura_orchestrator.caching.config_cache import memoized
 from presets.models import OperationPreset
 from presets.operation_types import SEED_PRESETS, OperationType
 
@@ -57,11 +58,16 @@ def _from_seed(op: OperationType) -> EffectivePreset:
     )
 
 
-def preset_get(*, operation_type: OperationType) -> EffectivePreset:
-    """The stored preset (read on every call, so an admin edit applies to the next
-    request on every worker), or the seed default if an operator deleted the row."""
+def _preset_load(operation_type: OperationType) -> EffectivePreset:
     row = OperationPreset.objects.filter(operation_type=operation_type).first()
     return _from_row(row) if row is not None else _from_seed(operation_type)
+
+
+def preset_get(*, operation_type: OperationType) -> EffectivePreset:
+    """The stored preset, or the seed default if an operator deleted the row. Memoized
+    per process and invalidated on save (see caching.config_cache): an admin edit
+    applies to the next request of every worker sharing the cache."""
+    return memoized(("preset", operation_type), lambda: _preset_load(operation_type))
 
 
 def preset_list() -> list[EffectivePreset]:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from django.db import connection, connections
 
+from aura_orchestrator.caching import config_cache
 from aura_orchestrator.catalog.services import provider_configure
 from aura_orchestrator.simulator import FakeUpstream
 from aura_orchestrator.tenancy.services import api_key_create, project_get_or_create
@@ -33,6 +34,15 @@ def _close_thread_connections():
     """Async transactional tests leave connections open in worker threads otherwise."""
     yield
     connections.close_all()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_config_memo():
+    """Each test's database starts over (rolled back or flushed, which sends no signal):
+    memoized keys, presets and routes of an earlier test must not leak into it."""
+    config_cache.clear()
+    yield
+    config_cache.clear()
 
 
 @pytest.fixture(scope="session")
@@ -159,6 +169,9 @@ class LiveServer:
             "DEBUG": "false",
             "DJANGO_SECRET_KEY": "live-server-test-key",
             "LOG_LEVEL": "WARNING",
+            # Servers outlive a test's data and share no cache with the test process: no
+            # per-process memo of keys, presets and routes (caching/config_cache.py).
+            "AURA_CONFIG_CACHE_SECONDS": "0",
             **(env or {}),
         }
         self.process = subprocess.Popen(

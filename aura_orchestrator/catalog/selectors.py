@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
+from aura_orchestrator.caching.config_cache import memoized
 from aura_orchestrator.catalog.models import LlmModel, Provider
 from aura_orchestrator.errors import InvalidRequest, UnknownModel
 
@@ -44,6 +45,15 @@ def _default_model(provider: Provider) -> LlmModel | None:
 
 
 def route_chain_resolve(*, provider_names: list[str] | None, model: str | None) -> list[Route]:
+    """The fallback chain for a request, first choice first (see `_route_chain`).
+    Memoized per process and invalidated on save (see caching.config_cache); errors are
+    not memoized."""
+    names = tuple(provider_names) if provider_names else None
+    chain = memoized(("routes", names, model), lambda: tuple(_route_chain(names, model)))
+    return list(chain)
+
+
+def _route_chain(provider_names: tuple[str, ...] | None, model: str | None) -> list[Route]:
     """The fallback chain for a request, first choice first.
 
     `provider_names` is the request's `providers` (in its order), else every enabled

@@ -1,0 +1,90 @@
+"""Per-process memo of configuration reads on the hot path (API keys, presets, routes).
+
+Configuration changes rarely and is read on every request: each of these reads cost a
+query and most of a millisecond of ORM CPU. A memo entry is valid while
+
+- the configuration version is unchanged: a counter in Django's cache, bumped by
+  post_save/post_delete of every model the memos are built from (at once, and again when
+  the transaction commits, so a reader between the two cannot keep stale data). With
+  Redis (production) an admin edit or a revocation reaches every worker on its next
+  request; with the local-memory cache (embedded default) only the process that made it;
+- and it is younger than AURA["CONFIG_CACHE_SECONDS"] (default 5 s): the bound on
+  staleness when the change was made by another process without a shared cache, or by a
+  queryset `.update()` that sends no signal. 0 turns the memo off.
+"""
+
+import time
+from collections.abc import Callable, Hashable
+from typing import TypeVar
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+T = TypeVar("T")
+
+VERSION_KEY = "aura:config-version"
+MAX_ENTRIES = 10_000  # a bound on memory, whatever keys callers present
+_MISSING = object()
+_memo: dict[Hashable, tuple[float, object, object]] = {}  # key -> (expires, version, value)
+
+
+def _ttl() -> float:
+    return float(settings.AURA.get("CONFIG_CACHE_SECONDS", 5))
+
+
+def config_version() -> object:
+    return cache.get(VERSION_KEY, 0)
+
+
+def memoized(key: Hashable, load: Callable[[], T], *, version: object = _MISSING) -> T:
+    """`load()`'s value, computed at most once per version and TTL in this process (None
+    is never kept). The value must not be mutated: concurrent requests share it."""
+    ttl = _ttl()
+    if ttl <= 0:
+        return load()
+    if version is _MISSING:
+        version = config_version()
+    now = time.monotonic()
+    hit = _memo.get(key)
+    if hit is not None and hit[0] > now and hit[1] == version:
+        return hit[2]  # type: ignore[return-value]
+    value = load()
+    if value is None:
+        return value  # misses are not kept: unknown keys must not fill the memo
+    if len(_memo) >= MAX_ENTRIES:
+        _memo.clear()
+    _memo[key] = (now + ttl, version, value)
+    return value
+
+
+def forget(key: Hashable) -> None:
+    _memo.pop(key, None)
+
+
+def clear() -> None:
+    _memo.clear()
+
+
+def bump_version(**_ignored) -> None:
+    """Invalidate every memo (in every process sharing the cache)."""
+    _bump()
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(_bump)
+
+
+def _bump() -> None:
+    _memo.clear()
+    try:
+        cache.incr(VERSION_KEY)
+    except ValueError:  # absent (first change, or evicted): any new value invalidates
+        cache.set(VERSION_KEY, time.time_ns(), timeout=None)
+
+
+def connect(*models) -> None:
+    """Bump the version whenever one of `models` is saved or deleted."""
+    for model in models:
+        uid = f"aura-config-{model._meta.label}"
+        post_save.connect(bump_version, sender=model, dispatch_uid=uid + "-save")
+        post_delete.connect(bump_version, sender=model, dispatch_uid=uid + "-delete")
