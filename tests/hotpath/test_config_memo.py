@@ -38,9 +38,19 @@ def test_an_unknown_key_is_not_memoized(db):
 
 def test_a_preset_edit_applies_to_the_next_read(db):
     before = preset_get(operation_type=OperationType.PLANNING)
-    OperationPreset.objects.update_or_create(
-        operation_type=OperationType.PLANNING, defaults={"max_tokens": before.max_tokens + 1}
-    )
+    row = OperationPreset.objects.filter(operation_type=OperationType.PLANNING).first()
+    if row is None:  # a flushed test database has no seeded rows
+        row = OperationPreset(
+            operation_type=OperationType.PLANNING,
+            temperature=before.temperature,
+            top_p=before.top_p,
+            timeout_seconds=before.timeout_seconds,
+            max_retries=before.max_retries,
+            cache_enabled=before.cache_enabled,
+            cache_ttl_seconds=before.cache_ttl_seconds,
+        )
+    row.max_tokens = before.max_tokens + 1
+    row.save()
     assert preset_get(operation_type=OperationType.PLANNING).max_tokens == before.max_tokens + 1
 
 
