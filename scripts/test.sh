@@ -24,6 +24,8 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== migrations"
 .venv/bin/python manage.py makemigrations --check --dry-run
+echo "== OpenAPI schema (valid, no warnings)"
+.venv/bin/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 echo "== tests (${DATABASE_URL:-sqlite})"
 .venv/bin/python -m pytest -m "not browser" "$@"
 echo "== browser tests"
