@@ -574,6 +574,7 @@ def main() -> None:
         help="(g): add this many generated telemetry rows (bench/gen_telemetry.py), time "
         "statistics and dashboard pages, and measure (a) and (b) on /execute again",
     )
+    parser.add_argument("--out", default="latest", help="bench/results/OUT.{md,json}")
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed:
@@ -656,8 +657,8 @@ def main() -> None:
     table = report(raw, names, notes)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     text = f"# Benchmark results ({stamp}, {os.cpu_count()} cores)\n\n{table}"
-    (BENCH / "results" / "latest.md").write_text(text)
-    (BENCH / "results" / "latest.json").write_text(json.dumps(raw, indent=1))
+    (BENCH / "results" / f"{args.out}.md").write_text(text)
+    (BENCH / "results" / f"{args.out}.json").write_text(json.dumps(raw, indent=1))
     print(text)
 
 

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -28,7 +29,7 @@ def cache_lookup(*, project_id: int, key_hash: str) -> CachedAnswer | None:
     )
     if entry is None:
         return None
-    CacheEntry.objects.filter(pk=entry.pk).update(hit_count=F("hit_count") + 1, last_hit_at=now)
+    _count_hit(entry.pk, now)
     return CachedAnswer(
         content=entry.content,
         provider_name=entry.provider_name,
@@ -36,6 +37,20 @@ def cache_lookup(*, project_id: int, key_hash: str) -> CachedAnswer | None:
         tokens_in=entry.tokens_in,
         tokens_out=entry.tokens_out,
     )
+
+
+def _count_hit(pk: int, now) -> None:
+    """The hit counter is a statistic for operators: on PostgreSQL its commit does not
+    wait for the WAL flush (a crash of the database may lose the last few counts, never
+    an answer or a charge), which keeps a disk flush off every cache hit."""
+    counted = CacheEntry.objects.filter(pk=pk)
+    if connection.vendor != "postgresql":
+        counted.update(hit_count=F("hit_count") + 1, last_hit_at=now)
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        counted.update(hit_count=F("hit_count") + 1, last_hit_at=now)
 
 
 def cache_store(
