@@ -16,9 +16,10 @@ import os
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypeVar
 
 import jsonschema
 from django.conf import settings
@@ -40,6 +41,7 @@ from aura_orchestrator.providers.base import (
     ChatMessage,
     CompletionRequest,
     CompletionResult,
+    ProviderAdapter,
     ProviderBadResponse,
     ProviderConfig,
     ProviderError,
@@ -66,6 +68,8 @@ from presets.selectors import EffectivePreset, preset_get
 from telemetry.services import telemetry_record
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 # --- What comes in and what goes out ----------------------------------------------------
@@ -412,11 +416,15 @@ def _record_attempt(run: _Run, route: Route, started: float, exc: ProviderError 
     )
 
 
-async def _call_chain(run: _Run, messages: list[ChatMessage]) -> CompletionResult:
+async def _attempt_chain(
+    run: _Run,
+    messages: list[ChatMessage],
+    attempt: Callable[[ProviderAdapter, ProviderConfig, CompletionRequest], Awaitable[T]],
+) -> T:
     """Each route in turn, each with up to max_retries retries on retryable errors
     (backoff with jitter, Retry-After honoured); a non-retryable error moves on to the
-    next route at once. The final error is classified by the last failure."""
-    client = get_client()
+    next route at once. The final error is classified by the last failure. Every attempt
+    is recorded; `run.route` is the route that served."""
     max_retries = run.plan.preset.max_retries
     max_retry_after = settings.AURA["MAX_RETRY_AFTER_SECONDS"]
     last_error: ProviderError | None = None
@@ -424,27 +432,35 @@ async def _call_chain(run: _Run, messages: list[ChatMessage]) -> CompletionResul
         adapter = get_adapter(route.kind)
         config = _provider_config(route)
         provider_request = _completion_request(run, route, messages)
-        for attempt in range(max_retries + 1):
+        for n in range(max_retries + 1):
             started = time.perf_counter()
             try:
-                result = await adapter.complete(client, config, provider_request)
+                result = await attempt(adapter, config, provider_request)
             except ProviderError as exc:
                 _record_attempt(run, route, started, exc)
                 last_error = exc
-                if not exc.retryable or attempt == max_retries:
+                if not exc.retryable or n == max_retries:
                     break
                 await asyncio.sleep(
-                    backoff_delay(
-                        attempt, retry_after=exc.retry_after, max_retry_after=max_retry_after
-                    )
+                    backoff_delay(n, retry_after=exc.retry_after, max_retry_after=max_retry_after)
                 )
             else:
                 _record_attempt(run, route, started, None)
                 run.route = route
-                run.finish_reason = result.finish_reason
-                run.usage.add(_usage_of(result, route, messages))
                 return result
     raise _final_error(run, last_error)
+
+
+async def _call_chain(run: _Run, messages: list[ChatMessage]) -> CompletionResult:
+    """One complete answer from the chain (see `_attempt_chain`), its usage counted."""
+
+    def complete(adapter, config, request):
+        return adapter.complete(get_client(), config, request)
+
+    result = await _attempt_chain(run, messages, complete)
+    run.finish_reason = result.finish_reason
+    run.usage.add(_usage_of(result, run.route, messages))
+    return result
 
 
 def _usage_of(result: CompletionResult, route: Route, messages: list[ChatMessage]) -> _Usage:
@@ -797,41 +813,17 @@ async def _replay(content: str) -> AsyncIterator[StreamChunk]:
 async def _open_stream(run: _Run) -> tuple[StreamChunk, AsyncIterator[StreamChunk]]:
     """Like `_call_chain`, but an attempt succeeds when its first chunk arrives: retries
     and fallback are only possible before anything was sent to the client."""
-    client = get_client()
-    messages = list(run.request.messages)
-    max_retries = run.plan.preset.max_retries
-    max_retry_after = settings.AURA["MAX_RETRY_AFTER_SECONDS"]
-    last_error: ProviderError | None = None
-    for route in run.plan.chain:
-        adapter = get_adapter(route.kind)
-        config = _provider_config(route)
-        provider_request = _completion_request(run, route, messages)
-        for attempt in range(max_retries + 1):
-            started = time.perf_counter()
-            upstream = adapter.stream(client, config, provider_request)
-            try:
-                try:
-                    first = await anext(upstream)
-                except StopAsyncIteration:
-                    raise ProviderBadResponse(
-                        f"{route.provider_name}: the stream ended before its first chunk",
-                        provider=route.provider_name,
-                    ) from None
-            except ProviderError as exc:
-                _record_attempt(run, route, started, exc)
-                last_error = exc
-                if not exc.retryable or attempt == max_retries:
-                    break
-                await asyncio.sleep(
-                    backoff_delay(
-                        attempt, retry_after=exc.retry_after, max_retry_after=max_retry_after
-                    )
-                )
-            else:
-                _record_attempt(run, route, started, None)
-                run.route = route
-                return first, upstream
-    raise _final_error(run, last_error)
+
+    async def first_chunk(adapter, config, request):
+        upstream = adapter.stream(get_client(), config, request)
+        try:
+            return await anext(upstream), upstream
+        except StopAsyncIteration:
+            raise ProviderBadResponse(
+                f"{config.name}: the stream ended before its first chunk", provider=config.name
+            ) from None
+
+    return await _attempt_chain(run, list(run.request.messages), first_chunk)
 
 
 async def _relay(
