@@ -5,8 +5,8 @@ import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production")
 
-from aura_orchestrator.settings import *  # noqa: E402,F403
-from aura_orchestrator.settings import Q_CLUSTER  # noqa: E402
+from aura_orchestrator.settings import *  # noqa: F403
+from aura_orchestrator.settings import Q_CLUSTER
 
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users

@@ -5,63 +5,88 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('telemetry', '0001_initial'),
-        ('tenancy', '0001_initial'),
+        ("telemetry", "0001_initial"),
+        ("tenancy", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RollupWatermark',
+            name="RollupWatermark",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=32, unique=True)),
-                ('complete_until', models.DateTimeField()),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=32, unique=True)),
+                ("complete_until", models.DateTimeField()),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='TelemetryRollup',
+            name="TelemetryRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('bucket_start', models.DateTimeField(help_text='Start of the hour (UTC).')),
-                ('provider_name', models.CharField(blank=True, max_length=64)),
-                ('model_name', models.CharField(blank=True, max_length=200)),
-                ('operation_type', models.CharField(max_length=32)),
-                ('operations', models.PositiveIntegerField(default=0)),
-                ('successes', models.PositiveIntegerField(default=0)),
-                ('failures', models.PositiveIntegerField(default=0)),
-                ('cache_hits', models.PositiveIntegerField(default=0)),
-                ('tokens_in', models.PositiveBigIntegerField(default=0)),
-                ('tokens_out', models.PositiveBigIntegerField(default=0)),
-                ('retries', models.PositiveBigIntegerField(default=0)),
-                ('cost', models.DecimalField(decimal_places=6, default=0, max_digits=18)),
-                ('latency_sum_ms', models.PositiveBigIntegerField(default=0)),
-                ('latency_max_ms', models.PositiveIntegerField(default=0)),
-                ('latency_histogram', models.JSONField(default=list, help_text='Operation counts per latency bucket (LATENCY_BOUNDS_MS, +inf).')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("bucket_start", models.DateTimeField(help_text="Start of the hour (UTC).")),
+                ("provider_name", models.CharField(blank=True, max_length=64)),
+                ("model_name", models.CharField(blank=True, max_length=200)),
+                ("operation_type", models.CharField(max_length=32)),
+                ("operations", models.PositiveIntegerField(default=0)),
+                ("successes", models.PositiveIntegerField(default=0)),
+                ("failures", models.PositiveIntegerField(default=0)),
+                ("cache_hits", models.PositiveIntegerField(default=0)),
+                ("tokens_in", models.PositiveBigIntegerField(default=0)),
+                ("tokens_out", models.PositiveBigIntegerField(default=0)),
+                ("retries", models.PositiveBigIntegerField(default=0)),
+                ("cost", models.DecimalField(decimal_places=6, default=0, max_digits=18)),
+                ("latency_sum_ms", models.PositiveBigIntegerField(default=0)),
+                ("latency_max_ms", models.PositiveIntegerField(default=0)),
+                (
+                    "latency_histogram",
+                    models.JSONField(
+                        default=list,
+                        help_text="Operation counts per latency bucket (LATENCY_BOUNDS_MS, +inf).",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'hourly rollup',
-                'verbose_name_plural': 'hourly rollups',
-                'ordering': ['-bucket_start'],
+                "verbose_name": "hourly rollup",
+                "verbose_name_plural": "hourly rollups",
+                "ordering": ["-bucket_start"],
             },
         ),
         migrations.AddIndex(
-            model_name='operationtelemetry',
-            index=models.Index(fields=['project', 'started_at'], name='telemetry_project_idx'),
+            model_name="operationtelemetry",
+            index=models.Index(fields=["project", "started_at"], name="telemetry_project_idx"),
         ),
         migrations.AddField(
-            model_name='telemetryrollup',
-            name='project',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenancy.project'),
+            model_name="telemetryrollup",
+            name="project",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="tenancy.project",
+            ),
         ),
         migrations.AddIndex(
-            model_name='telemetryrollup',
-            index=models.Index(fields=['project', 'bucket_start'], name='telemetry_rollup_project_idx'),
+            model_name="telemetryrollup",
+            index=models.Index(
+                fields=["project", "bucket_start"], name="telemetry_rollup_project_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='telemetryrollup',
-            constraint=models.UniqueConstraint(fields=('bucket_start', 'project', 'provider_name', 'model_name', 'operation_type'), name='telemetry_rollup_unique_bucket'),
+            model_name="telemetryrollup",
+            constraint=models.UniqueConstraint(
+                fields=("bucket_start", "project", "provider_name", "model_name", "operation_type"),
+                name="telemetry_rollup_unique_bucket",
+            ),
         ),
     ]
