@@ -136,8 +136,15 @@ class Load:
                 try:
                     keep = await self.one(reader, writer, request, record=True)
                 except (ConnectionError, asyncio.IncompleteReadError, ValueError):
-                    self.errors += 1
-                    keep = False
+                    # The server may close a keep-alive connection that sat idle (while
+                    # the others warmed up): retry once on a new one, as HTTP clients do.
+                    writer.close()
+                    reader, writer = await self.connect()
+                    try:
+                        keep = await self.one(reader, writer, request, record=True)
+                    except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+                        self.errors += 1
+                        keep = False
                 if not keep:
                     writer.close()
                     reader, writer = await self.connect()
