@@ -13,6 +13,7 @@ query and most of a millisecond of ORM CPU. A memo entry is valid while
   queryset `.update()` that sends no signal. 0 turns the memo off.
 """
 
+import logging
 import time
 from collections.abc import Callable, Hashable
 from typing import TypeVar
@@ -23,6 +24,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 VERSION_KEY = "aura:config-version"
 MAX_ENTRIES = 10_000  # a bound on memory, whatever keys callers present
@@ -35,7 +37,11 @@ def _ttl() -> float:
 
 
 def config_version() -> object:
-    return cache.get(VERSION_KEY, 0)
+    try:
+        return cache.get(VERSION_KEY, 0)
+    except Exception:  # the shared cache is down: read through, as without the memo
+        logger.warning("config version unavailable; memo bypassed", exc_info=True)
+        return object()  # equal to no stored version
 
 
 def memoized(key: Hashable, load: Callable[[], T], *, version: object = _MISSING) -> T:
@@ -77,9 +83,12 @@ def bump_version(**_ignored) -> None:
 def _bump() -> None:
     _memo.clear()
     try:
-        cache.incr(VERSION_KEY)
-    except ValueError:  # absent (first change, or evicted): any new value invalidates
-        cache.set(VERSION_KEY, time.time_ns(), timeout=None)
+        try:
+            cache.incr(VERSION_KEY)
+        except ValueError:  # absent (first change, or evicted): any new value invalidates
+            cache.set(VERSION_KEY, time.time_ns(), timeout=None)
+    except Exception:  # the shared cache is down: other workers catch up within the TTL
+        logger.warning("could not bump the config version", exc_info=True)
 
 
 def connect(*models) -> None:
