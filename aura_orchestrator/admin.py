@@ -11,6 +11,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import construct_change_message
 from django.db.models import Model
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import override as translation_override
 
@@ -112,3 +113,23 @@ def usage_bar(fraction: float | None) -> str:
         colour,
         f"{percent:.0f}",
     )
+
+
+class ExpiryFilter(admin.SimpleListFilter):
+    """Rows by `expires_at` against now; subclasses name the two states."""
+
+    title = "state"
+    parameter_name = "expired"
+    live_label = "Live"
+    expired_label = "Expired"
+
+    def lookups(self, request, model_admin):
+        return [("no", self.live_label), ("yes", self.expired_label)]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "yes":
+            return queryset.filter(expires_at__lte=now)
+        if self.value() == "no":
+            return queryset.filter(expires_at__gt=now)
+        return queryset

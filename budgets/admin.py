@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils import timezone
 
-from aura_orchestrator.admin import AuraModelAdmin, usage_bar, usd, usd_decimal
+from aura_orchestrator.admin import AuraModelAdmin, ExpiryFilter, usage_bar, usd, usd_decimal
 from aura_orchestrator.money import micros_to_usd, usd_to_micros
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
 from budgets.services import Reservation, budget_release, session_clear
@@ -252,20 +252,9 @@ class LlmSessionAdmin(AuraModelAdmin):
         self.message_user(request, f"Cleared the ledger of {cleared} session(s).", messages.SUCCESS)
 
 
-class ExpiredFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "expired"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Expired (worker gone)"), ("no", "In flight")]
-
-    def queryset(self, request, queryset):
-        now = timezone.now()
-        if self.value() == "yes":
-            return queryset.filter(expires_at__lte=now)
-        if self.value() == "no":
-            return queryset.filter(expires_at__gt=now)
-        return queryset
+class ExpiredFilter(ExpiryFilter):
+    live_label = "In flight"
+    expired_label = "Expired (worker gone)"
 
 
 @admin.register(BudgetReservation)

@@ -1,28 +1,11 @@
 from django.contrib import admin, messages
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
-from aura_orchestrator.admin import AuraModelAdmin
+from aura_orchestrator.admin import AuraModelAdmin, ExpiryFilter
 from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.caching.services import cache_purge_expired
-
-
-class ExpiredFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "expired"
-
-    def lookups(self, request, model_admin):
-        return [("no", "Live"), ("yes", "Expired")]
-
-    def queryset(self, request, queryset):
-        now = timezone.now()
-        if self.value() == "yes":
-            return queryset.filter(expires_at__lte=now)
-        if self.value() == "no":
-            return queryset.filter(expires_at__gt=now)
-        return queryset
 
 
 @admin.register(CacheEntry)
@@ -42,7 +25,7 @@ class CacheEntryAdmin(AuraModelAdmin):
         "hit_count",
         "last_hit_at",
     ]
-    list_filter = [ExpiredFilter, "project", "operation_type", "provider_name"]
+    list_filter = [ExpiryFilter, "project", "operation_type", "provider_name"]
     list_select_related = ["project"]
     search_fields = ["^key_hash"]
     date_hierarchy = "created_at"
