@@ -466,9 +466,20 @@ def scenario_g(args, targets: list[Target], raw: dict) -> str:
         f"{fmt(m['execute'])} → {fmt(m['execute@rows'])} ms, throughput (b) "
         f"{fmt(rps['execute'], 0)} → {fmt(rps['execute@rows'], 0)} rps; statistics and "
         f"dashboard timings in bench/results/g-statistics.txt:\n\n```\n"
-        + out.read_text()[-4000:]
+        + _excerpt(out.read_text())
         + "\n```"
     )
+
+
+def _excerpt(text: str) -> str:
+    """The timing lines of the (g) scripts: progress, tracebacks and warnings left out."""
+    noise = ("inserted ", "Traceback", "File ", "^", "response = ", "host = ", "raise ")
+    keep = [
+        line
+        for line in text.splitlines()
+        if not line.strip().startswith(noise) and " ERROR " not in line and "Warning" not in line
+    ]
+    return "\n".join(keep)[-4000:]
 
 
 def summary(name: str, r: dict) -> str:
