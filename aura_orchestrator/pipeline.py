@@ -23,6 +23,7 @@ from typing import TypeVar
 
 import jsonschema
 from django.conf import settings
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from aura_orchestrator import errors, metrics
@@ -593,16 +594,41 @@ def _finish(
     content: str | None,
     charge: _Usage | None,
 ) -> tuple[dict, dict]:
-    """Settle or release, store in cache, record telemetry; returns (telemetry, budget)."""
+    """Settle or release, store in cache, record telemetry; returns (telemetry, budget).
+
+    The three writes share one transaction, so one commit (one disk flush) makes them
+    durable together. Should that fail, the settlement is retried alone before the error
+    goes on: what a provider consumed is always charged."""
+    fields = _telemetry_fields(run, success=success, cache_hit=cache_hit, error=error)
+    try:
+        with transaction.atomic():
+            _hand_back(run, charge)
+            _store_answer(run, success=success, cache_hit=cache_hit, content=content)
+            telemetry_record(**fields)
+    except DatabaseError:
+        if run.reservation is not None:
+            _hand_back(run, charge)
+            run.reservation = None
+        raise
+    run.reservation = None
+    metrics.record_operation(fields)
+    return fields, _budget_body(run)
+
+
+def _hand_back(run: _Run, charge: _Usage | None) -> None:
+    """Charge what the operation consumed (settle) or nothing (release)."""
+    if run.reservation is None:
+        return
+    if charge is not None:
+        budget_settle(
+            reservation=run.reservation, tokens=charge.tokens, cost_micros=charge.cost_micros
+        )
+    else:
+        budget_release(reservation=run.reservation)
+
+
+def _store_answer(run: _Run, *, success: bool, cache_hit: bool, content: str | None) -> None:
     plan = run.plan
-    if run.reservation is not None:
-        if charge is not None:
-            budget_settle(
-                reservation=run.reservation, tokens=charge.tokens, cost_micros=charge.cost_micros
-            )
-        else:
-            budget_release(reservation=run.reservation)
-        run.reservation = None
     if success and not cache_hit and plan and plan.cache_key and run.route:
         cache_store(
             project_id=run.principal.project_id,
@@ -617,11 +643,6 @@ def _finish(
             ),
             ttl_seconds=plan.cache_ttl,
         )
-    fields = _telemetry_fields(run, success=success, cache_hit=cache_hit, error=error)
-    telemetry_record(**fields)
-    metrics.record_operation(fields)
-    budget = _budget_body(run)
-    return fields, budget
 
 
 def _budget_body(run: _Run) -> dict:

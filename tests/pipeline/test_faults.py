@@ -2,6 +2,7 @@
 released and telemetry tells every attempt."""
 
 import time
+from decimal import Decimal
 
 import pytest
 
@@ -13,6 +14,12 @@ from tests.pipeline.helpers import EXECUTE, body
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 CAPPED = {"max_cost_per_session": "1.00"}
+
+
+async def _project_id() -> int:
+    from aura_orchestrator.tenancy.models import Project
+
+    return (await Project.objects.aget(name="studio")).pk
 
 
 async def _ledger(session_id="video-1") -> LlmSession:
@@ -147,3 +154,38 @@ async def test_connection_refused_provider_falls_back(asgi_client, provider, bac
     response = await asgi_client.post(EXECUTE, json=body(custom_preset={"max_retries": 0}))
     assert response.status_code == 200, response.json()
     assert response.json()["telemetry"]["provider_name"] == "backup"
+
+
+async def test_a_failed_telemetry_write_still_charges_what_was_consumed(
+    api_key, provider, fake_upstream, monkeypatch
+):
+    """Settlement, cache store and telemetry commit together; if that transaction fails,
+    the settlement is retried alone, so a provider's work is never left unpaid."""
+    from django.db import DatabaseError
+
+    from aura_orchestrator import pipeline
+
+    def broken_insert(**fields):
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(pipeline, "telemetry_record", broken_insert)
+    fake_upstream.enqueue(Fault(usage=(100, 50)))
+    with pytest.raises(DatabaseError):
+        await pipeline.execute(
+            pipeline.OperationRequest(
+                session_id="video-1",
+                operation_type=pipeline.OperationType.PLANNING,
+                messages=(pipeline.ChatMessage(role="user", content="Plan a video"),),
+                enable_cache=True,
+                caps=pipeline.Caps.inline(max_cost_per_session=Decimal("1.00")),
+            ),
+            principal=pipeline.Principal(project_id=await _project_id()),
+        )
+    ledger = await _ledger()
+    assert (ledger.tokens_used, ledger.cost_accrued_micros) == (150, 200)
+    assert (ledger.tokens_reserved, ledger.cost_reserved_micros) == (0, 0)
+    assert await BudgetReservation.objects.acount() == 0
+    assert not await OperationTelemetry.objects.aexists()
+    from aura_orchestrator.caching.models import CacheEntry
+
+    assert not await CacheEntry.objects.aexists(), "the answer is not cached without its row"
