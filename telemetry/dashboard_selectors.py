@@ -135,8 +135,11 @@ def overview_get(*, project_id: int | None, since: datetime, until: datetime) ->
     """KPIs of [since, until) against the period of equal length just before it, the time
     series of the range and its breakdowns by provider, model and operation type."""
     length = until - since
-    current = statistics(project_id=project_id, since=since, until=until)
-    previous = statistics(project_id=project_id, since=since - length, until=since)
+    # Rollups for every rolled-up hour: a 24 h overview over millions of rows stays fast.
+    current = statistics(project_id=project_id, since=since, until=until, prefer_rollups=True)
+    previous = statistics(
+        project_id=project_id, since=since - length, until=since, prefer_rollups=True
+    )
     bucket = "hour" if length <= HOURLY_UP_TO else "day"
     total = current.total_operations
     return Overview(

@@ -496,11 +496,14 @@ def statistics(
     model: str | None = None,
     operation_type: str | None = None,
     session_id: str | None = None,
+    prefer_rollups: bool = False,
 ) -> Statistics:
     """Statistics of the operations in [since, until) matching the filters.
 
     `project_id=None` means every project (staff). With `session_id`, always exact from
-    raw rows (indexed by project, session, start)."""
+    raw rows (indexed by project, session, start). `prefer_rollups` serves every rolled-up
+    hour from rollups whatever the range (approximate percentiles, fast): for dashboards,
+    where a glance matters more than the last millisecond of p95."""
     dimensions = _dimension_filter(
         project_id=project_id, provider=provider, model=model, operation_type=operation_type
     )
@@ -521,7 +524,7 @@ def statistics(
             key_names=("provider_name", "operation_type"),
         )
         rolled_rows = sum(acc.operations for acc in rolled.values())
-        if _wants_rollups(since=since, until=until, rolled_rows=rolled_rows):
+        if prefer_rollups or _wants_rollups(since=since, until=until, rolled_rows=rolled_rows):
             groups = rolled
             _grouped(
                 OperationTelemetry.objects.filter(dimensions & split.raw_edges(since, until)),

@@ -150,6 +150,18 @@ def test_many_rows_switch_a_short_range_to_rollups(project, rows):
     assert stats.total_operations == 20
 
 
+def test_dashboards_may_prefer_rollups_for_a_short_range(project, rows):
+    """`prefer_rollups` serves a short range from rollups (what the overview asks for);
+    the same range stays exact without it, and the totals agree."""
+    telemetry_rollup_recent(hours=4)
+    since = dataset.base_hour()
+    exact = statistics(project_id=project.pk, since=since)
+    fast = statistics(project_id=project.pk, since=since, prefer_rollups=True)
+    assert (exact.source, fast.source) == ("raw", "rollup")
+    assert fast.total_operations == exact.total_operations == 20
+    assert fast.total_estimated_cost == exact.total_estimated_cost
+
+
 def test_timeseries_and_breakdown_add_up(project, rows):
     """The dashboards' series and breakdowns count every operation once."""
     telemetry_rollup_recent(hours=4)
