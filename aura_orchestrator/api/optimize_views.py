@@ -197,7 +197,7 @@ class EstimateView(APIView):
             max_length=10,
         )
         custom_preset = s.CustomPresetSerializer(required=False, allow_null=True)
-        session_id = serializers.CharField(required=False, allow_null=True, max_length=200)
+        session_id = s.SessionIdField(required=False, allow_null=True)
 
     class EstimateOutputSerializer(serializers.Serializer):
         operation_type = serializers.CharField()

@@ -3,6 +3,7 @@
 import jsonschema
 from rest_framework import serializers
 
+from budgets.validators import SESSION_ID_MAX_LENGTH, SESSION_ID_RULE, is_valid_session_id
 from presets.operation_types import OperationType, parse_operation_type
 
 MAX_PROMPT_CHARS = 2_000_000
@@ -32,6 +33,20 @@ class OperationTypeField(serializers.CharField):
         return str(value)
 
 
+class SessionIdField(serializers.CharField):
+    """A session id under the one rule of `budgets.validators`."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", SESSION_ID_MAX_LENGTH)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not is_valid_session_id(value):
+            raise serializers.ValidationError(f"Must be {SESSION_ID_RULE}.")
+        return value
+
+
 class BudgetConstraintSerializer(serializers.Serializer):
     max_tokens_per_operation = serializers.IntegerField(
         required=False, allow_null=True, min_value=1
@@ -55,7 +70,7 @@ class CustomPresetSerializer(serializers.Serializer):
 
 
 class ExecuteInputSerializer(serializers.Serializer):
-    session_id = serializers.CharField(max_length=200)
+    session_id = SessionIdField()
     operation_type = OperationTypeField()
     prompt = serializers.CharField(max_length=MAX_PROMPT_CHARS, trim_whitespace=False)
     system_prompt = serializers.CharField(
@@ -81,11 +96,6 @@ class ExecuteInputSerializer(serializers.Serializer):
     )
     model = serializers.CharField(required=False, allow_null=True, max_length=200)
     response_schema = serializers.JSONField(required=False, allow_null=True)
-
-    def validate_session_id(self, value: str) -> str:
-        if not value.strip() or any(ord(c) < 32 for c in value):
-            raise serializers.ValidationError("Must be non-blank text without control characters.")
-        return value
 
     def validate_response_schema(self, value):
         if value is None:

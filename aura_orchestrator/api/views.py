@@ -13,6 +13,7 @@ from aura_orchestrator.api.render import jsonable
 from aura_orchestrator.providers.base import ChatMessage
 from budgets.selectors import budget_status, session_get
 from budgets.services import Caps, session_clear
+from budgets.validators import SESSION_ID_RULE, is_valid_session_id
 from presets.operation_types import parse_operation_type
 from presets.selectors import preset_get, preset_list
 
@@ -112,10 +113,8 @@ class ExecuteView(AsyncAPIView):
 def checked_session_id(session_id: str) -> str:
     """A session id from a URL: the same rules as in a request body (PostgreSQL refuses
     NUL characters outright, so they must never reach a query)."""
-    if len(session_id) > 200 or any(ord(c) < 32 for c in session_id):
-        raise errors.InvalidRequest(
-            "session_id must be at most 200 characters, without control characters."
-        )
+    if not is_valid_session_id(session_id):
+        raise errors.InvalidRequest(f"session_id must be {SESSION_ID_RULE}.")
     return session_id
 
 

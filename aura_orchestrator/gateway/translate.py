@@ -14,6 +14,7 @@ import jsonschema
 from aura_orchestrator import errors
 from aura_orchestrator.pipeline import OperationRequest, PresetOverrides
 from aura_orchestrator.providers.base import ChatMessage
+from budgets.validators import SESSION_ID_RULE, is_valid_session_id
 from presets.operation_types import OperationType, parse_operation_type
 
 SESSION_HEADER = "X-Aura-Session-Id"
@@ -167,10 +168,8 @@ def _metadata(body: dict) -> dict[str, str]:
 
 
 def _session_id(value: str, *, source: str) -> str:
-    if not value.strip() or len(value) > 200 or any(ord(c) < 32 for c in value):
-        raise _invalid(
-            source, f"`{source}` must be 1 to 200 characters of text without control characters."
-        )
+    if not is_valid_session_id(value):
+        raise _invalid(source, f"`{source}` must be {SESSION_ID_RULE}.")
     return value
 
 
