@@ -4,24 +4,24 @@ Each unit runs in a thread pool of its own (not the single thread-sensitive thre
 which would serialise every request of a worker) and gives its connection back when it
 ends: to the psycopg pool in production, closed otherwise, so no thread keeps one.
 
-The pool has AURA_DB_THREADS threads (default 4; keep it at most AURA_DB_POOL_MAX, the
-connections a worker may hold). Each unit is a few short statements, so a few threads
-keep up with hundreds of in-flight operations, and more threads only contend for the GIL:
-measured side by side under 50 concurrent requests (bench/README.md), 4 threads cost
-about 15 % less CPU per request than 16. Units are submitted with `loop.run_in_executor`
-and a copy of the context, which is what `sync_to_async(thread_sensitive=False)` does,
-minus its per-call bookkeeping.
+The pool has AURA["DB_THREADS"] threads (env AURA_DB_THREADS, default 4; keep it at most
+the DB_POOL's max_size, the connections a worker may hold). Each unit is a few short
+statements, so a few threads keep up with hundreds of in-flight operations, and more
+threads only contend for the GIL: measured side by side under 50 concurrent requests
+(bench/README.md), 4 threads cost about 15 % less CPU per request than 16. Units are
+submitted with `loop.run_in_executor` and a copy of the context, which is what
+`sync_to_async(thread_sensitive=False)` does, minus its per-call bookkeeping.
 """
 
 import asyncio
 import contextvars
 import functools
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from django.conf import settings
 from django.db import close_old_connections
 
 P = ParamSpec("P")
@@ -36,8 +36,9 @@ def executor() -> ThreadPoolExecutor:
     if _executor is None:
         with _lock:
             if _executor is None:
-                size = int(os.environ.get("AURA_DB_THREADS", "4"))
-                _executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="aura-db")
+                _executor = ThreadPoolExecutor(
+                    max_workers=settings.AURA["DB_THREADS"], thread_name_prefix="aura-db"
+                )
     return _executor
 
 

