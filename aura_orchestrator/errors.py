@@ -90,6 +90,14 @@ class ProviderTimedOut(AuraError):
     default_message = "The provider did not answer in time."
 
 
+class ClientDisconnected(AuraError):
+    """Recorded in telemetry only: nobody is left to receive a response."""
+
+    code = "client_disconnected"
+    status = 499  # nginx's convention for a request the client abandoned
+    default_message = "The client disconnected before the stream ended."
+
+
 class ServiceUnavailable(AuraError):
     code = "unavailable"
     status = 503

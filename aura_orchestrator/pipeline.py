@@ -268,11 +268,16 @@ async def _call_and_settle(run: _Run) -> OperationResult:
     except errors.AuraError as exc:
         return await _finish_failed(run, exc)
     except BaseException:
-        # Cancelled (client gone) or a bug: hand the reservation back, then re-raise.
-        if run.reservation is not None:
-            await asyncio.shield(db(budget_release, reservation=run.reservation))
-            run.reservation = None
+        await _abandon(run)
         raise
+
+
+async def _abandon(run: _Run) -> None:
+    """Cancelled (client gone) or a bug: hand the reservation back before the exception
+    goes on, shielded so that a second cancellation cannot leave it held."""
+    if run.reservation is not None:
+        await asyncio.shield(db(budget_release, reservation=run.reservation))
+        run.reservation = None
 
 
 # --- Step 1: preset, chain, session, cache lookup (one DB unit) ---------------------------
@@ -806,9 +811,7 @@ async def execute_stream(request: OperationRequest, *, principal: Principal) -> 
             result=result,
         )
     except BaseException:
-        if run.reservation is not None:
-            await asyncio.shield(db(budget_release, reservation=run.reservation))
-            run.reservation = None
+        await _abandon(run)
         raise
     stream = OperationStream(
         operation_id=run.operation_id,
@@ -883,8 +886,7 @@ async def _relay(
         error = _final_error(run, exc)
     finally:
         if not completed and error is None:
-            error = errors.AuraError("The client disconnected before the stream ended.")
-            error.code, error.status = "client_disconnected", 499
+            error = errors.ClientDisconnected()
         # The consumer may be cancelled (client gone): settle in a task of its own, which a
         # second cancellation cannot interrupt.
         end = asyncio.ensure_future(
