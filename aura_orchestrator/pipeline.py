@@ -333,7 +333,9 @@ def _prepare(*, request: OperationRequest, principal: Principal) -> _Plan:
 # --- Step 2: reserve the worst case ------------------------------------------------------
 
 
-def _worst_case_cost(route: Route, *, tokens_in: int, tokens_out: int) -> int | None:
+def _cost_of(route: Route, *, tokens_in: int, tokens_out: int) -> int | None:
+    """Micro-dollars at the route's prices (of a worst case or of actual usage); None
+    when the model has no price."""
     if not route.priced:
         return None
     return cost_micros(
@@ -359,8 +361,7 @@ async def _reserve(run: _Run, *, extra_prompt_tokens: int = 0) -> None:
         priced = [r for r in plan.chain if r.priced]
         plan.chain = priced or plan.chain[:1]
     costs = [
-        _worst_case_cost(r, tokens_in=tokens_in, tokens_out=plan.preset.max_tokens)
-        for r in plan.chain
+        _cost_of(r, tokens_in=tokens_in, tokens_out=plan.preset.max_tokens) for r in plan.chain
     ]
     known = [c for c in costs if c is not None]
     worst_cost = None if (not known and hard_cost_cap) else max(known, default=0)
@@ -478,7 +479,7 @@ def _usage_of(result: CompletionResult, route: Route, messages: list[ChatMessage
             [(m.role, m.content) for m in messages], model=route.model_name
         )
         tokens_out = count_tokens(result.content, model=route.model_name)
-    cost = _worst_case_cost(route, tokens_in=tokens_in, tokens_out=tokens_out) or 0
+    cost = _cost_of(route, tokens_in=tokens_in, tokens_out=tokens_out) or 0
     return _Usage(tokens_in=tokens_in, tokens_out=tokens_out, cost_micros=cost)
 
 

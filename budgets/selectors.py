@@ -61,3 +61,60 @@ def session_get(*, project_id: int, session_id: str) -> LlmSession | None:
         .filter(project_id=project_id, session_id=session_id)
         .first()
     )
+
+
+def _usd(micros: int) -> str:
+    return f"${micros_to_usd(micros)}"
+
+
+def operation_overruns(
+    session: LlmSession, *, tokens: int, cost_micros: int | None, model_name: str
+) -> list[str]:
+    """Per-operation caps the worst case passes, as messages (empty when within)."""
+    problems = []
+    cap = session.max_tokens_per_operation
+    if cap is not None and tokens > cap:
+        problems.append(
+            f"max_tokens_per_operation: worst case {tokens} tokens exceeds the cap of {cap} "
+            f"by {tokens - cap}"
+        )
+    cap = session.max_cost_per_operation_micros
+    if cap is not None and cost_micros is not None and cost_micros > cap:
+        problems.append(
+            f"max_cost_per_operation: worst case {_usd(cost_micros)} exceeds the cap of "
+            f"{_usd(cap)} by {_usd(cost_micros - cap)}"
+        )
+    has_cost_cap = (
+        session.max_cost_per_operation_micros is not None
+        or session.max_cost_per_session_micros is not None
+    )
+    if cost_micros is None and has_cost_cap:
+        problems.append(
+            f"model '{model_name}' has no known price, so its cost cannot be held to a cost "
+            "cap; set its prices in the admin"
+        )
+    return problems
+
+
+def session_overruns(session: LlmSession, *, tokens: int, cost_micros: int) -> list[str]:
+    """Session caps that accrued + reserved + this operation would pass, as messages."""
+    problems = []
+    cap = session.max_tokens_per_session
+    if cap is not None:
+        projected = session.tokens_used + session.tokens_reserved + tokens
+        if projected > cap:
+            problems.append(
+                f"max_tokens_per_session: {session.tokens_used} used + "
+                f"{session.tokens_reserved} reserved + {tokens} for this operation exceeds the "
+                f"cap of {cap} by {projected - cap}"
+            )
+    cap = session.max_cost_per_session_micros
+    if cap is not None:
+        projected = session.cost_accrued_micros + session.cost_reserved_micros + cost_micros
+        if projected > cap:
+            problems.append(
+                f"max_cost_per_session: {_usd(session.cost_accrued_micros)} accrued + "
+                f"{_usd(session.cost_reserved_micros)} reserved + {_usd(cost_micros)} for this "
+                f"operation exceeds the cap of {_usd(cap)} by {_usd(projected - cap)}"
+            )
+    return problems

@@ -22,8 +22,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from aura_orchestrator.errors import BudgetExceeded, InvalidRequest
-from aura_orchestrator.money import micros_to_usd, usd_to_micros
+from aura_orchestrator.money import usd_to_micros
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
+from budgets.selectors import operation_overruns, session_overruns
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,62 +113,6 @@ def session_ensure(*, project_id: int, session_id: str, caps: Caps | None) -> Ll
     return session
 
 
-def _usd(micros: int) -> str:
-    return f"${micros_to_usd(micros)}"
-
-
-def _operation_overruns(
-    session: LlmSession, *, tokens: int, cost_micros: int | None, model_name: str
-) -> list[str]:
-    """Per-operation caps the worst case passes, as messages (empty when within)."""
-    problems = []
-    cap = session.max_tokens_per_operation
-    if cap is not None and tokens > cap:
-        problems.append(
-            f"max_tokens_per_operation: worst case {tokens} tokens exceeds the cap of {cap} "
-            f"by {tokens - cap}"
-        )
-    cap = session.max_cost_per_operation_micros
-    if cap is not None and cost_micros is not None and cost_micros > cap:
-        problems.append(
-            f"max_cost_per_operation: worst case {_usd(cost_micros)} exceeds the cap of "
-            f"{_usd(cap)} by {_usd(cost_micros - cap)}"
-        )
-    has_cost_cap = (
-        session.max_cost_per_operation_micros is not None
-        or session.max_cost_per_session_micros is not None
-    )
-    if cost_micros is None and has_cost_cap:
-        problems.append(
-            f"model '{model_name}' has no known price, so its cost cannot be held to a cost "
-            "cap; set its prices in the admin"
-        )
-    return problems
-
-
-def _session_overruns(session: LlmSession, *, tokens: int, cost_micros: int) -> list[str]:
-    problems = []
-    cap = session.max_tokens_per_session
-    if cap is not None:
-        projected = session.tokens_used + session.tokens_reserved + tokens
-        if projected > cap:
-            problems.append(
-                f"max_tokens_per_session: {session.tokens_used} used + "
-                f"{session.tokens_reserved} reserved + {tokens} for this operation exceeds the "
-                f"cap of {cap} by {projected - cap}"
-            )
-    cap = session.max_cost_per_session_micros
-    if cap is not None:
-        projected = session.cost_accrued_micros + session.cost_reserved_micros + cost_micros
-        if projected > cap:
-            problems.append(
-                f"max_cost_per_session: {_usd(session.cost_accrued_micros)} accrued + "
-                f"{_usd(session.cost_reserved_micros)} reserved + {_usd(cost_micros)} for this "
-                f"operation exceeds the cap of {_usd(cap)} by {_usd(projected - cap)}"
-            )
-    return problems
-
-
 def _refuse(problems: list[str]) -> BudgetExceeded:
     return BudgetExceeded(
         "Budget exceeded: " + "; ".join(problems) + ".", details={"caps": problems}
@@ -190,7 +135,7 @@ def budget_reserve(
     limits: the reservation always succeeds and the overruns come back as warnings.
     `cost_micros` None means the model has no known price (counted as 0 when allowed).
     """
-    warnings = _operation_overruns(
+    warnings = operation_overruns(
         session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
     )
     if warnings and session.enforce_hard_limits:
@@ -209,7 +154,7 @@ def budget_reserve(
         # The ledger now includes this reservation: count it once.
         current.tokens_reserved -= tokens
         current.cost_reserved_micros -= cost
-        warnings += _session_overruns(current, tokens=tokens, cost_micros=cost)
+        warnings += session_overruns(current, tokens=tokens, cost_micros=cost)
     return Reservation(
         id=reservation_id,
         session_pk=session.pk,
@@ -224,7 +169,7 @@ def _not_admitted(session: LlmSession, *, tokens: int, cost: int) -> BudgetExcee
     if current is None:  # cleared between ensure and reserve
         return BudgetExceeded("Budget exceeded: the session was cleared; retry.")
     return _refuse(
-        _session_overruns(current, tokens=tokens, cost_micros=cost)
+        session_overruns(current, tokens=tokens, cost_micros=cost)
         or ["the session's caps changed during the request"]
     )
 

@@ -10,10 +10,9 @@ from aura_orchestrator.catalog.tokens import count_message_tokens, encoding_name
 from aura_orchestrator.money import cost_micros, micros_to_usd
 from aura_orchestrator.optimization.history import history_for
 from budgets.models import LlmSession
-from budgets.selectors import budget_status, session_get
 
 # The ledger's own checks, so an estimate can never disagree with a reservation.
-from budgets.services import _operation_overruns, _session_overruns
+from budgets.selectors import budget_status, operation_overruns, session_get, session_overruns
 from presets.operation_types import OperationType
 from presets.selectors import preset_get
 
@@ -58,8 +57,8 @@ def _admission(
             "note": "No ledger yet: a new session has no caps unless its first request "
             "brings them.",
         }
-    problems = _operation_overruns(session, tokens=tokens, cost_micros=cost, model_name=model)
-    problems += _session_overruns(session, tokens=tokens, cost_micros=cost or 0)
+    problems = operation_overruns(session, tokens=tokens, cost_micros=cost, model_name=model)
+    problems += session_overruns(session, tokens=tokens, cost_micros=cost or 0)
     status = budget_status(session)
     return {
         "session_id": session_id,
