@@ -205,6 +205,9 @@ AURA = {
     # Bound on how stale a per-process memo of keys, presets and routes may be when the
     # change came from another process without a shared cache (caching/config_cache.py).
     "CONFIG_CACHE_SECONDS": env.float("AURA_CONFIG_CACHE_SECONDS", default=5.0),
+    # The fast ASGI front for /api/v1/operations/execute and /v1/chat/completions
+    # (aura_orchestrator/fastpath); off = every request through Django's stack.
+    "FAST_PATH": env.bool("AURA_FAST_PATH", default=True),
     "DB_POOL": _DB_POOL,
     # Threads of db()'s executor (aura_orchestrator/db.py); at most DB_POOL's max_size.
     "DB_THREADS": env.int("AURA_DB_THREADS", default=4),

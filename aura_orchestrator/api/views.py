@@ -65,24 +65,38 @@ def operation_body(result: pipeline.OperationResult) -> dict:
     )
 
 
+def execute_reply(result: pipeline.OperationResult) -> tuple[int, dict, dict[str, str]]:
+    """(status, body, headers) of an execute response: this view's and the fast path's
+    (aura_orchestrator/fastpath), so the two never differ."""
+    body = operation_body(result)
+    if result.error is not None and result.error.details:
+        body["details"] = jsonable(result.error.details)
+    headers = result.error.headers if result.error else {}
+    return result.status, body, headers
+
+
+def execute_error_body(error: errors.AuraError) -> dict:
+    """A failure before the pipeline ran (bad input, no key) in the execute shape."""
+    body = {
+        "operation_id": None,
+        "success": False,
+        "content": None,
+        "was_cached": False,
+        "error_code": error.code,
+        "error_message": error.message,
+        "telemetry": None,
+        "budget": None,
+    }
+    if error.details:
+        body["details"] = jsonable(error.details)
+    return body
+
+
 class ExecuteView(AsyncAPIView):
     """Run one operation through presets, cache, budget, providers and telemetry."""
 
     def render_error(self, error: errors.AuraError) -> dict:
-        # Failures before the pipeline ran (bad input, no key) keep the execute shape.
-        body = {
-            "operation_id": None,
-            "success": False,
-            "content": None,
-            "was_cached": False,
-            "error_code": error.code,
-            "error_message": error.message,
-            "telemetry": None,
-            "budget": None,
-        }
-        if error.details:
-            body["details"] = jsonable(error.details)
-        return body
+        return execute_error_body(error)
 
     @extend_schema(
         request=s.ExecuteInputSerializer,
@@ -103,11 +117,8 @@ class ExecuteView(AsyncAPIView):
         result = await pipeline.execute(
             operation_request_from(serializer.validated_data), principal=principal_of(request)
         )
-        body = operation_body(result)
-        if result.error is not None and result.error.details:
-            body["details"] = jsonable(result.error.details)
-        headers = result.error.headers if result.error else {}
-        return Response(body, status=result.status, headers=headers)
+        status, body, headers = execute_reply(result)
+        return Response(body, status=status, headers=headers)
 
 
 def checked_session_id(session_id: str) -> str:

@@ -11,11 +11,18 @@ query and most of a millisecond of ORM CPU. A memo entry is valid while
 - and it is younger than AURA["CONFIG_CACHE_SECONDS"] (default 5 s): the bound on
   staleness when the change was made by another process without a shared cache, or by a
   queryset `.update()` that sends no signal. 0 turns the memo off.
+
+Inside `memo_only()` a read that would have to load (a miss, an expired entry, the memo
+turned off) raises `MemoMiss` instead of calling `load()`: code on the event loop uses it
+to read configuration without ever running a query there, and hands the request to a
+thread when it raises (aura_orchestrator/fastpath).
 """
 
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 from django.conf import settings
@@ -30,6 +37,26 @@ VERSION_KEY = "aura:config-version"
 MAX_ENTRIES = 10_000  # a bound on memory, whatever keys callers present
 _MISSING = object()
 _memo: dict[Hashable, tuple[float, object, object]] = {}  # key -> (expires, version, value)
+_memo_only: ContextVar[bool] = ContextVar("aura_config_memo_only", default=False)
+
+
+class MemoMiss(Exception):
+    """Inside `memo_only()`: the value is not in the memo and would need a load."""
+
+
+@contextmanager
+def memo_only() -> Iterator[None]:
+    """Within this block (this task or thread only), `memoized()` never calls `load()`:
+    it raises `MemoMiss`. Callers with other side effects check `is_memo_only()`."""
+    token = _memo_only.set(True)
+    try:
+        yield
+    finally:
+        _memo_only.reset(token)
+
+
+def is_memo_only() -> bool:
+    return _memo_only.get()
 
 
 def _ttl() -> float:
@@ -49,6 +76,8 @@ def memoized(key: Hashable, load: Callable[[], T], *, version: object = _MISSING
     is never kept). The value must not be mutated: concurrent requests share it."""
     ttl = _ttl()
     if ttl <= 0:
+        if _memo_only.get():
+            raise MemoMiss(key)
         return load()
     if version is _MISSING:
         version = config_version()
@@ -56,6 +85,8 @@ def memoized(key: Hashable, load: Callable[[], T], *, version: object = _MISSING
     hit = _memo.get(key)
     if hit is not None and hit[0] > now and hit[1] == version:
         return hit[2]  # type: ignore[return-value]
+    if _memo_only.get():
+        raise MemoMiss(key)
     value = load()
     if value is None:
         return value  # misses are not kept: unknown keys must not fill the memo

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from aura_orchestrator.caching.config_cache import memoized
+from aura_orchestrator.caching.config_cache import MemoMiss, is_memo_only, memoized
 from aura_orchestrator.tenancy.models import ApiKey
 from aura_orchestrator.tenancy.services import KEY_PREFIX, hash_key
 
@@ -26,7 +26,10 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     Known keys are memoized per process by their hash (see caching.config_cache): a
     revocation or an edit applies on the next request of the process that made it, of
     every worker with a shared cache (Redis), and within AURA["CONFIG_CACHE_SECONDS"]
-    otherwise. Expiry is checked on every request."""
+    otherwise. Expiry is checked on every request.
+
+    Inside `config_cache.memo_only()` it runs no query: a key not in the memo, or one
+    whose last_used_at is due for its update, raises `MemoMiss`."""
     parts = raw_key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(raw_key) > 200:
         return None
@@ -36,6 +39,8 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
         return None
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        if is_memo_only():
+            raise MemoMiss(("api-key-last-used", api_key.pk))
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
     return api_key

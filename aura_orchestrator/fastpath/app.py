@@ -1,0 +1,155 @@
+"""The ASGI callable in front of Django: routing, reading the body, delegation, and the
+client-disconnect watch."""
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from aura_orchestrator import pipeline
+from aura_orchestrator.api.views import execute_error_body, execute_reply
+from aura_orchestrator.fastpath import respond, validate
+from aura_orchestrator.fastpath.validate import Delegate
+from aura_orchestrator.gateway import render
+from aura_orchestrator.gateway.views import chat_reply
+
+logger = logging.getLogger(__name__)
+
+EXECUTE_PATH = "/api/v1/operations/execute"
+CHAT_PATH = "/v1/chat/completions"
+_INTERCEPTED = frozenset((EXECUTE_PATH, CHAT_PATH))
+
+Receive = Callable[[], Awaitable[dict]]
+ASGIApp = Callable[[dict, Receive, respond.Send], Awaitable[None]]
+
+
+def replayed(messages: list[dict], receive: Receive) -> Receive:
+    """A `receive` that hands out `messages` first, then the client's own."""
+    pending = deque(messages)
+
+    async def replay() -> dict:
+        if pending:
+            return pending.popleft()
+        return await receive()
+
+    return replay
+
+
+class FastFront:
+    """`POST /api/v1/operations/execute` and `POST /v1/chat/completions`, when clean and
+    authenticated from the memo, run the pipeline straight from ASGI; every other request,
+    and every one of those the fast path has the slightest doubt about, is Django's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app  # Django's ASGI application
+
+    async def __call__(self, scope: dict, receive: Receive, send: respond.Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path in _INTERCEPTED:
+                return await self._intercept(path, scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    async def _delegate(self, reason: object, scope: dict, receive: Receive, send) -> None:
+        logger.debug("fast path: %s delegated to Django: %s", scope["path"], reason)
+        return await self.app(scope, receive, send)
+
+    async def _intercept(self, path: str, scope: dict, receive: Receive, send) -> None:
+        # Headers, host, content type and key first: a request refused here has not been
+        # read yet, so Django simply reads it.
+        try:
+            headers = validate.request_headers(scope)
+            length = validate.check_transport(scope, headers)
+            api_key = validate.authenticate(headers)
+            secure = validate.is_secure(scope, headers)
+        except Delegate as reason:
+            return await self._delegate(reason, scope, receive, send)
+        except Exception:
+            logger.exception("fast path: checking %s failed; delegated", path)
+            return await self._delegate("error", scope, receive, send)
+
+        messages: list[dict] = []
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":  # the client went away: Django's case
+                return await self._delegate("disconnect", scope, replayed(messages, receive), send)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > length:
+                return await self._delegate("body size", scope, replayed(messages, receive), send)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        whole = [{"type": "http.request", "body": body, "more_body": False}]
+        if size != length:
+            return await self._delegate("body size", scope, replayed(whole, receive), send)
+
+        try:
+            data = orjson.loads(body)
+            principal = validate.principal_of(api_key)
+            if path == EXECUTE_PATH:
+                work = self._execute(validate.execute_request(data), principal, send, secure)
+            else:
+                call = validate.chat_call(data, headers, api_key)
+                work = self._chat(call, principal, send, secure)
+        except (Delegate, orjson.JSONDecodeError) as reason:
+            return await self._delegate(reason, scope, replayed(whole, receive), send)
+        except Exception:
+            logger.exception("fast path: validating %s failed; delegated", path)
+            return await self._delegate("error", scope, replayed(whole, receive), send)
+        await self._until_disconnect(receive, work)
+
+    async def _until_disconnect(self, receive: Receive, work: Awaitable[None]) -> None:
+        """Run `work` in this task, cancelled if the client disconnects first (as Django's
+        ASGI handler does with its view): the pipeline then hands back its reservation,
+        and a stream is settled for what was sent."""
+        task = asyncio.current_task()
+        gone = False
+
+        async def listen() -> None:
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone = True
+                task.cancel()
+
+        listener = asyncio.get_running_loop().create_task(listen())
+        try:
+            await work
+        except asyncio.CancelledError:
+            # Ours: absorb it. Anyone else's (the server shutting down): pass it on.
+            if gone and task.uncancel() == 0:
+                return
+            raise
+        finally:
+            listener.cancel()
+
+    async def _execute(
+        self, op: pipeline.OperationRequest, principal: pipeline.Principal, send, secure: bool
+    ) -> None:
+        try:
+            result = await pipeline.execute(op, principal=principal)
+            status, body, headers = execute_reply(result)
+        except Exception as exc:
+            status, body, headers = respond.error_reply(exc, execute_error_body)
+        await respond.send_json(send, status=status, body=body, headers=headers, secure=secure)
+
+    async def _chat(self, call, principal: pipeline.Principal, send, secure: bool) -> None:
+        try:
+            reply = await chat_reply(call, principal=principal)
+        except Exception as exc:
+            status, body, headers = respond.error_reply(exc, render.error_body)
+            return await respond.send_json(
+                send, status=status, body=body, headers=headers, secure=secure
+            )
+        if reply.events is not None:
+            return await respond.send_stream(send, reply, secure=secure)
+        await respond.send_json(
+            send, status=reply.status, body=reply.body, headers=reply.headers, secure=secure
+        )
