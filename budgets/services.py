@@ -12,6 +12,7 @@ Other databases (SQLite) take the ORM path; both have the same semantics.
 """
 
 import uuid
+from copy import copy
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -21,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from aura_orchestrator.caching.config_cache import memoized
 from aura_orchestrator.errors import BudgetExceeded, InvalidRequest
 from aura_orchestrator.money import usd_to_micros
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
@@ -61,11 +63,20 @@ class Caps:
 
     @classmethod
     def named(cls, *, name: str) -> "Caps":
-        constraint = BudgetConstraint.objects.filter(name=name).first()
-        if constraint is None:
+        """The caps of the constraint `name`, memoized like the rest of the configuration
+        (caching.config_cache; an admin edit bumps it). Unknown names are refused."""
+        caps = memoized(("budget", name), lambda: cls._load_named(name))
+        if caps is None:
             raise InvalidRequest(
                 f"No budget constraint named '{name}'.", details={"field": "budget"}
             )
+        return caps
+
+    @classmethod
+    def _load_named(cls, name: str) -> "Caps | None":
+        constraint = BudgetConstraint.objects.filter(name=name).first()
+        if constraint is None:
+            return None
         caps = cls.inline(
             max_tokens_per_operation=constraint.max_tokens_per_operation,
             max_cost_per_operation=constraint.max_cost_per_operation,
@@ -73,10 +84,10 @@ class Caps:
             max_cost_per_session=constraint.max_cost_per_session,
             enforce_hard_limits=constraint.enforce_hard_limits,
         )
-        return Caps(**{**_caps_fields(caps), "constraint_id": constraint.pk})
+        return Caps(**{**caps_columns(caps), "constraint_id": constraint.pk})
 
 
-def _caps_fields(caps: Caps) -> dict:
+def caps_columns(caps: Caps) -> dict:
     return {
         "max_tokens_per_operation": caps.max_tokens_per_operation,
         "max_cost_per_operation_micros": caps.max_cost_per_operation_micros,
@@ -93,6 +104,7 @@ class Reservation:
     tokens: int
     cost_micros: int
     warnings: list[str] = field(default_factory=list)
+    ledger: LlmSession | None = None  # the session as the reservation left it
 
 
 def session_ensure(*, project_id: int, session_id: str, caps: Caps | None) -> LlmSession:
@@ -101,10 +113,10 @@ def session_ensure(*, project_id: int, session_id: str, caps: Caps | None) -> Ll
     session, created = LlmSession.objects.get_or_create(
         project_id=project_id,
         session_id=session_id,
-        defaults={**_caps_fields(caps), "constraint_id": caps.constraint_id} if caps else {},
+        defaults={**caps_columns(caps), "constraint_id": caps.constraint_id} if caps else {},
     )
     if caps is not None and not created:
-        wanted = {**_caps_fields(caps), "constraint_id": caps.constraint_id}
+        wanted = {**caps_columns(caps), "constraint_id": caps.constraint_id}
         changed = {k: v for k, v in wanted.items() if getattr(session, k) != v}
         if changed:
             LlmSession.objects.filter(pk=session.pk).update(**changed)
@@ -134,38 +146,74 @@ def budget_reserve(
     locked row, so concurrent workers can never both spend the last dollar. Soft
     limits: the reservation always succeeds and the overruns come back as warnings.
     `cost_micros` None means the model has no known price (counted as 0 when allowed).
+    The async store (aura_orchestrator/store) runs the same steps on PostgreSQL.
     """
+    warnings = reserve_admission(
+        session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+    )
+    cost = cost_micros or 0
+    params = reserve_params(session, operation_id=operation_id, tokens=tokens, cost=cost)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(reserve_sql(enforce_hard_limits=session.enforce_hard_limits), params)
+            row = cursor.fetchone()
+        if row is None:
+            raise not_admitted(_ledger_or_none(session.pk), tokens=tokens, cost=cost)
+        ledger = ledger_from_row(row)
+    else:
+        ledger = _reserve_orm(session, params)
+    return reservation_of(ledger, params=params, warnings=warnings)
+
+
+def reserve_admission(
+    session: LlmSession, *, tokens: int, cost_micros: int | None, model_name: str
+) -> list[str]:
+    """The per-operation caps, checked before the ledger is touched: a hard limit refuses
+    (BudgetExceeded), a soft one comes back as warnings."""
     warnings = operation_overruns(
         session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
     )
     if warnings and session.enforce_hard_limits:
         raise _refuse(warnings)
-    cost = cost_micros or 0
+    return warnings
+
+
+def reserve_params(session: LlmSession, *, operation_id, tokens: int, cost: int) -> dict:
     now = timezone.now()
     ttl = timedelta(seconds=settings.AURA["BUDGET_RESERVATION_TTL_SECONDS"])
-    if connection.vendor == "postgresql":
-        reservation_id = _reserve_one_statement(
-            session, operation_id=operation_id, tokens=tokens, cost=cost, now=now, ttl=ttl
-        )
-    else:
-        reservation_id = _reserve_orm(session, operation_id, tokens, cost, now, ttl)
-    if not session.enforce_hard_limits and session.has_caps:
-        current = LlmSession.objects.get(pk=session.pk)
-        # The ledger now includes this reservation: count it once.
-        current.tokens_reserved -= tokens
-        current.cost_reserved_micros -= cost
-        warnings += session_overruns(current, tokens=tokens, cost_micros=cost)
+    return {
+        "id": uuid.uuid4(),
+        "session": session.pk,
+        "operation": operation_id,
+        "tokens": tokens,
+        "cost": cost,
+        "now": now,
+        "expires": now + ttl,
+    }
+
+
+def reservation_of(ledger: LlmSession, *, params: dict, warnings: list[str]) -> Reservation:
+    """The reservation just admitted; `ledger` is the session as the reservation left it.
+    Soft limits add the session caps it passes to the warnings."""
+    tokens, cost = params["tokens"], params["cost"]
+    warnings = list(warnings)
+    if not ledger.enforce_hard_limits and ledger.has_caps:
+        before = copy(ledger)  # count this reservation once
+        before.tokens_reserved -= tokens
+        before.cost_reserved_micros -= cost
+        warnings += session_overruns(before, tokens=tokens, cost_micros=cost)
     return Reservation(
-        id=reservation_id,
-        session_pk=session.pk,
+        id=params["id"],
+        session_pk=ledger.pk,
         tokens=tokens,
         cost_micros=cost,
         warnings=[f"{w} (soft limit)" for w in warnings],
+        ledger=ledger,
     )
 
 
-def _not_admitted(session: LlmSession, *, tokens: int, cost: int) -> BudgetExceeded:
-    current = LlmSession.objects.filter(pk=session.pk).first()
+def not_admitted(current: LlmSession | None, *, tokens: int, cost: int) -> BudgetExceeded:
+    """Why the conditional UPDATE admitted nothing, from the ledger read just after."""
     if current is None:  # cleared between ensure and reserve
         return BudgetExceeded("Budget exceeded: the session was cleared; retry.")
     return _refuse(
@@ -174,54 +222,70 @@ def _not_admitted(session: LlmSession, *, tokens: int, cost: int) -> BudgetExcee
     )
 
 
+def _ledger_or_none(session_pk: int) -> LlmSession | None:
+    return LlmSession.objects.select_related("constraint").filter(pk=session_pk).first()
+
+
 _SESSION = LlmSession._meta.db_table
 _RESERVATION = BudgetReservation._meta.db_table
+_CONSTRAINT = BudgetConstraint._meta.db_table
+# The ledger as the reservation or settlement leaves it (RETURNING of the UPDATE), so
+# that answering with the session's budget needs no SELECT of its own.
+# In the model's field order, so that a row builds an instance positionally (fast path).
+LEDGER_COLUMNS = tuple(f.column for f in LlmSession._meta.concrete_fields)
+LEDGER_RETURNING = (
+    ", ".join(f"{_SESSION}.{c}" for c in LEDGER_COLUMNS)
+    + f", (SELECT name FROM {_CONSTRAINT} WHERE {_CONSTRAINT}.id = {_SESSION}.constraint_id)"
+)
+LEDGER_SELECT_SQL = f"SELECT {LEDGER_RETURNING} FROM {_SESSION} WHERE id = %(session)s"
+LEDGER_BY_NAME_SQL = (
+    f"SELECT {LEDGER_RETURNING} FROM {_SESSION}"
+    " WHERE project_id = %(project)s AND session_id = %(session_id)s"
+)
+
+
+def ledger_from_row(row) -> LlmSession:
+    """An unsaved LlmSession from a LEDGER_RETURNING row (its constraint's name loaded, so
+    `budget_status` needs no query)."""
+    session = LlmSession(*row[:-1])
+    session._state.adding = False
+    if session.constraint_id is not None:
+        session.constraint = BudgetConstraint(id=session.constraint_id, name=row[-1] or "")
+    return session
+
+
 # Hard limits: the database admits the reservation only if accrued + reserved + this stays
 # within every session cap, evaluated on the locked row (the UPDATE's WHERE).
-_HARD_CAPS_SQL = (
+HARD_CAPS_SQL = (
     " AND (max_tokens_per_session IS NULL"
     " OR tokens_used + tokens_reserved + %(tokens)s <= max_tokens_per_session)"
     " AND (max_cost_per_session_micros IS NULL"
     " OR cost_accrued_micros + cost_reserved_micros + %(cost)s <= max_cost_per_session_micros)"
 )
-_RESERVE_SQL = f"""
+RESERVE_SQL = f"""
 WITH admitted AS (
     UPDATE {_SESSION}
        SET tokens_reserved = tokens_reserved + %(tokens)s,
            cost_reserved_micros = cost_reserved_micros + %(cost)s,
            last_activity_at = %(now)s
      WHERE id = %(session)s{{caps}}
- RETURNING id
+ RETURNING {LEDGER_RETURNING}
+), held AS (
+    INSERT INTO {_RESERVATION} (id, session_id, operation_id, tokens, cost_micros, created_at,
+                                expires_at)
+    SELECT %(id)s, id, %(operation)s, %(tokens)s, %(cost)s, %(now)s, %(expires)s FROM admitted
 )
-INSERT INTO {_RESERVATION} (id, session_id, operation_id, tokens, cost_micros, created_at,
-                            expires_at)
-SELECT %(id)s, id, %(operation)s, %(tokens)s, %(cost)s, %(now)s, %(expires)s FROM admitted
-RETURNING id
+SELECT * FROM admitted
 """
 
 
-def _reserve_one_statement(
-    session: LlmSession, *, operation_id, tokens: int, cost: int, now, ttl: timedelta
-) -> uuid.UUID:
-    sql = _RESERVE_SQL.format(caps=_HARD_CAPS_SQL if session.enforce_hard_limits else "")
-    reservation_id = uuid.uuid4()
-    params = {
-        "id": reservation_id,
-        "session": session.pk,
-        "operation": operation_id,
-        "tokens": tokens,
-        "cost": cost,
-        "now": now,
-        "expires": now + ttl,
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        if cursor.fetchone() is None:
-            raise _not_admitted(session, tokens=tokens, cost=cost)
-    return reservation_id
+def reserve_sql(*, enforce_hard_limits: bool) -> str:
+    """The one-statement reservation (PostgreSQL); returns the ledger row, none if refused."""
+    return RESERVE_SQL.format(caps=HARD_CAPS_SQL if enforce_hard_limits else "")
 
 
-def _reserve_orm(session: LlmSession, operation_id, tokens: int, cost: int, now, ttl):
+def _reserve_orm(session: LlmSession, params: dict) -> LlmSession:
+    tokens, cost = params["tokens"], params["cost"]
     with transaction.atomic():
         admitted = LlmSession.objects.filter(pk=session.pk)
         if session.enforce_hard_limits:
@@ -237,22 +301,24 @@ def _reserve_orm(session: LlmSession, operation_id, tokens: int, cost: int, now,
         updated = admitted.update(
             tokens_reserved=F("tokens_reserved") + tokens,
             cost_reserved_micros=F("cost_reserved_micros") + cost,
-            last_activity_at=now,
+            last_activity_at=params["now"],
         )
         if not updated:
-            raise _not_admitted(session, tokens=tokens, cost=cost)
-        reservation = BudgetReservation.objects.create(
+            raise not_admitted(_ledger_or_none(session.pk), tokens=tokens, cost=cost)
+        BudgetReservation.objects.create(
+            id=params["id"],
             session_id=session.pk,
-            operation_id=operation_id,
+            operation_id=params["operation"],
             tokens=tokens,
             cost_micros=cost,
-            expires_at=now + ttl,
+            created_at=params["now"],
+            expires_at=params["expires"],
         )
-    return reservation.pk
+        return _ledger_or_none(session.pk)
 
 
 # The reserved amounts come from the deleted row, so only the deleter hands them back.
-_HAND_BACK_SQL = f"""
+HAND_BACK_SQL = f"""
 WITH released AS (
     DELETE FROM {_RESERVATION} WHERE id = %(id)s RETURNING tokens, cost_micros
 )
@@ -262,7 +328,7 @@ UPDATE {_SESSION}
                               - COALESCE((SELECT cost_micros FROM released), 0){{charge}}
  WHERE id = %(session)s{{only_if_released}}
 """
-_CHARGE_SQL = (
+CHARGE_SQL = (
     ",\n       tokens_used = tokens_used + %(tokens)s,"
     "\n       cost_accrued_micros = cost_accrued_micros + %(cost)s,"
     "\n       operation_count = operation_count + %(operations)s,"
@@ -270,19 +336,24 @@ _CHARGE_SQL = (
 )
 
 
-def _hand_back_one_statement(
+def hand_back_statement(
     reservation: Reservation, *, tokens: int | None, cost: int, operations: int, now
-) -> None:
+) -> tuple[str, dict]:
+    """The one-statement settle (`tokens` given) or release (PostgreSQL)."""
     charge = tokens is not None
-    sql = _HAND_BACK_SQL.format(
-        charge=_CHARGE_SQL if charge else "",
+    sql = HAND_BACK_SQL.format(
+        charge=CHARGE_SQL if charge else "",
         only_if_released="" if charge else " AND EXISTS (SELECT 1 FROM released)",
     )
     params = {"id": reservation.id, "session": reservation.session_pk}
     if charge:
         params |= {"tokens": tokens, "cost": cost, "operations": operations, "now": now}
+    return sql, params
+
+
+def _hand_back_one_statement(reservation: Reservation, **charge) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(*hand_back_statement(reservation, **charge))
 
 
 def _hand_back(reservation: Reservation, **ledger_updates) -> None:

@@ -161,14 +161,26 @@ async def test_a_failed_telemetry_write_still_charges_what_was_consumed(
 ):
     """Settlement, cache store and telemetry commit together; if that transaction fails,
     the settlement is retried alone, so a provider's work is never left unpaid."""
-    from django.db import DatabaseError
-
     from aura_orchestrator import pipeline
+    from aura_orchestrator.store import get_store
 
-    def broken_insert(**fields):
-        raise DatabaseError("disk full")
+    store = get_store()
+    if type(store).__name__ == "PgStore":  # the async store's precompiled INSERT fails
+        import psycopg
 
-    monkeypatch.setattr(pipeline, "telemetry_record", broken_insert)
+        from aura_orchestrator.store import pg
+
+        DatabaseError = psycopg.Error
+        monkeypatch.setattr(pg, "TELEMETRY_INSERT_SQL", "INSERT INTO no_such_table VALUES (1)")
+    else:
+        from django.db import DatabaseError
+
+        from aura_orchestrator.store import orm
+
+        def broken_insert(**fields):
+            raise DatabaseError("disk full")
+
+        monkeypatch.setattr(orm, "telemetry_record", broken_insert)
     fake_upstream.enqueue(Fault(usage=(100, 50)))
     with pytest.raises(DatabaseError):
         await pipeline.execute(

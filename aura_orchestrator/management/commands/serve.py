@@ -14,6 +14,7 @@ def _enable_pool(database: dict) -> None:
     if "pool" not in options:
         connections.close_all()  # one opened by the checks must close as it was opened
         options["pool"] = dict(settings.AURA["DB_POOL"])
+    settings.AURA["ASYNC_POOL"] = True  # the pipeline's async store too (store/pg.py)
 
 
 class Command(BaseCommand):

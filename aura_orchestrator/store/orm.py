@@ -1,0 +1,79 @@
+"""The store on the ORM: each step one unit of the apps' services in `db()`'s threads."""
+
+from django.db import DatabaseError, transaction
+
+from aura_orchestrator.caching.services import CachedAnswer, cache_lookup, cache_store
+from aura_orchestrator.db import db
+from aura_orchestrator.store.base import Finish
+from budgets.models import LlmSession
+from budgets.services import (
+    Caps,
+    Reservation,
+    budget_release,
+    budget_reserve,
+    budget_settle,
+    session_ensure,
+)
+from telemetry.services import telemetry_record
+
+
+def _prepare(
+    *, project_id: int, session_id: str, caps: Caps | None, cache_key: str | None
+) -> tuple[LlmSession, CachedAnswer | None]:
+    session = session_ensure(project_id=project_id, session_id=session_id, caps=caps)
+    cached = None
+    if cache_key is not None:
+        cached = cache_lookup(project_id=project_id, key_hash=cache_key)
+    return session, cached
+
+
+def _hand_back(finish: Finish) -> None:
+    if finish.reservation is None:
+        return
+    if finish.charge is not None:
+        tokens, cost = finish.charge
+        budget_settle(reservation=finish.reservation, tokens=tokens, cost_micros=cost)
+    else:
+        budget_release(reservation=finish.reservation)
+
+
+def _finish(finish: Finish) -> LlmSession | None:
+    try:
+        with transaction.atomic():
+            _hand_back(finish)
+            if finish.cache is not None:
+                c = finish.cache
+                cache_store(
+                    project_id=c.project_id,
+                    key_hash=c.key_hash,
+                    operation_type=c.operation_type,
+                    answer=c.answer,
+                    ttl_seconds=c.ttl_seconds,
+                )
+            telemetry_record(**finish.telemetry)
+    except DatabaseError:
+        _hand_back(finish)
+        raise
+    if finish.session_pk is None:
+        return None
+    return LlmSession.objects.select_related("constraint").filter(pk=finish.session_pk).first()
+
+
+class OrmStore:
+    async def prepare(self, **kwargs) -> tuple[LlmSession, CachedAnswer | None]:
+        return await db(_prepare, **kwargs)
+
+    async def cache_lookup(self, *, project_id: int, key_hash: str) -> CachedAnswer | None:
+        return await db(cache_lookup, project_id=project_id, key_hash=key_hash)
+
+    async def reserve(self, **kwargs) -> Reservation:
+        return await db(budget_reserve, **kwargs)
+
+    async def settle(self, **kwargs) -> None:
+        await db(budget_settle, **kwargs)
+
+    async def release(self, *, reservation: Reservation) -> None:
+        await db(budget_release, reservation=reservation)
+
+    async def finish(self, finish: Finish) -> LlmSession | None:
+        return await db(_finish, finish)

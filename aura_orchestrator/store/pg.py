@@ -1,0 +1,310 @@
+"""The store on PostgreSQL: async psycopg on the event loop, one round trip per step.
+
+Each step sends its statements as one multi-statement query (PostgreSQL's simple
+protocol, client-side binding), which the server runs as one transaction: a step costs
+one network round trip whatever its statement count. The statements are the apps' own
+(budgets, caching, telemetry services), written once as SQL text.
+
+Durability, step by step:
+- prepare (ledger read, cache hit counter) and reserve commit without waiting for the
+  WAL flush (`synchronous_commit off` for that transaction only). Visibility and row
+  locks do not depend on the flush, so hard caps hold exactly as before. A crash of the
+  database may lose the newest reservations: each would have been handed back uncharged
+  anyway (by the expiry job), and the finish commit of the same operation, which comes
+  later in the WAL, flushes it.
+- finish (settlement, cache entry, telemetry) waits for the flush: when the response
+  leaves, the charge and the telemetry row are on disk.
+
+Connections: a psycopg pool per worker process under `manage.py serve`
+(AURA["ASYNC_POOL"]); elsewhere (tests in-process, commands, background jobs, whose
+event loops come and go) a connection per step.
+"""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from django.conf import settings
+from django.db import connection as django_connection
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from aura_orchestrator.caching.services import (
+    LOOKUP_AND_COUNT_SQL,
+    STORE_SQL,
+    CachedAnswer,
+    store_params,
+)
+from aura_orchestrator.store.base import Finish
+from budgets.models import LlmSession
+from budgets.services import (
+    LEDGER_BY_NAME_SQL,
+    LEDGER_RETURNING,
+    LEDGER_SELECT_SQL,
+    Caps,
+    Reservation,
+    caps_columns,
+    hand_back_statement,
+    ledger_from_row,
+    not_admitted,
+    reservation_of,
+    reserve_admission,
+    reserve_params,
+    reserve_sql,
+)
+from telemetry.services import TELEMETRY_INSERT_SQL
+
+logger = logging.getLogger(__name__)
+
+_NO_FLUSH = "SET LOCAL synchronous_commit TO OFF"
+_SESSION = LlmSession._meta.db_table
+_CAPS = (
+    "max_tokens_per_operation",
+    "max_cost_per_operation_micros",
+    "max_tokens_per_session",
+    "max_cost_per_session_micros",
+    "enforce_hard_limits",
+    "constraint_id",
+)
+_SESSION_INSERT_SQL = f"""
+INSERT INTO {_SESSION} (project_id, session_id, {", ".join(_CAPS)}, tokens_used,
+                        cost_accrued_micros, tokens_reserved, cost_reserved_micros,
+                        operation_count, created_at, last_activity_at)
+VALUES (%(project)s, %(session_id)s, {", ".join(f"%({c})s" for c in _CAPS)}, 0, 0, 0, 0, 0,
+        %(now)s, %(now)s)
+ON CONFLICT (project_id, session_id) DO NOTHING
+RETURNING {LEDGER_RETURNING}
+"""
+_SESSION_RECAP_SQL = f"""
+UPDATE {_SESSION} SET {", ".join(f"{c} = %({c})s" for c in _CAPS)}
+ WHERE id = %(session)s
+RETURNING {LEDGER_RETURNING}
+"""
+
+
+def _conninfo() -> str:
+    """The default database's connection (the test database under pytest), in UTC."""
+    params = django_connection.get_connection_params()
+    keep = {k: v for k, v in params.items() if isinstance(v, str | int) and k not in ("context",)}
+    keep.pop("prepare_threshold", None)
+    keep["options"] = (str(keep.get("options", "")) + " -c TimeZone=UTC").strip()
+    return psycopg.conninfo.make_conninfo(**keep)
+
+
+class PgStore:
+    def __init__(self) -> None:
+        self._conninfo: str | None = None
+        self._pool: AsyncConnectionPool | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+        self._opened: asyncio.Task | None = None
+
+    # --- connections ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        if self._conninfo is None:
+            self._conninfo = _conninfo()
+        if not settings.AURA["ASYNC_POOL"]:
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            try:
+                yield conn
+            finally:
+                await conn.close()
+            return
+        pool = self._pool_of_this_loop()
+        if not self._opened.done():
+            await asyncio.shield(self._opened)
+        async with pool.connection() as conn:
+            yield conn
+
+    def _pool_of_this_loop(self) -> AsyncConnectionPool:
+        """One pool per worker process; a new one should the event loop change (a pool's
+        connections belong to the loop that opened them)."""
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool_loop is not loop:
+            sizes = settings.AURA["DB_POOL"]
+            self._pool = AsyncConnectionPool(
+                self._conninfo,
+                min_size=sizes["min_size"],
+                max_size=sizes["max_size"],
+                timeout=sizes["timeout"],
+                kwargs={"autocommit": True},
+                open=False,
+                name="aura-store",
+            )
+            self._pool_loop = loop
+            self._opened = loop.create_task(self._pool.open())
+        return self._pool
+
+    # --- one round trip --------------------------------------------------------------
+
+    @staticmethod
+    async def _script(
+        conn: psycopg.AsyncConnection, statements: list[tuple[str, dict]], *, flush: bool
+    ) -> list[list[tuple] | None]:
+        """Run `statements` as ONE simple-protocol query: PostgreSQL runs a multi-statement
+        query as one implicit transaction (all or nothing, one commit), and client-side
+        binding makes the whole step one round trip at the least client CPU (measured
+        against psycopg's pipeline mode: a third of its CPU). `flush=False` commits
+        without waiting for the WAL flush. The rows of each statement (None without)."""
+        cursor = psycopg.AsyncClientCursor(conn)
+        parts = [] if flush else [_NO_FLUSH]
+        parts += [cursor.mogrify(sql, params) for sql, params in statements]
+        await cursor.execute(";\n".join(parts))
+        results: list[list[tuple] | None] = []
+        while True:
+            # pgresult, not `description`: that builds a Column per column of every result.
+            has_rows = cursor.pgresult.status == psycopg.pq.ExecStatus.TUPLES_OK
+            results.append(await cursor.fetchall() if has_rows else None)
+            if not cursor.nextset():
+                break
+        return results if flush else results[1:]
+
+    # --- the steps -------------------------------------------------------------------
+
+    async def prepare(
+        self, *, project_id: int, session_id: str, caps: Caps | None, cache_key: str | None
+    ) -> tuple[LlmSession, CachedAnswer | None]:
+        now = timezone.now()
+        by_name = {"project": project_id, "session_id": session_id}
+        statements = [(LEDGER_BY_NAME_SQL, by_name)]
+        if cache_key is not None:  # the hit counter, in the same round trip
+            statements.append(
+                (LOOKUP_AND_COUNT_SQL, {"project": project_id, "key": cache_key, "now": now})
+            )
+        async with self._connection() as conn:
+            results = await self._script(conn, statements, flush=False)
+            row = _first(results[0])
+            answer = _first(results[1]) if cache_key is not None else None
+            if row is None or caps is not None:
+                row = await self._ensure(conn, row, project_id, session_id, caps, now)
+        return ledger_from_row(row), (CachedAnswer(*answer) if answer else None)
+
+    async def _ensure(self, conn, row, project_id, session_id, caps, now):
+        """As `budgets.services.session_ensure`: create on first use; caps a request
+        brings replace the session's when they differ."""
+        wanted = {**caps_columns(caps), "constraint_id": caps.constraint_id} if caps else {}
+        if row is None:
+            params = dict.fromkeys(_CAPS) | {"enforce_hard_limits": True} | wanted
+            params |= {"project": project_id, "session_id": session_id, "now": now}
+            created = await (await conn.execute(_SESSION_INSERT_SQL, params)).fetchone()
+            if created is not None:
+                return created
+            row = await (
+                await conn.execute(
+                    LEDGER_BY_NAME_SQL, {"project": project_id, "session_id": session_id}
+                )
+            ).fetchone()
+        current = ledger_from_row(row)
+        if caps is None or all(getattr(current, k) == v for k, v in wanted.items()):
+            return row
+        params = {**wanted, "session": current.pk}
+        return await (await conn.execute(_SESSION_RECAP_SQL, params)).fetchone()
+
+    async def cache_lookup(self, *, project_id: int, key_hash: str) -> CachedAnswer | None:
+        params = {"project": project_id, "key": key_hash, "now": timezone.now()}
+        async with self._connection() as conn:
+            (rows,) = await self._script(conn, [(LOOKUP_AND_COUNT_SQL, params)], flush=False)
+        answer = _first(rows)
+        return CachedAnswer(*answer) if answer else None
+
+    async def reserve(
+        self,
+        *,
+        session: LlmSession,
+        operation_id: uuid.UUID,
+        tokens: int,
+        cost_micros: int | None,
+        model_name: str,
+    ) -> Reservation:
+        warnings = reserve_admission(
+            session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+        )
+        cost = cost_micros or 0
+        params = reserve_params(session, operation_id=operation_id, tokens=tokens, cost=cost)
+        sql = reserve_sql(enforce_hard_limits=session.enforce_hard_limits)
+        async with self._connection() as conn:
+            (rows,) = await self._script(conn, [(sql, params)], flush=False)
+            row = _first(rows)
+            if row is None:
+                current = await (
+                    await conn.execute(LEDGER_SELECT_SQL, {"session": session.pk})
+                ).fetchone()
+                raise not_admitted(
+                    ledger_from_row(current) if current else None, tokens=tokens, cost=cost
+                )
+        return reservation_of(ledger_from_row(row), params=params, warnings=warnings)
+
+    async def settle(
+        self, *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool
+    ) -> None:
+        statement = hand_back_statement(
+            reservation,
+            tokens=tokens,
+            cost=cost_micros,
+            operations=1 if count_operation else 0,
+            now=timezone.now(),
+        )
+        async with self._connection() as conn:
+            await conn.execute(*statement)
+
+    async def release(self, *, reservation: Reservation) -> None:
+        statement = hand_back_statement(reservation, tokens=None, cost=0, operations=0, now=None)
+        async with self._connection() as conn:
+            await conn.execute(*statement)
+
+    async def finish(self, finish: Finish) -> LlmSession | None:
+        hand_back = self._hand_back_statement(finish)
+        statements = [] if hand_back is None else [hand_back]
+        if finish.cache is not None:
+            cache = finish.cache
+            statements.append(
+                (
+                    STORE_SQL,
+                    store_params(
+                        project_id=cache.project_id,
+                        key_hash=cache.key_hash,
+                        operation_type=cache.operation_type,
+                        answer=cache.answer,
+                        ttl_seconds=cache.ttl_seconds,
+                    ),
+                )
+            )
+        telemetry = {**finish.telemetry, "attempts": Jsonb(finish.telemetry["attempts"])}
+        statements.append((TELEMETRY_INSERT_SQL, telemetry))
+        if finish.session_pk is not None:
+            statements.append((LEDGER_SELECT_SQL, {"session": finish.session_pk}))
+        try:
+            async with self._connection() as conn:
+                results = await self._script(conn, statements, flush=True)
+        except psycopg.Error:
+            if hand_back is not None:
+                logger.warning("finish of an operation failed; settling it alone", exc_info=True)
+                async with self._connection() as conn:
+                    await conn.execute(*hand_back)
+            raise
+        if finish.session_pk is None:
+            return None
+        row = _first(results[-1])
+        return ledger_from_row(row) if row is not None else None
+
+    @staticmethod
+    def _hand_back_statement(finish: Finish) -> tuple[str, dict] | None:
+        if finish.reservation is None:
+            return None
+        if finish.charge is None:
+            return hand_back_statement(
+                finish.reservation, tokens=None, cost=0, operations=0, now=None
+            )
+        tokens, cost = finish.charge
+        return hand_back_statement(
+            finish.reservation, tokens=tokens, cost=cost, operations=1, now=timezone.now()
+        )
+
+
+def _first(rows: list[tuple] | None) -> tuple | None:
+    return rows[0] if rows else None

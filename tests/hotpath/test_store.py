@@ -1,0 +1,208 @@
+"""The pipeline's store (aura_orchestrator/store): the async PostgreSQL store and the ORM
+store do the same writes and give the same answers, step by step. On PostgreSQL both
+run against the same database; on SQLite only the ORM store exists."""
+
+import uuid
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.utils import timezone
+
+from aura_orchestrator.caching.models import CacheEntry
+from aura_orchestrator.caching.services import CachedAnswer
+from aura_orchestrator.store import CacheWrite, Finish
+from aura_orchestrator.store.orm import OrmStore
+from aura_orchestrator.tenancy.services import project_get_or_create
+from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
+from budgets.services import Caps
+from telemetry.models import OperationTelemetry
+from telemetry.services import TELEMETRY_COLUMNS
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _stores() -> list[str]:
+    """Both stores on PostgreSQL; the async store does not exist on SQLite."""
+    return ["orm", "pg"] if connection.vendor == "postgresql" else ["orm"]
+
+
+def _store(name: str):
+    if name == "pg":
+        from aura_orchestrator.store.pg import PgStore
+
+        return PgStore()
+    return OrmStore()
+
+
+def _telemetry(project_id: int, session_id: str, **extra) -> dict:
+    now = timezone.now()
+    fields = {
+        "operation_id": uuid.uuid4(),
+        "project_id": project_id,
+        "api_key_id": None,
+        "session_id": session_id,
+        "operation_type": "planning",
+        "provider_name": "primary",
+        "model_name": "sim-gpt",
+        "tokens_in": 10,
+        "tokens_out": 20,
+        "retry_count": 0,
+        "latency_ms": 5,
+        "success": True,
+        "cache_hit": False,
+        "estimated_cost": Decimal("0.000050"),
+        "started_at": now,
+        "completed_at": now,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_tokens": 100,
+        "error_code": "",
+        "error_message": "",
+        "attempts": [{"provider": "primary", "outcome": "ok"}],
+        "source": "api",
+        "time_to_first_token_ms": None,
+        "streamed": False,
+    }
+    return fields | extra
+
+
+def test_the_precompiled_telemetry_insert_names_every_column_of_the_model():
+    columns = {f.column for f in OperationTelemetry._meta.concrete_fields if not f.primary_key}
+    assert set(TELEMETRY_COLUMNS) == columns
+
+
+def test_the_pipeline_hands_the_store_exactly_the_telemetry_columns():
+    from aura_orchestrator import pipeline
+
+    run = pipeline._Run(
+        request=pipeline.OperationRequest(
+            session_id="s",
+            operation_type=pipeline.OperationType.PLANNING,
+            messages=(pipeline.ChatMessage(role="user", content="x"),),
+        ),
+        principal=pipeline.Principal(project_id=1),
+    )
+    assert set(pipeline._telemetry_fields(run, success=True, cache_hit=False)) == set(
+        TELEMETRY_COLUMNS
+    )
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", _stores())
+async def test_a_whole_operation_through_the_store(name):
+    store = _store(name)
+    project = await _project()
+    caps = Caps.inline(max_tokens_per_session=1000, max_cost_per_session=Decimal("0.01"))
+
+    session, cached = await store.prepare(
+        project_id=project, session_id="video-1", caps=caps, cache_key="k" * 64
+    )
+    assert cached is None
+    assert (session.max_tokens_per_session, session.max_cost_per_session_micros) == (1000, 10_000)
+    assert session.enforce_hard_limits and session.tokens_used == 0
+
+    operation_id = uuid.uuid4()
+    reservation = await store.reserve(
+        session=session,
+        operation_id=operation_id,
+        tokens=300,
+        cost_micros=400,
+        model_name="sim-gpt",
+    )
+    assert reservation.ledger.tokens_reserved == 300
+    assert reservation.ledger.cost_reserved_micros == 400
+    assert reservation.warnings == []
+    held = await BudgetReservation.objects.aget(pk=reservation.id)
+    assert (held.operation_id, held.tokens, held.cost_micros) == (operation_id, 300, 400)
+
+    # Over the session's token cap: refused, with the arithmetic, and nothing held.
+    with pytest.raises(Exception) as refused:
+        await store.reserve(
+            session=session,
+            operation_id=uuid.uuid4(),
+            tokens=701,
+            cost_micros=1,
+            model_name="sim-gpt",
+        )
+    assert refused.value.code == "budget_exceeded"
+    assert "0 used + 300 reserved + 701 for this operation exceeds the cap of 1000 by 1" in (
+        refused.value.message
+    )
+    assert await BudgetReservation.objects.acount() == 1
+
+    answer = CachedAnswer("a plan", "primary", "sim-gpt", 10, 20)
+    ledger = await store.finish(
+        Finish(
+            reservation=reservation,
+            charge=(30, 50),
+            session_pk=session.pk,
+            cache=CacheWrite(project, "k" * 64, "planning", answer, 60),
+            telemetry=_telemetry(project, "video-1", operation_id=operation_id),
+        )
+    )
+    assert (ledger.tokens_used, ledger.cost_accrued_micros, ledger.operation_count) == (30, 50, 1)
+    assert (ledger.tokens_reserved, ledger.cost_reserved_micros) == (0, 0)
+    assert await BudgetReservation.objects.acount() == 0
+    row = await OperationTelemetry.objects.aget(operation_id=operation_id)
+    assert (row.tokens_in, row.tokens_out, row.estimated_cost) == (10, 20, Decimal("0.000050"))
+    assert row.attempts == [{"provider": "primary", "outcome": "ok"}]
+
+    # The same key again: a hit, counted; the session keeps its caps without a request's.
+    session, cached = await store.prepare(
+        project_id=project, session_id="video-1", caps=None, cache_key="k" * 64
+    )
+    assert cached == answer
+    assert session.max_tokens_per_session == 1000 and session.tokens_used == 30
+    entry = await CacheEntry.objects.aget(key_hash="k" * 64)
+    assert entry.hit_count == 1 and entry.last_hit_at is not None
+    assert await store.cache_lookup(project_id=project, key_hash="other") is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", _stores())
+async def test_caps_a_request_brings_replace_the_sessions_and_named_budgets_are_linked(name):
+    store = _store(name)
+    project = await _project()
+    await store.prepare(
+        project_id=project,
+        session_id="s1",
+        caps=Caps.inline(max_tokens_per_session=10),
+        cache_key=None,
+    )
+    constraint = await BudgetConstraint.objects.acreate(
+        name="tight", max_tokens_per_session=5, enforce_hard_limits=False
+    )
+    named = replace(
+        Caps.inline(max_tokens_per_session=5, enforce_hard_limits=False),
+        constraint_id=constraint.pk,
+    )
+    session, _ = await store.prepare(
+        project_id=project, session_id="s1", caps=named, cache_key=None
+    )
+    assert session.max_tokens_per_session == 5 and not session.enforce_hard_limits
+    assert session.constraint_id == constraint.pk
+    stored = await LlmSession.objects.aget(project_id=project, session_id="s1")
+    assert (stored.max_tokens_per_session, stored.constraint_id) == (5, constraint.pk)
+
+    # Soft limit: admitted, with the overrun as a warning.
+    reservation = await store.reserve(
+        session=session, operation_id=uuid.uuid4(), tokens=8, cost_micros=None, model_name="m"
+    )
+    assert reservation.warnings == [
+        "max_tokens_per_session: 0 used + 0 reserved + 8 for this operation exceeds the cap "
+        "of 5 by 3 (soft limit)"
+    ]
+    assert reservation.ledger.constraint.name == "tight"  # loaded: budget_status runs no query
+    await store.release(reservation=reservation)
+    ledger = await LlmSession.objects.aget(pk=session.pk)
+    assert (ledger.tokens_reserved, ledger.tokens_used) == (0, 0)
+    # Releasing twice hands nothing back twice.
+    await store.release(reservation=reservation)
+    assert (await LlmSession.objects.aget(pk=session.pk)).tokens_reserved == 0
+
+
+async def _project() -> int:
+    return (await sync_to_async(project_get_or_create)(name="studio")).pk
