@@ -66,7 +66,7 @@ def _preset_load(operation_type: OperationType) -> EffectivePreset:
 def preset_get(*, operation_type: OperationType) -> EffectivePreset:
     """The stored preset, or the seed default if an operator deleted the row. Memoized
     per process and invalidated on save (see caching.config_cache): an admin edit
-    applies to the next request of every worker sharing the cache."""
+    applies within 0.25 s to every worker sharing the cache (config_cache)."""
     return memoized(("preset", operation_type), lambda: _preset_load(operation_type))
 
 

@@ -25,8 +25,8 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
 
     Known keys are memoized per process by their hash (see caching.config_cache): a
     revocation or an edit applies on the next request of the process that made it, of
-    every worker with a shared cache (Redis), and within AURA["CONFIG_CACHE_SECONDS"]
-    otherwise. Expiry is checked on every request.
+    every worker with a shared cache (Redis) within 0.25 s, and within
+    AURA["CONFIG_CACHE_SECONDS"] otherwise. Expiry is checked on every request.
 
     Inside `config_cache.memo_only()` it runs no query: a key not in the memo, or one
     whose last_used_at is due for its update, raises `MemoMiss`."""
