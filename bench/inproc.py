@@ -1,12 +1,14 @@
 """The hot path in one process, no HTTP server: database round trips and a CPU profile.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/aura_bench DJANGO_SECRET_KEY=x \\
-        .venv/bin/python bench/inproc.py --upstream-port PORT [--profile] [-n 300]
+        .venv/bin/python bench/inproc.py [--upstream-port PORT] [--profile] [-n 300]
 
-Needs a seeded database and a running fake upstream (bench/run.py does both; this is for
-looking inside). Prints every SQL statement of one execute (cache miss, then cache hit)
-and, with --profile, cProfile's top functions over n executes through the full view stack
-(Django's ASGI handler, middleware, DRF, the pipeline) driven by an in-process ASGI call.
+Needs a database seeded by bench/run.py and a running fake upstream (`bench/upstream.py
+--port PORT`; with --upstream-port the seeded providers are pointed at it). Prints every
+SQL statement of one execute (no cache, cache miss, cache hit), the ORM's and the async
+store's, grouped by round trip, and, with --profile, yappi's top functions over n executes
+through the served ASGI application (the fast front, or Django's stack when the request
+is handed over) driven by an in-process ASGI call.
 """
 
 import argparse
@@ -38,6 +40,19 @@ class Statements:
             return original(cursor, sql, params, *ignored)
 
         utils.CursorWrapper._execute = _execute
+
+        # The async store (store/pg.py): statements on psycopg's async connections; a
+        # pipeline's statements share one round trip, marked with "|".
+        import psycopg
+
+        original_async = psycopg.AsyncConnection.execute
+
+        async def execute(conn, query, params=None, **kwargs):
+            mark = "  |" if conn._pipeline is not None else ""
+            log.append(f"{mark}[async] {query.strip()}")
+            return await original_async(conn, query, params, **kwargs)
+
+        psycopg.AsyncConnection.execute = execute
 
 
 async def asgi_post(app, path: str, body: dict, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -83,13 +98,17 @@ async def asgi_post(app, path: str, body: dict, headers: dict[str, str]) -> tupl
 
 
 async def main(args) -> None:
-    from django.core.asgi import get_asgi_application
-
-    app = get_asgi_application()
+    from aura_orchestrator.asgi import application as app
+    from aura_orchestrator.catalog.models import Provider
     from aura_orchestrator.tenancy.models import Project
     from aura_orchestrator.tenancy.services import api_key_create
 
     def new_key() -> str:
+        if args.upstream_port:
+            for name, path in (("bench", ""), ("bench-slow", "/lat/1000")):
+                Provider.objects.filter(name=name).update(
+                    base_url=f"http://127.0.0.1:{args.upstream_port}{path}/v1"
+                )
         project = Project.objects.get(name="bench")
         return api_key_create(name="inproc", project=project).raw_key
 
@@ -160,6 +179,7 @@ async def main(args) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--upstream-port", type=int)
     parser.add_argument("-n", type=int, default=300)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--finish-in-one-transaction", action="store_true")

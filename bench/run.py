@@ -301,7 +301,15 @@ def load(target: Target, scenario: str, quick: bool, concurrency: int | None = N
     return result
 
 
-def start_orchestrator(workers: int, cpu: int | None, log_name: str) -> tuple[Proc, int]:
+# `--baseline`: the same code with the fast front and the async store off, i.e. every
+# request through Django's ASGI stack, DRF and the ORM in db()'s threads (the hot path as
+# it was before them), measured side by side in the same run.
+BASELINE_ENV = {"AURA_FAST_PATH": "0", "AURA_ASYNC_STORE": "0"}
+
+
+def start_orchestrator(
+    workers: int, cpu: int | None, log_name: str, extra_env: dict | None = None
+) -> tuple[Proc, int]:
     port = free_port()
     proc = Proc(
         "orchestrator",
@@ -309,7 +317,7 @@ def start_orchestrator(workers: int, cpu: int | None, log_name: str) -> tuple[Pr
         cpu=cpu,
         log=BENCH / "results" / log_name,
         cwd=ROOT,
-        env=env(),
+        env=env() | (extra_env or {}),
     )
     wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
     return proc, port
@@ -498,8 +506,8 @@ def _div(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def profile(name: str, quick: bool) -> None:
-    """py-spy (needs ptrace: root or CAP_SYS_PTRACE) on the worker, scenario (a)."""
+def profile(name: str, quick: bool, scenario: str = "a") -> None:
+    """py-spy (needs ptrace: root or CAP_SYS_PTRACE) on the worker under one scenario."""
     py_spy = Path(PY).parent / "py-spy"
     out = BENCH / "results"
     procs: list[Proc] = []
@@ -518,7 +526,7 @@ def profile(name: str, quick: bool) -> None:
         orch, orch_port = start_orchestrator(1, CPU_SERVER, "orchestrator.log")
         procs.append(orch)
         target = Target("execute", orch_port, "execute", key, orch)
-        load(target, "a", True)  # warm up
+        load(target, scenario, True)  # warm up
         for fmt_, suffix in (("raw", "txt"), ("speedscope", "json")):
             spy = subprocess.Popen(
                 [
@@ -529,7 +537,7 @@ def profile(name: str, quick: bool) -> None:
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(1)
-            result = load(target, "a", quick)
+            result = load(target, scenario, quick)
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
             cpu = result["server_cpu_ms_per_req"]
@@ -573,10 +581,16 @@ def main() -> None:
     parser.add_argument("--scaling", default="1,2,4", help="worker counts for (f); '' to skip")
     parser.add_argument("--scenarios", default="abcde")
     parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also measure a second orchestrator with the fast front and the async store "
+        "off (Django + DRF + ORM: targets execute-django, gateway-django)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="NAME",
-        help="only profile: py-spy records the worker under scenario (a) on /execute and "
-        "writes bench/results/profile-NAME.{svg,txt}",
+        help="only profile: py-spy records the worker under the first of --scenarios on "
+        "/execute and writes bench/results/profile-NAME.{txt,json}",
     )
     parser.add_argument(
         "--telemetry-rows",
@@ -591,7 +605,7 @@ def main() -> None:
     if args.seed:
         return _seed(args.seed)
     if args.profile:
-        return profile(args.profile, args.quick)
+        return profile(args.profile, args.quick, args.scenarios[0])
     repeats = args.repeats or (1 if args.quick else 3)
     (BENCH / "results").mkdir(exist_ok=True)
     procs: list[Proc] = []
@@ -620,6 +634,13 @@ def main() -> None:
             targets.append(Target("gateway", orch_port, "gateway", key, orch))
         else:
             notes.append("The gateway (/v1/chat/completions) did not answer 200: not measured.")
+        if args.baseline:
+            base, base_port = start_orchestrator(
+                int(args.workers), CPU_SERVER, "orchestrator-django.log", BASELINE_ENV
+            )
+            procs.append(base)
+            targets.append(Target("execute-django", base_port, "execute", key, base))
+            targets.append(Target("gateway-django", base_port, "gateway", key, base))
         if args.with_litellm:
             started = start_litellm(up_port)
             if started:
@@ -643,7 +664,7 @@ def main() -> None:
             notes.append(scenario_g(args, targets, raw))
         for target in targets:
             if target.name not in ("direct", "execute") and target.proc is not orch:
-                target.proc.stop()
+                target.proc.stop()  # (stopping twice is harmless)
         orch.stop()
         for workers in [int(w) for w in args.scaling.split(",") if w]:
             proc, port = start_orchestrator(workers, None, f"orchestrator-{workers}.log")
