@@ -38,6 +38,7 @@ VERSION_KEY = "aura:config-version"
 MAX_ENTRIES = 10_000  # a bound on memory, whatever keys callers present
 _MISSING = object()
 _memo: dict[Hashable, tuple[float, object, object]] = {}  # key -> (expires, version, value)
+_grace: dict[Hashable, float] = {}  # key -> until when an expired entry is still served
 _memo_only: ContextVar[bool] = ContextVar("aura_config_memo_only", default=False)
 
 
@@ -68,6 +69,8 @@ def _ttl() -> float:
 # request (key, preset, routes, budget) would otherwise be a Redis round trip, and Django's
 # Redis cache builds a client per call (~10 % of a request's CPU, measured in bench/inproc).
 VERSION_POLL_SECONDS = 0.25
+# How long an expired entry (same version) keeps being served while one caller reloads it.
+REFRESH_GRACE_SECONDS = 1.0
 _version_seen: tuple[float, object] | None = None  # (until, version)
 
 
@@ -100,8 +103,17 @@ def memoized(key: Hashable, load: Callable[[], T], *, version: object = _MISSING
         version = config_version()
     now = time.monotonic()
     hit = _memo.get(key)
-    if hit is not None and hit[0] > now and hit[1] == version:
-        return hit[2]  # type: ignore[return-value]
+    if hit is not None and hit[1] == version:
+        if hit[0] > now:
+            return hit[2]  # type: ignore[return-value]
+        if _memo_only.get():
+            # Only its age is against it (the version is current): one caller goes to
+            # reload it; for REFRESH_GRACE_SECONDS the others keep the value they had, so a
+            # TTL expiry under hundreds of requests in flight is one reload, not a herd.
+            if _grace.get(key, 0.0) > now:
+                return hit[2]  # type: ignore[return-value]
+            _grace[key] = now + REFRESH_GRACE_SECONDS
+            raise MemoMiss(key)
     if _memo_only.get():
         raise MemoMiss(key)
     value = load()
@@ -109,7 +121,9 @@ def memoized(key: Hashable, load: Callable[[], T], *, version: object = _MISSING
         return value  # misses are not kept: unknown keys must not fill the memo
     if len(_memo) >= MAX_ENTRIES:
         _memo.clear()
+        _grace.clear()
     _memo[key] = (now + ttl, version, value)
+    _grace.pop(key, None)
     return value
 
 
@@ -120,6 +134,7 @@ def forget(key: Hashable) -> None:
 def clear() -> None:
     global _version_seen
     _memo.clear()
+    _grace.clear()
     _version_seen = None
 
 
@@ -133,6 +148,7 @@ def bump_version(**_ignored) -> None:
 def _bump() -> None:
     global _version_seen
     _memo.clear()
+    _grace.clear()
     _version_seen = None
     try:
         try:

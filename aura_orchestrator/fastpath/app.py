@@ -10,10 +10,12 @@ import orjson
 
 from aura_orchestrator import pipeline
 from aura_orchestrator.api.views import execute_error_body, execute_reply
+from aura_orchestrator.db import db
 from aura_orchestrator.fastpath import respond, validate
 from aura_orchestrator.fastpath.validate import Delegate
 from aura_orchestrator.gateway import render
 from aura_orchestrator.gateway.views import chat_reply
+from aura_orchestrator.tenancy.selectors import last_used_due, last_used_write
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,13 @@ _INTERCEPTED = frozenset((EXECUTE_PATH, CHAT_PATH))
 
 Receive = Callable[[], Awaitable[dict]]
 ASGIApp = Callable[[dict, Receive, respond.Send], Awaitable[None]]
+
+
+async def _write_last_used() -> None:
+    try:
+        await db(last_used_write)
+    except Exception:  # a hint for operators: never worth failing a request over
+        logger.warning("fast path: writing api keys' last_used_at failed", exc_info=True)
 
 
 def replayed(messages: list[dict], receive: Receive) -> Receive:
@@ -69,6 +78,8 @@ class FastFront:
         except Exception:
             logger.exception("fast path: checking %s failed; delegated", path)
             return await self._delegate("error", scope, receive, send)
+        if last_used_due():  # at most once a minute per key: its last_used_at, in a thread
+            await _write_last_used()
 
         messages: list[dict] = []
         chunks: list[bytes] = []

@@ -5,12 +5,13 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from aura_orchestrator.caching.config_cache import MemoMiss, is_memo_only, memoized
+from aura_orchestrator.caching.config_cache import is_memo_only, memoized
 from aura_orchestrator.tenancy.models import ApiKey
 from aura_orchestrator.tenancy.services import KEY_PREFIX, hash_key
 
 # last_used_at is a hint for operators, not an audit trail: write it at most this often.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+_last_used_due: dict[int, object] = {}  # key pk -> when, claimed in memo-only mode
 
 
 def _key_by_hash(prefix: str, hashed: str) -> ApiKey | None:
@@ -28,8 +29,8 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     every worker with a shared cache (Redis) within 0.25 s, and within
     AURA["CONFIG_CACHE_SECONDS"] otherwise. Expiry is checked on every request.
 
-    Inside `config_cache.memo_only()` it runs no query: a key not in the memo, or one
-    whose last_used_at is due for its update, raises `MemoMiss`."""
+    Inside `config_cache.memo_only()` it runs no query: a key not in the memo raises
+    `MemoMiss`, and a last_used_at due for its update is left to `last_used_write()`."""
     parts = raw_key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(raw_key) > 200:
         return None
@@ -39,8 +40,23 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
         return None
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-        if is_memo_only():
-            raise MemoMiss(("api-key-last-used", api_key.pk))
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        # Claimed first, on the memo's shared object: the requests in flight meanwhile see
+        # it fresh, so one write per key and minute, not one per request.
         api_key.last_used_at = now
+        if is_memo_only():  # no query here: the caller writes it off the loop
+            _last_used_due[api_key.pk] = now
+        else:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
     return api_key
+
+
+def last_used_due() -> bool:
+    """Keys authenticated in memo-only mode whose last_used_at awaits its write."""
+    return bool(_last_used_due)
+
+
+def last_used_write() -> None:
+    """Write the claimed last_used_at values (run in a thread: `db(last_used_write)`)."""
+    while _last_used_due:
+        pk, when = _last_used_due.popitem()
+        ApiKey.objects.filter(pk=pk).update(last_used_at=when)

@@ -84,3 +84,28 @@ def test_the_memo_is_bounded(count):
     for i in range(count):
         config_cache.memoized(("test", i), lambda i=i: i)
     assert len(config_cache._memo) <= config_cache.MAX_ENTRIES
+
+
+def test_an_expired_entry_is_reloaded_by_one_caller_while_the_others_keep_it(
+    db, settings, monkeypatch
+):
+    """On the event loop (memo_only) a TTL expiry must not send every request in flight
+    to a thread: the first caller reloads, the others keep the value for a grace period.
+    A version change is different: nobody may keep the old value."""
+    settings.AURA = {**settings.AURA, "CONFIG_CACHE_SECONDS": 5}
+    clock = [1000.0]
+    monkeypatch.setattr(config_cache.time, "monotonic", lambda: clock[0])
+    loads = []
+    assert config_cache.memoized("k", lambda: loads.append(1) or "v1") == "v1"
+    clock[0] += 6  # past the TTL, same version
+    with config_cache.memo_only():
+        with pytest.raises(config_cache.MemoMiss):
+            config_cache.memoized("k", lambda: "never")
+        assert config_cache.memoized("k", lambda: "never") == "v1"  # the grace
+        clock[0] += config_cache.REFRESH_GRACE_SECONDS + 0.1
+        with pytest.raises(config_cache.MemoMiss):  # nobody reloaded: the next one goes
+            config_cache.memoized("k", lambda: "never")
+    assert config_cache.memoized("k", lambda: "v2") == "v2"  # the reload, in a thread
+    config_cache.bump_version()
+    with config_cache.memo_only(), pytest.raises(config_cache.MemoMiss):
+        config_cache.memoized("k", lambda: "never")
