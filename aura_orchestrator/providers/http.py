@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -27,13 +28,46 @@ from .base import (
 
 MAX_DETAIL_CHARS = 200
 
-# Bounded keep-alive: httpcore scans the whole pool on every request, so hundreds of idle
-# connections left over from a burst make every later request slower.
-POOL_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=64)
+# httpcore's pool scans ALL its connections on every request and every response close
+# (`_assign_requests_to_connections`; `has_expired` polls each idle socket): with hundreds
+# in flight that scan was most of a request's CPU (bench/README.md). So each event loop
+# has a few small pools instead of one big one, used in turn: the same connections in
+# all, a scan a POOL_SHARDS-th as long. Keep-alive stays bounded per pool.
+POOL_SHARDS = 16
+POOL_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=32)
+_SSL_CONTEXT = httpx.create_ssl_context()  # one for all clients (each would build its own)
 
-# An httpx client is bound to the loop it first ran on; key by loop so several loops (tests,
-# threads) never share one, and let a closed loop's client go with it.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+
+class _Clients:
+    """The clients of one event loop, handed out round-robin."""
+
+    def __init__(self) -> None:
+        self.clients = [
+            httpx.AsyncClient(
+                limits=POOL_LIMITS,
+                follow_redirects=False,
+                timeout=httpx.Timeout(60.0),
+                verify=_SSL_CONTEXT,
+            )
+            for _ in range(POOL_SHARDS)
+        ]
+        self.turn = itertools.cycle(self.clients)
+
+    def next(self) -> httpx.AsyncClient:
+        return next(self.turn)
+
+    @property
+    def is_closed(self) -> bool:
+        return any(c.is_closed for c in self.clients)
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+
+# Clients are bound to the loop they first ran on; key by loop so several loops (tests,
+# threads) never share one, and let a closed loop's clients go with it.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Clients] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -41,25 +75,22 @@ ErrorTypeMap = Mapping[str, type[ProviderError]]
 
 
 def get_client() -> httpx.AsyncClient:
-    """The shared pooled client of the running event loop, created on first use."""
+    """A pooled client of the running event loop (the next of its POOL_SHARDS)."""
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            limits=POOL_LIMITS, follow_redirects=False, timeout=httpx.Timeout(60.0)
-        )
-        _clients[loop] = client
-    return client
+    clients = _clients.get(loop)
+    if clients is None or clients.is_closed:
+        clients = _clients[loop] = _Clients()
+    return clients.next()
 
 
 async def close_clients() -> None:
-    """Close the running loop's client and forget those of loops that are already closed."""
+    """Close the running loop's clients and forget those of loops that are already closed."""
     loop = asyncio.get_running_loop()
     for closed in [other for other in list(_clients) if other.is_closed()]:
         _clients.pop(closed, None)
-    client = _clients.pop(loop, None)
-    if client is not None:
-        await client.aclose()
+    clients = _clients.pop(loop, None)
+    if clients is not None:
+        await clients.aclose()
 
 
 def redact(text: str, config: ProviderConfig) -> str:

@@ -12,20 +12,24 @@ from aura_orchestrator.providers import close_clients, get_client
 from aura_orchestrator.providers.http import iter_sse, parse_retry_after
 
 
-def test_one_client_per_event_loop():
-    async def use_twice() -> httpx.AsyncClient:
-        client = get_client()
-        assert get_client() is client
-        assert client.follow_redirects is False
-        return client
+def test_clients_belong_to_their_event_loop_and_take_turns():
+    from aura_orchestrator.providers.http import POOL_SHARDS
 
-    first = asyncio.run(use_twice())
-    second = asyncio.run(use_twice())
-    assert first is not second
+    async def use() -> list[httpx.AsyncClient]:
+        clients = [get_client() for _ in range(2 * POOL_SHARDS)]
+        assert all(c.follow_redirects is False for c in clients)
+        assert len({id(c) for c in clients}) == POOL_SHARDS  # each pool used in turn
+        assert clients[:POOL_SHARDS] == clients[POOL_SHARDS:]
+        await close_clients()
+        return clients
+
+    first = asyncio.run(use())
+    second = asyncio.run(use())
+    assert not {id(c) for c in first} & {id(c) for c in second}
 
 
 @pytest.mark.asyncio
-async def test_close_clients_closes_and_a_new_client_follows():
+async def test_close_clients_closes_and_new_clients_follow():
     client = get_client()
     await close_clients()
     assert client.is_closed
