@@ -165,6 +165,29 @@ def budget_reserve(
     return reservation_of(ledger, params=params, warnings=warnings)
 
 
+def budget_reserve_existing(
+    *,
+    project_id: int,
+    session_id: str,
+    operation_id,
+    tokens: int,
+    cost_micros: int,
+    model_name: str,
+) -> Reservation | None:
+    """`budget_reserve` on the session named, when it exists; None for a new session
+    (the caller creates it with `session_ensure`). For requests that bring no caps."""
+    session = LlmSession.objects.filter(project_id=project_id, session_id=session_id).first()
+    if session is None:
+        return None
+    return budget_reserve(
+        session=session,
+        operation_id=operation_id,
+        tokens=tokens,
+        cost_micros=cost_micros,
+        model_name=model_name,
+    )
+
+
 def reserve_admission(
     session: LlmSession, *, tokens: int, cost_micros: int | None, model_name: str
 ) -> list[str]:
@@ -178,12 +201,17 @@ def reserve_admission(
     return warnings
 
 
-def reserve_params(session: LlmSession, *, operation_id, tokens: int, cost: int) -> dict:
+def reserve_params(
+    session: LlmSession | None, *, operation_id, tokens: int, cost: int, **where
+) -> dict:
+    """Parameters of a reservation: of `session`, or of the session `where` names
+    (project, session_id: RESERVE_BY_NAME_SQL)."""
     now = timezone.now()
     ttl = timedelta(seconds=settings.AURA["BUDGET_RESERVATION_TTL_SECONDS"])
     return {
+        **where,
         "id": uuid.uuid4(),
-        "session": session.pk,
+        "session": session.pk if session is not None else None,
         "operation": operation_id,
         "tokens": tokens,
         "cost": cost,
@@ -269,6 +297,31 @@ WITH admitted AS (
            cost_reserved_micros = cost_reserved_micros + %(cost)s,
            last_activity_at = %(now)s
      WHERE id = %(session)s{{caps}}
+ RETURNING {LEDGER_RETURNING}
+), held AS (
+    INSERT INTO {_RESERVATION} (id, session_id, operation_id, tokens, cost_micros, created_at,
+                                expires_at)
+    SELECT %(id)s, id, %(operation)s, %(tokens)s, %(cost)s, %(now)s, %(expires)s FROM admitted
+)
+SELECT * FROM admitted
+"""
+
+
+# The same reservation by (project, session_id), for a request that brings no caps: the
+# session's caps are read on the locked row, per-operation ones included, so the pipeline
+# needs no read of the ledger before it (one round trip less). No row: a new session, or
+# refused; the caller reads the ledger to tell which, and why.
+RESERVE_BY_NAME_SQL = f"""
+WITH admitted AS (
+    UPDATE {_SESSION}
+       SET tokens_reserved = tokens_reserved + %(tokens)s,
+           cost_reserved_micros = cost_reserved_micros + %(cost)s,
+           last_activity_at = %(now)s
+     WHERE project_id = %(project)s AND session_id = %(session_id)s
+       AND (NOT enforce_hard_limits OR (
+                (max_tokens_per_operation IS NULL OR %(tokens)s <= max_tokens_per_operation)
+            AND (max_cost_per_operation_micros IS NULL
+                 OR %(cost)s <= max_cost_per_operation_micros){HARD_CAPS_SQL}))
  RETURNING {LEDGER_RETURNING}
 ), held AS (
     INSERT INTO {_RESERVATION} (id, session_id, operation_id, tokens, cost_micros, created_at,

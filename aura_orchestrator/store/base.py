@@ -52,6 +52,19 @@ class Store(Protocol):
     ) -> Reservation:
         """As `budgets.services.budget_reserve`: BudgetExceeded when refused."""
 
+    async def reserve_existing(
+        self,
+        *,
+        project_id: int,
+        session_id: str,
+        operation_id: uuid.UUID,
+        tokens: int,
+        cost_micros: int,
+        model_name: str,
+    ) -> Reservation | None:
+        """`reserve` on the session named, without reading it first (a request that brings
+        no caps): None when it does not exist yet; BudgetExceeded when refused."""
+
     async def settle(
         self, *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool
     ) -> None: ...

@@ -11,6 +11,7 @@ from budgets.services import (
     Reservation,
     budget_release,
     budget_reserve,
+    budget_reserve_existing,
     budget_settle,
     session_ensure,
 )
@@ -68,6 +69,9 @@ class OrmStore:
 
     async def reserve(self, **kwargs) -> Reservation:
         return await db(budget_reserve, **kwargs)
+
+    async def reserve_existing(self, **kwargs) -> Reservation | None:
+        return await db(budget_reserve_existing, **kwargs)
 
     async def settle(self, **kwargs) -> None:
         await db(budget_settle, **kwargs)

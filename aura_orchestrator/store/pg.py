@@ -25,6 +25,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from copy import copy
 
 import psycopg
 from django.conf import settings
@@ -45,6 +46,7 @@ from budgets.services import (
     LEDGER_BY_NAME_SQL,
     LEDGER_RETURNING,
     LEDGER_SELECT_SQL,
+    RESERVE_BY_NAME_SQL,
     Caps,
     Reservation,
     caps_columns,
@@ -238,6 +240,41 @@ class PgStore:
                     ledger_from_row(current) if current else None, tokens=tokens, cost=cost
                 )
         return reservation_of(ledger_from_row(row), params=params, warnings=warnings)
+
+    async def reserve_existing(
+        self,
+        *,
+        project_id: int,
+        session_id: str,
+        operation_id: uuid.UUID,
+        tokens: int,
+        cost_micros: int,
+        model_name: str,
+    ) -> Reservation | None:
+        by_name = {"project": project_id, "session_id": session_id}
+        params = reserve_params(
+            None, operation_id=operation_id, tokens=tokens, cost=cost_micros, **by_name
+        )
+        async with self._connection() as conn:
+            (rows,) = await self._script(conn, [(RESERVE_BY_NAME_SQL, params)], flush=False)
+            row = _first(rows)
+            if row is None:  # a new session, or refused: the ledger tells which, and why
+                current = await (await conn.execute(LEDGER_BY_NAME_SQL, by_name)).fetchone()
+                if current is None:
+                    return None
+                ledger = ledger_from_row(current)
+                reserve_admission(
+                    ledger, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+                )
+                raise not_admitted(ledger, tokens=tokens, cost=cost_micros)
+        ledger = ledger_from_row(row)
+        before = copy(ledger)  # the per-operation caps (soft: warnings) on the ledger as it was
+        before.tokens_reserved -= tokens
+        before.cost_reserved_micros -= cost_micros
+        warnings = reserve_admission(
+            before, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+        )
+        return reservation_of(ledger, params=params, warnings=warnings)
 
     async def settle(
         self, *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool

@@ -206,3 +206,53 @@ async def test_caps_a_request_brings_replace_the_sessions_and_named_budgets_are_
 
 async def _project() -> int:
     return (await sync_to_async(project_get_or_create)(name="studio")).pk
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", _stores())
+async def test_reserving_by_name_reads_every_cap_on_the_locked_row(name):
+    """`reserve_existing` (no ledger read before it) refuses exactly what `reserve` does,
+    with the same reasons, and tells a new session apart."""
+    store = _store(name)
+    project = await _project()
+
+    async def reserve(session_id: str, tokens: int, cost: int):
+        return await store.reserve_existing(
+            project_id=project,
+            session_id=session_id,
+            operation_id=uuid.uuid4(),
+            tokens=tokens,
+            cost_micros=cost,
+            model_name="sim-gpt",
+        )
+
+    assert await reserve("new", 10, 10) is None
+    assert not await LlmSession.objects.filter(session_id="new").aexists()
+
+    caps = Caps.inline(
+        max_tokens_per_operation=100,
+        max_cost_per_operation=Decimal("0.000050"),
+        max_tokens_per_session=150,
+    )
+    await store.prepare(project_id=project, session_id="hard", caps=caps, cache_key=None)
+    held = await reserve("hard", 100, 50)
+    assert (held.ledger.tokens_reserved, held.ledger.cost_reserved_micros) == (100, 50)
+    assert held.warnings == []
+    for tokens, cost, reason in [
+        (101, 1, "max_tokens_per_operation: worst case 101 tokens exceeds the cap of 100 by 1"),
+        (1, 51, "max_cost_per_operation: worst case $0.000051 exceeds the cap of $0.000050"),
+        (51, 1, "0 used + 100 reserved + 51 for this operation exceeds the cap of 150 by 1"),
+    ]:
+        with pytest.raises(Exception) as refused:
+            await reserve("hard", tokens, cost)
+        assert refused.value.code == "budget_exceeded"
+        assert reason in refused.value.message
+    assert await BudgetReservation.objects.acount() == 1
+
+    soft = Caps.inline(max_tokens_per_operation=5, enforce_hard_limits=False)
+    await store.prepare(project_id=project, session_id="soft", caps=soft, cache_key=None)
+    admitted = await reserve("soft", 8, 0)
+    assert admitted.warnings == [
+        "max_tokens_per_operation: worst case 8 tokens exceeds the cap of 5 by 3 (soft limit)"
+    ]
+    assert admitted.ledger.tokens_reserved == 8
