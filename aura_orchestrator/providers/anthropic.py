@@ -22,10 +22,12 @@ from .base import (
     Usage,
 )
 from .http import (
+    aclosing_response,
     bad_response,
     error_for_stream_event,
     iter_sse,
     json_body,
+    json_request,
     parse_event_json,
     raise_for_status,
     translate_transport_errors,
@@ -62,11 +64,13 @@ class AnthropicAdapter:
         self, client: httpx.AsyncClient, config: ProviderConfig, request: CompletionRequest
     ) -> CompletionResult:
         with translate_transport_errors(config, request.timeout_seconds):
-            response = await client.post(
-                messages_url(config.base_url),
-                json=request_body(request, stream=False),
-                headers=_headers(config),
-                timeout=httpx.Timeout(request.timeout_seconds),
+            response = await client.send(
+                json_request(
+                    messages_url(config.base_url),
+                    request_body(request, stream=False),
+                    headers=_headers(config),
+                    timeout=request.timeout_seconds,
+                )
             )
             await raise_for_status(config, response, error_types=ERROR_TYPES)
         body = json_body(config, response)
@@ -90,13 +94,16 @@ class AnthropicAdapter:
     ) -> AsyncIterator[StreamChunk]:
         translator = _StreamTranslator(model=request.model)
         with translate_transport_errors(config, request.timeout_seconds):
-            async with client.stream(
-                "POST",
-                messages_url(config.base_url),
-                json=request_body(request, stream=True),
-                headers=_headers(config),
-                timeout=httpx.Timeout(request.timeout_seconds),
-            ) as response:
+            response = await client.send(
+                json_request(
+                    messages_url(config.base_url),
+                    request_body(request, stream=True),
+                    headers=_headers(config),
+                    timeout=request.timeout_seconds,
+                ),
+                stream=True,
+            )
+            async with aclosing_response(response):
                 await raise_for_status(config, response, error_types=ERROR_TYPES)
                 async for event in iter_sse(response):
                     data = parse_event_json(config, event.data)

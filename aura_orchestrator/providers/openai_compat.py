@@ -9,10 +9,12 @@ import httpx
 
 from .base import CompletionRequest, CompletionResult, ProviderConfig, StreamChunk, Usage
 from .http import (
+    aclosing_response,
     bad_response,
     error_for_stream_event,
     iter_sse,
     json_body,
+    json_request,
     parse_event_json,
     raise_for_status,
     translate_transport_errors,
@@ -24,11 +26,13 @@ class OpenAICompatAdapter:
         self, client: httpx.AsyncClient, config: ProviderConfig, request: CompletionRequest
     ) -> CompletionResult:
         with translate_transport_errors(config, request.timeout_seconds):
-            response = await client.post(
-                _url(config, "/chat/completions"),
-                json=request_body(request, stream=False),
-                headers=_headers(config),
-                timeout=httpx.Timeout(request.timeout_seconds),
+            response = await client.send(
+                json_request(
+                    _url(config, "/chat/completions"),
+                    request_body(request, stream=False),
+                    headers=_headers(config),
+                    timeout=request.timeout_seconds,
+                )
             )
             await raise_for_status(config, response)
         body = json_body(config, response)
@@ -54,13 +58,16 @@ class OpenAICompatAdapter:
     ) -> AsyncIterator[StreamChunk]:
         finished = False
         with translate_transport_errors(config, request.timeout_seconds):
-            async with client.stream(
-                "POST",
-                _url(config, "/chat/completions"),
-                json=request_body(request, stream=True),
-                headers=_headers(config),
-                timeout=httpx.Timeout(request.timeout_seconds),
-            ) as response:
+            response = await client.send(
+                json_request(
+                    _url(config, "/chat/completions"),
+                    request_body(request, stream=True),
+                    headers=_headers(config),
+                    timeout=request.timeout_seconds,
+                ),
+                stream=True,
+            )
+            async with aclosing_response(response):
                 await raise_for_status(config, response)
                 async for event in iter_sse(response):
                     if event.data.strip() == "[DONE]":
