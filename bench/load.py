@@ -38,6 +38,23 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def postgres_cpu() -> dict[int, float]:
+    """utime + stime of every PostgreSQL process now, by pid (the database's side of a
+    request; shared with whatever else uses this server)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() != "postgres":
+                    continue
+        except OSError:
+            continue
+        found[int(entry)] = cpu_seconds([int(entry)])
+    return found
+
+
 def rss_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -157,12 +174,16 @@ class Load:
         tasks = [asyncio.create_task(self.worker(i, ready, go)) for i in range(self.concurrency)]
         await ready.wait()
         cpu0, usage0 = cpu_seconds(self.pids), resource.getrusage(resource.RUSAGE_SELF)
+        db0 = postgres_cpu()
         t0 = time.perf_counter()
         self.deadline = t0 + self.duration
         go.set()
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - t0
         cpu1, usage1 = cpu_seconds(self.pids), resource.getrusage(resource.RUSAGE_SELF)
+        db1 = postgres_cpu()
+        # Processes alive at both ends (a connection opened during the window counts from 0).
+        db_cpu = sum(cpu - db0.get(pid, 0.0) for pid, cpu in db1.items())
         done = len(self.latencies)
         client_cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
         ms = [x * 1000 for x in self.latencies]
@@ -182,6 +203,7 @@ class Load:
             "server_cpu_s": round(cpu1 - cpu0, 3),
             "server_cpu_ms_per_req": round((cpu1 - cpu0) * 1000 / done, 3) if done else None,
             "server_rss_mb": [round(rss_mb(p), 1) for p in self.pids],
+            "db_cpu_ms_per_req": round(db_cpu * 1000 / done, 3) if done else None,
             "client_cpu_s": round(client_cpu, 3),
             "client_cpu_ms_per_req": round(client_cpu * 1000 / done, 3) if done else None,
         }

@@ -406,7 +406,9 @@ def report(raw: dict, names: list[str], notes: list[str]) -> str:
     if lit:
         row("b", "x LiteLLM", [fmt(_div(m(n, "b", "rps"), lit), 1, "x") for n in names], "≥ 10x")
     row("b", "server CPU ms/request", [fmt(m(n, "b", "server_cpu_ms_per_req")) for n in names])
+    row("b", "PostgreSQL CPU ms/request", [fmt(m(n, "b", "db_cpu_ms_per_req")) for n in names])
     row("c", "requests/s (500 in flight, 1 s upstream)", [fmt(m(n, "c", "rps"), 0) for n in names])
+    row("c", "server CPU ms/request", [fmt(m(n, "c", "server_cpu_ms_per_req")) for n in names])
     row(
         "c",
         "x direct",
