@@ -49,7 +49,7 @@ from aura_orchestrator.providers.base import (
     StreamChunk,
     Usage,
 )
-from aura_orchestrator.providers.http import get_client
+from aura_orchestrator.providers.http import get_transport
 from aura_orchestrator.providers.registry import get_adapter
 from aura_orchestrator.providers.retry import backoff_delay
 from aura_orchestrator.store import CacheWrite, Finish, get_store
@@ -511,7 +511,7 @@ async def _call_chain(run: _Run, messages: list[ChatMessage]) -> CompletionResul
     """One complete answer from the chain (see `_attempt_chain`), its usage counted."""
 
     def complete(adapter, config, request):
-        return adapter.complete(get_client(), config, request)
+        return adapter.complete(get_transport(), config, request)
 
     result = await _attempt_chain(run, messages, complete)
     run.finish_reason = result.finish_reason
@@ -873,7 +873,7 @@ async def _open_stream(run: _Run) -> tuple[StreamChunk, AsyncIterator[StreamChun
     and fallback are only possible before anything was sent to the client."""
 
     async def first_chunk(adapter, config, request):
-        upstream = adapter.stream(get_client(), config, request)
+        upstream = adapter.stream(get_transport(), config, request)
         try:
             return await anext(upstream), upstream
         except StopAsyncIteration:

@@ -1,7 +1,7 @@
 """Provider adapters: OpenAI-compatible and Anthropic upstreams behind one protocol.
 
 httpx only, no Django: the pipeline builds `ProviderConfig`s from its models and calls
-`get_adapter(config.kind).complete(get_client(), config, request)`.
+`get_adapter(config.kind).complete(get_transport(), config, request)`.
 """
 
 from .base import (
@@ -20,7 +20,7 @@ from .base import (
     StreamChunk,
     Usage,
 )
-from .http import close_clients, get_client
+from .http import close_transports, get_transport
 from .registry import KINDS, UnknownProviderKind, get_adapter
 from .retry import backoff_delay
 
@@ -42,7 +42,7 @@ __all__ = [
     "UnknownProviderKind",
     "Usage",
     "backoff_delay",
-    "close_clients",
+    "close_transports",
     "get_adapter",
-    "get_client",
+    "get_transport",
 ]

@@ -6,8 +6,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from .base import (
     CompletionRequest,
     CompletionResult,
@@ -22,6 +20,7 @@ from .base import (
     Usage,
 )
 from .http import (
+    Sender,
     aclosing_response,
     bad_response,
     error_for_stream_event,
@@ -30,6 +29,7 @@ from .http import (
     json_request,
     parse_event_json,
     raise_for_status,
+    send,
     translate_transport_errors,
 )
 
@@ -61,16 +61,17 @@ FINISH_REASONS = {
 
 class AnthropicAdapter:
     async def complete(
-        self, client: httpx.AsyncClient, config: ProviderConfig, request: CompletionRequest
+        self, client: Sender, config: ProviderConfig, request: CompletionRequest
     ) -> CompletionResult:
         with translate_transport_errors(config, request.timeout_seconds):
-            response = await client.send(
+            response = await send(
+                client,
                 json_request(
                     messages_url(config.base_url),
                     request_body(request, stream=False),
                     headers=_headers(config),
                     timeout=request.timeout_seconds,
-                )
+                ),
             )
             await raise_for_status(config, response, error_types=ERROR_TYPES)
         body = json_body(config, response)
@@ -90,11 +91,12 @@ class AnthropicAdapter:
         )
 
     async def stream(
-        self, client: httpx.AsyncClient, config: ProviderConfig, request: CompletionRequest
+        self, client: Sender, config: ProviderConfig, request: CompletionRequest
     ) -> AsyncIterator[StreamChunk]:
         translator = _StreamTranslator(model=request.model)
         with translate_transport_errors(config, request.timeout_seconds):
-            response = await client.send(
+            response = await send(
+                client,
                 json_request(
                     messages_url(config.base_url),
                     request_body(request, stream=True),

@@ -129,9 +129,15 @@ class ProviderAdapter(Protocol):
     """One vendor wire format. Adapters are stateless and make exactly one attempt per call."""
 
     async def complete(
-        self, client: httpx.AsyncClient, config: ProviderConfig, request: CompletionRequest
+        self,
+        client: httpx.AsyncClient | httpx.AsyncBaseTransport,
+        config: ProviderConfig,
+        request: CompletionRequest,
     ) -> CompletionResult: ...
 
     def stream(
-        self, client: httpx.AsyncClient, config: ProviderConfig, request: CompletionRequest
+        self,
+        client: httpx.AsyncClient | httpx.AsyncBaseTransport,
+        config: ProviderConfig,
+        request: CompletionRequest,
     ) -> AsyncIterator[StreamChunk]: ...

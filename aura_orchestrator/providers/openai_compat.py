@@ -9,6 +9,7 @@ import httpx
 
 from .base import CompletionRequest, CompletionResult, ProviderConfig, StreamChunk, Usage
 from .http import (
+    Sender,
     aclosing_response,
     bad_response,
     error_for_stream_event,
@@ -17,22 +18,24 @@ from .http import (
     json_request,
     parse_event_json,
     raise_for_status,
+    send,
     translate_transport_errors,
 )
 
 
 class OpenAICompatAdapter:
     async def complete(
-        self, client: httpx.AsyncClient, config: ProviderConfig, request: CompletionRequest
+        self, client: Sender, config: ProviderConfig, request: CompletionRequest
     ) -> CompletionResult:
         with translate_transport_errors(config, request.timeout_seconds):
-            response = await client.send(
+            response = await send(
+                client,
                 json_request(
                     _url(config, "/chat/completions"),
                     request_body(request, stream=False),
                     headers=_headers(config),
                     timeout=request.timeout_seconds,
-                )
+                ),
             )
             await raise_for_status(config, response)
         body = json_body(config, response)
@@ -54,11 +57,12 @@ class OpenAICompatAdapter:
         )
 
     async def stream(
-        self, client: httpx.AsyncClient, config: ProviderConfig, request: CompletionRequest
+        self, client: Sender, config: ProviderConfig, request: CompletionRequest
     ) -> AsyncIterator[StreamChunk]:
         finished = False
         with translate_transport_errors(config, request.timeout_seconds):
-            response = await client.send(
+            response = await send(
+                client,
                 json_request(
                     _url(config, "/chat/completions"),
                     request_body(request, stream=True),

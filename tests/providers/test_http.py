@@ -8,38 +8,61 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from aura_orchestrator.providers import close_clients, get_client
-from aura_orchestrator.providers.http import iter_sse, parse_retry_after
+from aura_orchestrator.providers import close_transports, get_transport
+from aura_orchestrator.providers.http import iter_sse, json_request, parse_retry_after, send
 
 
-def test_clients_belong_to_their_event_loop_and_take_turns():
+def test_transports_belong_to_their_event_loop_and_take_turns():
     from aura_orchestrator.providers.http import POOL_SHARDS
 
-    async def use() -> list[httpx.AsyncClient]:
-        clients = [get_client() for _ in range(2 * POOL_SHARDS)]
-        assert all(c.follow_redirects is False for c in clients)
-        assert len({id(c) for c in clients}) == POOL_SHARDS  # each pool used in turn
-        assert clients[:POOL_SHARDS] == clients[POOL_SHARDS:]
-        await close_clients()
-        return clients
+    async def use() -> list[httpx.AsyncHTTPTransport]:
+        transports = [get_transport() for _ in range(2 * POOL_SHARDS)]
+        assert len({id(t) for t in transports}) == POOL_SHARDS  # each pool used in turn
+        assert transports[:POOL_SHARDS] == transports[POOL_SHARDS:]
+        await close_transports()
+        return transports
 
     first = asyncio.run(use())
     second = asyncio.run(use())
-    assert not {id(c) for c in first} & {id(c) for c in second}
+    assert not {id(t) for t in first} & {id(t) for t in second}
 
 
 @pytest.mark.asyncio
-async def test_close_clients_closes_and_new_clients_follow():
-    client = get_client()
-    await close_clients()
-    assert client.is_closed
-    assert get_client() is not client
-    await close_clients()
+async def test_closing_the_transports_brings_new_ones():
+    transport = get_transport()
+    await close_transports()
+    assert get_transport() is not transport
+    await close_transports()
 
 
-def test_get_client_needs_a_running_loop():
+def test_get_transport_needs_a_running_loop():
     with pytest.raises(RuntimeError):
-        get_client()
+        get_transport()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_send_through_a_transport_reads_like_a_client(stream):
+    """The pipeline's path (straight to a transport) gives the same response as a client:
+    the body read and the connection handed back, or streamed and closed by the caller."""
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, str(request.url), request.headers["content-type"]))
+        return httpx.Response(200, json={"ok": True})
+
+    request = json_request("http://up.test/v1/x", {"a": 1}, headers={"X": "y"}, timeout=5)
+    via_transport = await send(httpx.MockTransport(handler), request, stream=stream)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        via_client = await send(client, request, stream=stream)
+        for response in (via_transport, via_client):
+            if stream:
+                await response.aread()
+                await response.aclose()
+            assert response.status_code == 200 and response.json() == {"ok": True}
+            assert response.request is request
+    assert seen == [("POST", "http://up.test/v1/x", "application/json")] * 2
+    assert request.extensions["timeout"]["read"] == 5
 
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)

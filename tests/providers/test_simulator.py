@@ -21,9 +21,9 @@ from aura_orchestrator.providers import (
     ProviderTimeout,
     ProviderUnavailable,
     Usage,
-    close_clients,
+    close_transports,
     get_adapter,
-    get_client,
+    get_transport,
 )
 from aura_orchestrator.providers.openai_compat import OpenAICompatAdapter
 from aura_orchestrator.simulator import FakeUpstream, Fault, example_for_schema
@@ -59,16 +59,16 @@ def ask(prompt: str = "Plan a video about volcanoes", **params: object) -> Compl
 
 async def complete(config: ProviderConfig, request: CompletionRequest):
     try:
-        return await get_adapter(config.kind).complete(get_client(), config, request)
+        return await get_adapter(config.kind).complete(get_transport(), config, request)
     finally:
-        await close_clients()
+        await close_transports()
 
 
 async def stream(config: ProviderConfig, request: CompletionRequest):
     try:
-        return [c async for c in get_adapter(config.kind).stream(get_client(), config, request)]
+        return [c async for c in get_adapter(config.kind).stream(get_transport(), config, request)]
     finally:
-        await close_clients()
+        await close_transports()
 
 
 @pytest.mark.asyncio

@@ -41,7 +41,7 @@ from aura_orchestrator.pipeline import (
     execute,
 )
 from aura_orchestrator.providers.base import ChatMessage
-from aura_orchestrator.providers.http import close_clients
+from aura_orchestrator.providers.http import close_transports
 from aura_orchestrator.simulator import FakeUpstream
 from aura_orchestrator.tenancy.models import ApiKey, Project
 from aura_orchestrator.tenancy.services import api_key_create, project_get_or_create
@@ -520,7 +520,7 @@ class Command(BaseCommand):
         try:
             await asyncio.gather(*(worker() for _ in range(min(concurrency, len(plan)))))
         finally:
-            await close_clients()
+            await close_transports()
         self.stdout.write("")
         return tally
 
