@@ -23,6 +23,7 @@ django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.db.models import Count  # noqa: E402
 from django.test import RequestFactory  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import resolve  # noqa: E402
@@ -46,11 +47,21 @@ def main() -> None:
     rows = OperationTelemetry.objects.order_by("-pk").values_list("pk", flat=True).first()
     session = LlmSession.objects.order_by("-operation_count").first()
     operation = OperationTelemetry.objects.order_by("-started_at").first()
-    project = session.project_id if session else ""
+    # The busiest project (the generated rows have no sessions ledger; the run's do).
+    project = (
+        OperationTelemetry.objects.filter(pk__gt=(rows or 0) - 100_000)
+        .values("project_id")
+        .annotate(n=Count("id"))
+        .order_by("-n")
+        .values_list("project_id", flat=True)
+        .first()
+    )
     urls = [
         "/dashboard/",
         "/dashboard/?range=7d",
         "/dashboard/?range=30d",
+        f"/dashboard/?project={project}",
+        f"/dashboard/?range=7d&project={project}",
         f"/dashboard/?range=30d&project={project}",
         "/dashboard/sessions/",
         "/dashboard/sessions/?status=near&q=video",

@@ -1,9 +1,10 @@
 """Reads for the staff dashboards.
 
-Every query here stays cheap with millions of telemetry rows: the overview reads the
-statistics, time series and breakdowns of `telemetry.selectors` (rollups for whole hours,
-raw rows only at the edges), and lists read one indexed page with LIMIT n+1 to learn
-whether a next page exists, never a COUNT(*) over the telemetry table.
+Every query here stays cheap with millions of telemetry rows: the overview reads its
+statistics, time series and breakdowns in two passes (`telemetry.selectors.overview`:
+rollups for whole hours, raw rows only at the edges), and lists read one indexed page
+with LIMIT n+1 to learn whether a next page exists, never a COUNT(*) over the telemetry
+table.
 """
 
 from dataclasses import dataclass
@@ -16,7 +17,14 @@ from aura_orchestrator.money import micros_to_usd
 from aura_orchestrator.tenancy.models import Project
 from budgets.models import LlmSession
 from telemetry.models import OperationTelemetry
-from telemetry.selectors import Statistics, breakdown, statistics, timeseries
+from telemetry.selectors import (
+    OverviewData,
+    Statistics,
+    breakdown,
+    overview,
+    statistics,
+    timeseries,
+)
 
 NEAR_CAP = Decimal("0.8")
 HOURLY_UP_TO = timedelta(days=7)  # longer ranges are charted per day
@@ -133,33 +141,48 @@ def _with_share(rows: list[dict], total: int) -> list[dict]:
 
 def overview_get(*, project_id: int | None, since: datetime, until: datetime) -> Overview:
     """KPIs of [since, until) against the period of equal length just before it, the time
-    series of the range and its breakdowns by provider, model and operation type."""
+    series of the range and its breakdowns by provider, model and operation type.
+
+    Once the range holds rolled-up hours, everything comes from `telemetry.selectors.
+    overview`: one pass over the rollups of both periods and one over the raw rows of the
+    hours that are not rolled up (percentiles from the latency histogram). Before that
+    (no rollup yet, or a range newer than the watermark) raw rows answer, exactly."""
     length = until - since
-    # Rollups for every rolled-up hour: a 24 h overview over millions of rows stays fast.
-    current = statistics(project_id=project_id, since=since, until=until, prefer_rollups=True)
-    previous = statistics(
-        project_id=project_id, since=since - length, until=since, prefer_rollups=True
-    )
     bucket = "hour" if length <= HOURLY_UP_TO else "day"
-    total = current.total_operations
+    data = overview(project_id=project_id, since=since, until=until, bucket=bucket)
+    if data is None:
+        data = _overview_raw(project_id=project_id, since=since, until=until, bucket=bucket)
+    total = data.current.total_operations
     return Overview(
         since=since,
         until=until,
         bucket=bucket,
-        current=current,
-        previous=previous,
-        kpis=_kpis(current, previous),
-        series=timeseries(project_id=project_id, since=since, until=until, bucket=bucket),
-        by_provider=_with_share(
-            breakdown(project_id=project_id, since=since, until=until, by="provider_name"), total
+        current=data.current,
+        previous=data.previous,
+        kpis=_kpis(data.current, data.previous),
+        series=data.series,
+        by_provider=_with_share(data.by_provider, total),
+        by_model=_with_share(data.by_model, total),
+        by_type=_with_share(data.by_type, total),
+    )
+
+
+def _overview_raw(
+    *, project_id: int | None, since: datetime, until: datetime, bucket: str
+) -> OverviewData:
+    """The same from the per-widget selectors (two `statistics`, one `timeseries`, three
+    `breakdown`s): exact percentiles from raw rows when no rollup covers the range."""
+    length = until - since
+    kwargs = {"project_id": project_id, "since": since, "until": until}
+    return OverviewData(
+        current=statistics(**kwargs, prefer_rollups=True),
+        previous=statistics(
+            project_id=project_id, since=since - length, until=since, prefer_rollups=True
         ),
-        by_model=_with_share(
-            breakdown(project_id=project_id, since=since, until=until, by="model_name"), total
-        ),
-        by_type=_with_share(
-            breakdown(project_id=project_id, since=since, until=until, by="operation_type"),
-            total,
-        ),
+        series=timeseries(**kwargs, bucket=bucket),
+        by_provider=breakdown(**kwargs, by="provider_name"),
+        by_model=breakdown(**kwargs, by="model_name"),
+        by_type=breakdown(**kwargs, by="operation_type"),
     )
 
 

@@ -51,6 +51,27 @@ def test_overview_query_count_does_not_grow_with_the_data(
     assert baseline <= 30
 
 
+@pytest.mark.parametrize("range_", ["24h", "7d", "30d"])
+def test_rolled_up_overview_query_count_is_small_and_fixed(
+    staff_client, project, django_assert_num_queries, range_
+):
+    """Once rolled up, the overview's aggregates are three statements (watermark, one
+    pass over the rollups of both periods, one over the raw rows of the rest), whatever
+    the range and the data."""
+    _add_data(project, sessions=2, operations_per_session=6)
+    telemetry_rollup_backfill(since=timezone.now() - timedelta(days=61))
+    url = f"/dashboard/?range={range_}"
+    baseline = _count(staff_client, url)
+    _add_data(project, sessions=20, operations_per_session=6)
+    telemetry_rollup_backfill(since=timezone.now() - timedelta(days=61))
+    with django_assert_num_queries(baseline):
+        response = staff_client.get(url)
+    assert response.context["overview"].current.source == "rollup"
+    # session + user, projects, the overview (watermark, BEGIN, SET LOCAL on PostgreSQL,
+    # two passes, COMMIT), recent operations, sessions near their caps.
+    assert baseline <= 12
+
+
 def test_list_and_detail_pages_query_counts_are_fixed(
     staff_client, project, django_assert_num_queries
 ):
