@@ -41,6 +41,7 @@ class Command(BaseCommand):
                 # variable was set: without this, every db() unit would open a new
                 # connection (about 10 ms here, more than the whole hot path).
                 _enable_pool(settings.DATABASES["default"])
+        os.environ.setdefault("AURA_SERVER_GC", "1")  # read by asgi.py in each worker
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aura_orchestrator.settings")
         if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
             # /metrics sums every worker's samples from files here; a fresh folder per start.
