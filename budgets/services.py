@@ -290,13 +290,15 @@ HARD_CAPS_SQL = (
     " AND (max_cost_per_session_micros IS NULL"
     " OR cost_accrued_micros + cost_reserved_micros + %(cost)s <= max_cost_per_session_micros)"
 )
-RESERVE_SQL = f"""
+# One statement: the conditional ledger update (WHERE: which row, and the caps that must
+# hold on it) feeding the reservation insert; the ledger as it leaves comes back.
+_RESERVE_TEMPLATE = f"""
 WITH admitted AS (
     UPDATE {_SESSION}
        SET tokens_reserved = tokens_reserved + %(tokens)s,
            cost_reserved_micros = cost_reserved_micros + %(cost)s,
            last_activity_at = %(now)s
-     WHERE id = %(session)s{{caps}}
+     WHERE {{where}}
  RETURNING {LEDGER_RETURNING}
 ), held AS (
     INSERT INTO {_RESERVATION} (id, session_id, operation_id, tokens, cost_micros, created_at,
@@ -305,36 +307,26 @@ WITH admitted AS (
 )
 SELECT * FROM admitted
 """
-
-
+_RESERVE_SQL = {
+    hard: _RESERVE_TEMPLATE.format(where="id = %(session)s" + (HARD_CAPS_SQL if hard else ""))
+    for hard in (True, False)
+}
 # The same reservation by (project, session_id), for a request that brings no caps: the
 # session's caps are read on the locked row, per-operation ones included, so the pipeline
 # needs no read of the ledger before it (one round trip less). No row: a new session, or
 # refused; the caller reads the ledger to tell which, and why.
-RESERVE_BY_NAME_SQL = f"""
-WITH admitted AS (
-    UPDATE {_SESSION}
-       SET tokens_reserved = tokens_reserved + %(tokens)s,
-           cost_reserved_micros = cost_reserved_micros + %(cost)s,
-           last_activity_at = %(now)s
-     WHERE project_id = %(project)s AND session_id = %(session_id)s
-       AND (NOT enforce_hard_limits OR (
-                (max_tokens_per_operation IS NULL OR %(tokens)s <= max_tokens_per_operation)
-            AND (max_cost_per_operation_micros IS NULL
-                 OR %(cost)s <= max_cost_per_operation_micros){HARD_CAPS_SQL}))
- RETURNING {LEDGER_RETURNING}
-), held AS (
-    INSERT INTO {_RESERVATION} (id, session_id, operation_id, tokens, cost_micros, created_at,
-                                expires_at)
-    SELECT %(id)s, id, %(operation)s, %(tokens)s, %(cost)s, %(now)s, %(expires)s FROM admitted
+RESERVE_BY_NAME_SQL = _RESERVE_TEMPLATE.format(
+    where="project_id = %(project)s AND session_id = %(session_id)s"
+    " AND (NOT enforce_hard_limits OR ("
+    "(max_tokens_per_operation IS NULL OR %(tokens)s <= max_tokens_per_operation)"
+    " AND (max_cost_per_operation_micros IS NULL OR %(cost)s <= max_cost_per_operation_micros)"
+    f"{HARD_CAPS_SQL}))"
 )
-SELECT * FROM admitted
-"""
 
 
 def reserve_sql(*, enforce_hard_limits: bool) -> str:
     """The one-statement reservation (PostgreSQL); returns the ledger row, none if refused."""
-    return RESERVE_SQL.format(caps=HARD_CAPS_SQL if enforce_hard_limits else "")
+    return _RESERVE_SQL[enforce_hard_limits]
 
 
 def _reserve_orm(session: LlmSession, params: dict) -> LlmSession:

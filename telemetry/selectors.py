@@ -855,25 +855,13 @@ def overview(
             # this transaction only.
             with connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL work_mem = '{OVERVIEW_WORK_MEM}'")
-        _sets(
-            _period_groups(
-                TelemetryRollup.objects.filter(dimensions & _intervals_q("bucket_start", rolled)),
-                time_field="bucket_start",
-                since=since,
-                bucket=bucket,
-                sums=_rollup_sums(),
-            ),
-            accs,
-        )
+        passes = [(TelemetryRollup, "bucket_start", rolled, _rollup_sums())]
         if raw:
+            passes.append((OperationTelemetry, "started_at", raw, raw_sums()))
+        for model, time_field, intervals, sums in passes:
+            rows = model.objects.filter(dimensions & _intervals_q(time_field, intervals))
             _sets(
-                _period_groups(
-                    OperationTelemetry.objects.filter(dimensions & _intervals_q("started_at", raw)),
-                    time_field="started_at",
-                    since=since,
-                    bucket=bucket,
-                    sums=raw_sums(),
-                ),
+                _period_groups(rows, time_field=time_field, since=since, bucket=bucket, sums=sums),
                 accs,
             )
     by_start = {key: acc for (name, p, key), acc in accs.items() if name == "bucket" and p == 1}

@@ -66,12 +66,7 @@ class AnthropicAdapter:
         with translate_transport_errors(config, request.timeout_seconds):
             response = await send(
                 client,
-                json_request(
-                    messages_url(config.base_url),
-                    request_body(request, stream=False),
-                    headers=_headers(config),
-                    timeout=request.timeout_seconds,
-                ),
+                _post(config, request, stream=False),
             )
             await raise_for_status(config, response, error_types=ERROR_TYPES)
         body = json_body(config, response)
@@ -97,12 +92,7 @@ class AnthropicAdapter:
         with translate_transport_errors(config, request.timeout_seconds):
             response = await send(
                 client,
-                json_request(
-                    messages_url(config.base_url),
-                    request_body(request, stream=True),
-                    headers=_headers(config),
-                    timeout=request.timeout_seconds,
-                ),
+                _post(config, request, stream=True),
                 stream=True,
             )
             async with aclosing_response(response):
@@ -237,3 +227,12 @@ class _StreamTranslator:
             "model": self.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
         }
+
+
+def _post(config: ProviderConfig, request: CompletionRequest, *, stream: bool):
+    return json_request(
+        messages_url(config.base_url),
+        request_body(request, stream=stream),
+        headers=_headers(config),
+        timeout=request.timeout_seconds,
+    )

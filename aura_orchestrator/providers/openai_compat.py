@@ -30,12 +30,7 @@ class OpenAICompatAdapter:
         with translate_transport_errors(config, request.timeout_seconds):
             response = await send(
                 client,
-                json_request(
-                    _url(config, "/chat/completions"),
-                    request_body(request, stream=False),
-                    headers=_headers(config),
-                    timeout=request.timeout_seconds,
-                ),
+                _post(config, request, stream=False),
             )
             await raise_for_status(config, response)
         body = json_body(config, response)
@@ -63,12 +58,7 @@ class OpenAICompatAdapter:
         with translate_transport_errors(config, request.timeout_seconds):
             response = await send(
                 client,
-                json_request(
-                    _url(config, "/chat/completions"),
-                    request_body(request, stream=True),
-                    headers=_headers(config),
-                    timeout=request.timeout_seconds,
-                ),
+                _post(config, request, stream=True),
                 stream=True,
             )
             async with aclosing_response(response):
@@ -163,4 +153,13 @@ def _stream_chunk(chunk: dict[str, Any]) -> StreamChunk:
         finish_reason=choice.get("finish_reason") if choice is not None else None,
         usage=parse_usage(chunk.get("usage")),
         raw=chunk,
+    )
+
+
+def _post(config: ProviderConfig, request: CompletionRequest, *, stream: bool):
+    return json_request(
+        _url(config, "/chat/completions"),
+        request_body(request, stream=stream),
+        headers=_headers(config),
+        timeout=request.timeout_seconds,
     )

@@ -1,7 +1,7 @@
 """What the pipeline asks of the database, and what it hands over to be written."""
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 from aura_orchestrator.caching.services import CachedAnswer
@@ -16,6 +16,10 @@ class CacheWrite:
     operation_type: str
     answer: CachedAnswer
     ttl_seconds: int
+
+    def kwargs(self) -> dict:
+        """As keyword arguments of `cache_store` / `store_params` (a shallow copy)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)

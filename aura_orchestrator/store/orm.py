@@ -43,14 +43,7 @@ def _finish(finish: Finish) -> LlmSession | None:
         with transaction.atomic():
             _hand_back(finish)
             if finish.cache is not None:
-                c = finish.cache
-                cache_store(
-                    project_id=c.project_id,
-                    key_hash=c.key_hash,
-                    operation_type=c.operation_type,
-                    answer=c.answer,
-                    ttl_seconds=c.ttl_seconds,
-                )
+                cache_store(**finish.cache.kwargs())
             telemetry_record(**finish.telemetry)
     except DatabaseError:
         _hand_back(finish)

@@ -298,19 +298,7 @@ class PgStore:
         hand_back = self._hand_back_statement(finish)
         statements = [] if hand_back is None else [hand_back]
         if finish.cache is not None:
-            cache = finish.cache
-            statements.append(
-                (
-                    STORE_SQL,
-                    store_params(
-                        project_id=cache.project_id,
-                        key_hash=cache.key_hash,
-                        operation_type=cache.operation_type,
-                        answer=cache.answer,
-                        ttl_seconds=cache.ttl_seconds,
-                    ),
-                )
-            )
+            statements.append((STORE_SQL, store_params(**finish.cache.kwargs())))
         telemetry = {**finish.telemetry, "attempts": Jsonb(finish.telemetry["attempts"])}
         statements.append((TELEMETRY_INSERT_SQL, telemetry))
         if finish.session_pk is not None:
