@@ -1,10 +1,11 @@
 """Our results in OpenAI's shapes: chat.completion bodies, SSE chunks, errors, headers."""
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+
+import orjson
 
 from aura_orchestrator import errors
 from aura_orchestrator.api.exceptions import openai_error_body
@@ -75,7 +76,7 @@ def aura_headers(
 
 
 def _sse(data: dict) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(data) + b"\n\n"  # compact UTF-8, as OpenAI sends
 
 
 class _ChunkShaper:
