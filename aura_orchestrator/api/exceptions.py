@@ -7,11 +7,15 @@ OpenAI's shape (see `openai_error_body`). No expected input ever yields a 500.
 
 import logging
 
+import psycopg
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError as DjangoInterfaceError
+from django.db import OperationalError as DjangoOperationalError
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as default_server_error
+from psycopg_pool import PoolTimeout
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -44,6 +48,16 @@ def _first_message(detail, prefix: str = "") -> str:
     return f"{prefix}{detail}"
 
 
+# Django's wrappers (the ORM path) and psycopg's own (the async store, its pool).
+_DATABASE_UNAVAILABLE = (
+    DjangoOperationalError,
+    DjangoInterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    PoolTimeout,
+)
+
+
 def to_aura_error(exc: Exception) -> errors.AuraError | None:
     """Our error for any exception the API may meet; None for a genuine bug."""
     if isinstance(exc, errors.AuraError):
@@ -52,6 +66,13 @@ def to_aura_error(exc: Exception) -> errors.AuraError | None:
         return errors.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         return errors.Forbidden()
+    if isinstance(exc, _DATABASE_UNAVAILABLE):
+        # The database is down, restarting, saturated or broke a deadlock: the client may
+        # retry shortly; the cause stays in the log, never in the body.
+        logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        return errors.ServiceUnavailable(
+            "The database is unavailable; retry shortly.", retry_after=1
+        )
     if isinstance(exc, RequestDataTooBig):  # read lazily by DRF, inside the view
         error = errors.AuraError("The request body is larger than the server accepts.")
         error.code, error.status = "payload_too_large", 413
