@@ -107,6 +107,7 @@ class ExecuteView(AsyncAPIView):
             422: OpenApiResponse(s.ExecuteOutputSerializer, description="schema_validation_failed"),
             429: OpenApiResponse(s.ExecuteOutputSerializer, description="rate_limited"),
             502: OpenApiResponse(s.ExecuteOutputSerializer, description="provider_error"),
+            503: OpenApiResponse(s.ExecuteOutputSerializer, description="unavailable"),
             504: OpenApiResponse(s.ExecuteOutputSerializer, description="timeout"),
         },
         tags=["operations"],
