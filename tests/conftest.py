@@ -142,6 +142,21 @@ async def asgi_client(api_key):
         yield client
 
 
+@pytest.fixture
+async def django_client(api_key):
+    """The same, through Django's application alone (as with AURA_FAST_PATH=0)."""
+    from aura_orchestrator.asgi import django_application
+
+    transport = httpx.ASGITransport(app=django_application)
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        headers={"Authorization": f"Bearer {api_key.raw_key}"},
+        timeout=60,
+    ) as client:
+        yield client
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

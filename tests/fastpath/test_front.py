@@ -40,19 +40,6 @@ def django_calls(monkeypatch):
     return calls
 
 
-@pytest.fixture
-async def django_client(api_key):
-    """The same requests through Django's application alone (AURA_FAST_PATH=0)."""
-    transport = httpx.ASGITransport(app=asgi.django_application)
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {api_key.raw_key}"},
-        timeout=60,
-    ) as client:
-        yield client
-
-
 def header_names(response: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in response.headers.items() if k not in VOLATILE}
 

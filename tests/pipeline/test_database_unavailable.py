@@ -2,12 +2,11 @@
 both paths (the fast front and Django's), in the endpoint's own error shape; never a 500,
 and never the driver's message."""
 
-import httpx
 import psycopg
 import pytest
 from django.db import connection
 
-from aura_orchestrator import asgi, pipeline
+from aura_orchestrator import pipeline
 from tests.pipeline.helpers import EXECUTE, body
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -32,17 +31,6 @@ class _DatabaseDown:
 @pytest.fixture
 def database_down(monkeypatch):
     monkeypatch.setattr(pipeline, "get_store", lambda: _DatabaseDown())
-
-
-@pytest.fixture
-async def django_client(api_key):
-    transport = httpx.ASGITransport(app=asgi.django_application)
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {api_key.raw_key}"},
-    ) as client:
-        yield client
 
 
 @pytest.mark.parametrize("path", ["front", "django"])
