@@ -369,47 +369,48 @@ async def _reserve(run: _Run, *, extra_prompt_tokens: int = 0) -> None:
     plan = run.plan
     tokens_in = plan.prompt_tokens + extra_prompt_tokens
     tokens = tokens_in + plan.preset.max_tokens
-    if plan.session is None and await _reserve_existing(run, tokens_in=tokens_in):
-        return
-    session = plan.session
-    hard_cost_cap = session.enforce_hard_limits and (
-        session.max_cost_per_operation_micros is not None
-        or session.max_cost_per_session_micros is not None
-    )
-    if hard_cost_cap:
-        priced = [r for r in plan.chain if r.priced]
-        plan.chain = priced or plan.chain[:1]
-    costs = [
-        _cost_of(r, tokens_in=tokens_in, tokens_out=plan.preset.max_tokens) for r in plan.chain
-    ]
-    known = [c for c in costs if c is not None]
-    worst_cost = None if (not known and hard_cost_cap) else max(known, default=0)
-    run.reservation = await get_store().reserve(
-        session=session,
-        operation_id=run.operation_id,
-        tokens=tokens,
-        cost_micros=worst_cost,
-        model_name=plan.chain[0].model_name,
-    )
-    run.warnings.extend(w for w in run.reservation.warnings if w not in run.warnings)
+    reservation = None
+    if plan.session is None:  # every route is priced (see _prepare)
+        reservation = await _reserve_existing(
+            run, tokens=tokens, cost_micros=max(_worst_costs(plan, tokens_in=tokens_in))
+        )
+    if reservation is None:
+        session = plan.session
+        hard_cost_cap = session.enforce_hard_limits and (
+            session.max_cost_per_operation_micros is not None
+            or session.max_cost_per_session_micros is not None
+        )
+        if hard_cost_cap:
+            priced = [r for r in plan.chain if r.priced]
+            plan.chain = priced or plan.chain[:1]
+        known = [c for c in _worst_costs(plan, tokens_in=tokens_in) if c is not None]
+        reservation = await get_store().reserve(
+            session=session,
+            operation_id=run.operation_id,
+            tokens=tokens,
+            cost_micros=None if (not known and hard_cost_cap) else max(known, default=0),
+            model_name=plan.chain[0].model_name,
+        )
+    run.reservation = reservation
+    run.warnings.extend(w for w in reservation.warnings if w not in run.warnings)
 
 
-async def _reserve_existing(run: _Run, *, tokens_in: int) -> bool:
-    """Reserve without having read the session (see `_prepare`): every route is priced,
-    so the worst case does not depend on its caps. False for a new session, which then
-    takes the two steps (created by prepare, then reserved)."""
+def _worst_costs(plan: _Plan, *, tokens_in: int) -> list[int | None]:
+    """Each route's price of the worst case (None: an unpriced route)."""
+    return [_cost_of(r, tokens_in=tokens_in, tokens_out=plan.preset.max_tokens) for r in plan.chain]
+
+
+async def _reserve_existing(run: _Run, *, tokens: int, cost_micros: int) -> Reservation | None:
+    """Reserve without having read the session (see `_prepare`). None for a new session,
+    which then takes the two steps (created by prepare, then reserved)."""
     plan, request = run.plan, run.request
-    store = get_store()
-    max_tokens = plan.preset.max_tokens
     try:
-        reservation = await store.reserve_existing(
+        reservation = await get_store().reserve_existing(
             project_id=run.principal.project_id,
             session_id=request.session_id,
             operation_id=run.operation_id,
-            tokens=tokens_in + max_tokens,
-            cost_micros=max(
-                _cost_of(r, tokens_in=tokens_in, tokens_out=max_tokens) for r in plan.chain
-            ),
+            tokens=tokens,
+            cost_micros=cost_micros,
             model_name=plan.chain[0].model_name,
         )
     except errors.BudgetExceeded:
@@ -418,11 +419,9 @@ async def _reserve_existing(run: _Run, *, tokens_in: int) -> bool:
         raise
     if reservation is None:
         await _prepare_session(plan, principal=run.principal, request=request)
-        return False
+        return None
     plan.session = reservation.ledger
-    run.reservation = reservation
-    run.warnings.extend(w for w in reservation.warnings if w not in run.warnings)
-    return True
+    return reservation
 
 
 # --- Step 3: providers, with retries and fallback ----------------------------------------

@@ -55,6 +55,11 @@ def budget_status(session: LlmSession) -> BudgetStatus:
     )
 
 
+def ledger_get(session_pk: int) -> LlmSession | None:
+    """The session's ledger by primary key, its constraint loaded (for budget_status)."""
+    return LlmSession.objects.select_related("constraint").filter(pk=session_pk).first()
+
+
 def session_get(*, project_id: int, session_id: str) -> LlmSession | None:
     return (
         LlmSession.objects.select_related("constraint")

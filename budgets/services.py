@@ -13,7 +13,7 @@ Other databases (SQLite) take the ORM path; both have the same semantics.
 
 import uuid
 from copy import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -26,7 +26,7 @@ from aura_orchestrator.caching.config_cache import memoized
 from aura_orchestrator.errors import BudgetExceeded, InvalidRequest
 from aura_orchestrator.money import usd_to_micros
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
-from budgets.selectors import operation_overruns, session_overruns
+from budgets.selectors import ledger_get, operation_overruns, session_overruns
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,17 +84,12 @@ class Caps:
             max_cost_per_session=constraint.max_cost_per_session,
             enforce_hard_limits=constraint.enforce_hard_limits,
         )
-        return Caps(**{**caps_columns(caps), "constraint_id": constraint.pk})
+        return replace(caps, constraint_id=constraint.pk)
 
 
 def caps_columns(caps: Caps) -> dict:
-    return {
-        "max_tokens_per_operation": caps.max_tokens_per_operation,
-        "max_cost_per_operation_micros": caps.max_cost_per_operation_micros,
-        "max_tokens_per_session": caps.max_tokens_per_session,
-        "max_cost_per_session_micros": caps.max_cost_per_session_micros,
-        "enforce_hard_limits": caps.enforce_hard_limits,
-    }
+    """The session's columns a request's caps set (Caps' fields are named after them)."""
+    return asdict(caps)
 
 
 @dataclass(slots=True)
@@ -113,10 +108,10 @@ def session_ensure(*, project_id: int, session_id: str, caps: Caps | None) -> Ll
     session, created = LlmSession.objects.get_or_create(
         project_id=project_id,
         session_id=session_id,
-        defaults={**caps_columns(caps), "constraint_id": caps.constraint_id} if caps else {},
+        defaults=caps_columns(caps) if caps else {},
     )
     if caps is not None and not created:
-        wanted = {**caps_columns(caps), "constraint_id": caps.constraint_id}
+        wanted = caps_columns(caps)
         changed = {k: v for k, v in wanted.items() if getattr(session, k) != v}
         if changed:
             LlmSession.objects.filter(pk=session.pk).update(**changed)
@@ -158,7 +153,7 @@ def budget_reserve(
             cursor.execute(reserve_sql(enforce_hard_limits=session.enforce_hard_limits), params)
             row = cursor.fetchone()
         if row is None:
-            raise not_admitted(_ledger_or_none(session.pk), tokens=tokens, cost=cost)
+            raise not_admitted(ledger_get(session.pk), tokens=tokens, cost=cost)
         ledger = ledger_from_row(row)
     else:
         ledger = _reserve_orm(session, params)
@@ -248,10 +243,6 @@ def not_admitted(current: LlmSession | None, *, tokens: int, cost: int) -> Budge
         session_overruns(current, tokens=tokens, cost_micros=cost)
         or ["the session's caps changed during the request"]
     )
-
-
-def _ledger_or_none(session_pk: int) -> LlmSession | None:
-    return LlmSession.objects.select_related("constraint").filter(pk=session_pk).first()
 
 
 _SESSION = LlmSession._meta.db_table
@@ -349,7 +340,7 @@ def _reserve_orm(session: LlmSession, params: dict) -> LlmSession:
             last_activity_at=params["now"],
         )
         if not updated:
-            raise not_admitted(_ledger_or_none(session.pk), tokens=tokens, cost=cost)
+            raise not_admitted(ledger_get(session.pk), tokens=tokens, cost=cost)
         BudgetReservation.objects.create(
             id=params["id"],
             session_id=session.pk,
@@ -359,7 +350,7 @@ def _reserve_orm(session: LlmSession, params: dict) -> LlmSession:
             created_at=params["now"],
             expires_at=params["expires"],
         )
-        return _ledger_or_none(session.pk)
+        return ledger_get(session.pk)
 
 
 # The reserved amounts come from the deleted row, so only the deleter hands them back.

@@ -6,6 +6,7 @@ from aura_orchestrator.caching.services import CachedAnswer, cache_lookup, cache
 from aura_orchestrator.db import db
 from aura_orchestrator.store.base import Finish
 from budgets.models import LlmSession
+from budgets.selectors import ledger_get
 from budgets.services import (
     Caps,
     Reservation,
@@ -50,7 +51,7 @@ def _finish(finish: Finish) -> LlmSession | None:
         raise
     if finish.session_pk is None:
         return None
-    return LlmSession.objects.select_related("constraint").filter(pk=finish.session_pk).first()
+    return ledger_get(finish.session_pk)
 
 
 class OrmStore:

@@ -25,7 +25,6 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from copy import copy
 
 import psycopg
 from django.conf import settings
@@ -64,14 +63,7 @@ logger = logging.getLogger(__name__)
 
 _NO_FLUSH = "SET LOCAL synchronous_commit TO OFF"
 _SESSION = LlmSession._meta.db_table
-_CAPS = (
-    "max_tokens_per_operation",
-    "max_cost_per_operation_micros",
-    "max_tokens_per_session",
-    "max_cost_per_session_micros",
-    "enforce_hard_limits",
-    "constraint_id",
-)
+_CAPS = tuple(caps_columns(Caps()))  # the session columns a request's caps set
 _SESSION_INSERT_SQL = f"""
 INSERT INTO {_SESSION} (project_id, session_id, {", ".join(_CAPS)}, tokens_used,
                         cost_accrued_micros, tokens_reserved, cost_reserved_micros,
@@ -189,9 +181,9 @@ class PgStore:
     async def _ensure(self, conn, row, project_id, session_id, caps, now):
         """As `budgets.services.session_ensure`: create on first use; caps a request
         brings replace the session's when they differ."""
-        wanted = {**caps_columns(caps), "constraint_id": caps.constraint_id} if caps else {}
+        wanted = caps_columns(caps) if caps else {}
         if row is None:
-            params = dict.fromkeys(_CAPS) | {"enforce_hard_limits": True} | wanted
+            params = caps_columns(caps or Caps())  # no caps: the model's defaults
             params |= {"project": project_id, "session_id": session_id, "now": now}
             created = await (await conn.execute(_SESSION_INSERT_SQL, params)).fetchone()
             if created is not None:
@@ -233,12 +225,8 @@ class PgStore:
             (rows,) = await self._script(conn, [(sql, params)], flush=False)
             row = _first(rows)
             if row is None:
-                current = await (
-                    await conn.execute(LEDGER_SELECT_SQL, {"session": session.pk})
-                ).fetchone()
-                raise not_admitted(
-                    ledger_from_row(current) if current else None, tokens=tokens, cost=cost
-                )
+                current = await _ledger(conn, LEDGER_SELECT_SQL, {"session": session.pk})
+                raise not_admitted(current, tokens=tokens, cost=cost)
         return reservation_of(ledger_from_row(row), params=params, warnings=warnings)
 
     async def reserve_existing(
@@ -259,20 +247,18 @@ class PgStore:
             (rows,) = await self._script(conn, [(RESERVE_BY_NAME_SQL, params)], flush=False)
             row = _first(rows)
             if row is None:  # a new session, or refused: the ledger tells which, and why
-                current = await (await conn.execute(LEDGER_BY_NAME_SQL, by_name)).fetchone()
+                current = await _ledger(conn, LEDGER_BY_NAME_SQL, by_name)
                 if current is None:
                     return None
-                ledger = ledger_from_row(current)
                 reserve_admission(
-                    ledger, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+                    current, tokens=tokens, cost_micros=cost_micros, model_name=model_name
                 )
-                raise not_admitted(ledger, tokens=tokens, cost=cost_micros)
+                raise not_admitted(current, tokens=tokens, cost=cost_micros)
         ledger = ledger_from_row(row)
-        before = copy(ledger)  # the per-operation caps (soft: warnings) on the ledger as it was
-        before.tokens_reserved -= tokens
-        before.cost_reserved_micros -= cost_micros
+        # Per-operation caps depend on the caps alone: hard ones held in the statement,
+        # soft ones come back as warnings.
         warnings = reserve_admission(
-            before, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+            ledger, tokens=tokens, cost_micros=cost_micros, model_name=model_name
         )
         return reservation_of(ledger, params=params, warnings=warnings)
 
@@ -329,6 +315,12 @@ class PgStore:
         return hand_back_statement(
             finish.reservation, tokens=tokens, cost=cost, operations=1, now=timezone.now()
         )
+
+
+async def _ledger(conn: psycopg.AsyncConnection, sql: str, params: dict) -> LlmSession | None:
+    """The ledger as it is now (a refusal explains itself from it)."""
+    row = await (await conn.execute(sql, params)).fetchone()
+    return ledger_from_row(row) if row is not None else None
 
 
 def _first(rows: list[tuple] | None) -> tuple | None:
