@@ -95,26 +95,24 @@ def memoized(key: Hashable, load: Callable[[], T], *, version: object = _MISSING
     """`load()`'s value, computed at most once per version and TTL in this process (None
     is never kept). The value must not be mutated: concurrent requests share it."""
     ttl = _ttl()
+    no_load = _memo_only.get()  # memo_only(): the event loop's reads
     if ttl <= 0:
-        if _memo_only.get():
+        if no_load:
             raise MemoMiss(key)
         return load()
     if version is _MISSING:
         version = config_version()
     now = time.monotonic()
     hit = _memo.get(key)
-    if hit is not None and hit[1] == version:
-        if hit[0] > now:
-            return hit[2]  # type: ignore[return-value]
-        if _memo_only.get():
-            # Only its age is against it (the version is current): one caller goes to
-            # reload it; for REFRESH_GRACE_SECONDS the others keep the value they had, so a
-            # TTL expiry under hundreds of requests in flight is one reload, not a herd.
-            if _grace.get(key, 0.0) > now:
-                return hit[2]  # type: ignore[return-value]
+    current = hit is not None and hit[1] == version
+    # Only its age against it (the version is current), in memo_only(): one caller goes
+    # to reload it; for REFRESH_GRACE_SECONDS the others keep the value they had, so a TTL
+    # expiry under hundreds of requests in flight is one reload, not a herd.
+    if current and (hit[0] > now or (no_load and _grace.get(key, 0.0) > now)):
+        return hit[2]  # type: ignore[return-value]
+    if no_load:
+        if current:
             _grace[key] = now + REFRESH_GRACE_SECONDS
-            raise MemoMiss(key)
-    if _memo_only.get():
         raise MemoMiss(key)
     value = load()
     if value is None:
