@@ -6,6 +6,7 @@ OpenAI's shape (see `openai_error_body`). No expected input ever yields a 500.
 """
 
 import logging
+from collections.abc import Callable
 
 import psycopg
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -116,19 +117,27 @@ def openai_error_body(error: errors.AuraError) -> dict:
     return {"error": {"message": error.message, "type": kind, "param": None, "code": error.code}}
 
 
-def exception_handler(exc: Exception, context: dict) -> Response | None:
+def error_reply(
+    exc: Exception, render: Callable[[errors.AuraError], dict], *, where: object
+) -> tuple[int, dict, dict[str, str]]:
+    """(status, body, headers) for an exception a view raised: `render` is the view's
+    body shape; a genuine bug is logged (with `where`) and answered as internal_error."""
     error = to_aura_error(exc)
     if error is None:
-        logger.exception("unhandled error in %s", context.get("view"))
+        logger.exception("unhandled error in %s", where)
         error = errors.AuraError("Internal error; it has been logged.")
         error.code = "internal_error"
-    view = context.get("view")
-    render = getattr(view, "render_error", None)
-    body = render(error) if render else error_body(error)
     headers = dict(error.headers)
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
-    return Response(body, status=error.status, headers=headers)
+    return error.status, render(error), headers
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    view = context.get("view")
+    render = getattr(view, "render_error", None) or error_body
+    status, body, headers = error_reply(exc, render, where=view)
+    return Response(body, status=status, headers=headers)
 
 
 def not_found(request, exception=None):

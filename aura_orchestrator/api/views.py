@@ -23,8 +23,12 @@ ERRORS = {
 }
 
 
+def principal_for_key(api_key) -> pipeline.Principal:
+    return pipeline.Principal(project_id=api_key.project_id, api_key_id=api_key.pk)
+
+
 def principal_of(request) -> pipeline.Principal:
-    return pipeline.Principal(project_id=request.user.project.pk, api_key_id=request.auth.pk)
+    return principal_for_key(request.auth)
 
 
 def operation_request_from(data: dict, *, source: str = "api") -> pipeline.OperationRequest:

@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 import orjson
 
 from aura_orchestrator import pipeline
-from aura_orchestrator.api.views import execute_error_body, execute_reply
+from aura_orchestrator.api.exceptions import error_reply
+from aura_orchestrator.api.views import execute_error_body, execute_reply, principal_for_key
 from aura_orchestrator.db import db
 from aura_orchestrator.fastpath import respond, validate
 from aura_orchestrator.fastpath.validate import Delegate
@@ -103,7 +104,7 @@ class FastFront:
 
         try:
             data = orjson.loads(body)
-            principal = validate.principal_of(api_key)
+            principal = principal_for_key(api_key)
             if path == EXECUTE_PATH:
                 work = self._execute(validate.execute_request(data), principal, send, secure)
             else:
@@ -148,14 +149,14 @@ class FastFront:
             result = await pipeline.execute(op, principal=principal)
             status, body, headers = execute_reply(result)
         except Exception as exc:
-            status, body, headers = respond.error_reply(exc, execute_error_body)
+            status, body, headers = error_reply(exc, execute_error_body, where="the fast path")
         await respond.send_json(send, status=status, body=body, headers=headers, secure=secure)
 
     async def _chat(self, call, principal: pipeline.Principal, send, secure: bool) -> None:
         try:
             reply = await chat_reply(call, principal=principal)
         except Exception as exc:
-            status, body, headers = respond.error_reply(exc, render.error_body)
+            status, body, headers = error_reply(exc, render.error_body, where="the fast path")
             return await respond.send_json(
                 send, status=status, body=body, headers=headers, secure=secure
             )

@@ -3,18 +3,13 @@ result: the views' own bodies and headers (`api.views.execute_reply`,
 `gateway.views.chat_reply`), DRF's `Allow`, and the headers of the security and
 clickjacking middleware, from the same settings."""
 
-import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
 from django.conf import settings
 from rest_framework.utils.encoders import JSONEncoder
 
-from aura_orchestrator import errors
-from aura_orchestrator.api.exceptions import to_aura_error
 from aura_orchestrator.gateway.views import ChatReply
-
-logger = logging.getLogger(__name__)
 
 Send = Callable[[dict], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
@@ -113,19 +108,3 @@ async def send_stream(send: Send, reply: ChatReply, *, secure: bool) -> None:
         await events.aclose()
         if reply.stream is not None and reply.stream.chunks is not None:
             await reply.stream.chunks.aclose()
-
-
-def error_reply(
-    exc: Exception, render: Callable[[errors.AuraError], dict]
-) -> tuple[int, dict, dict[str, str]]:
-    """What DRF's exception handler (api.exceptions.exception_handler) answers when the
-    view raises: `render` is the view's `render_error`."""
-    error = to_aura_error(exc)
-    if error is None:
-        logger.exception("unhandled error in the fast path")
-        error = errors.AuraError("Internal error; it has been logged.")
-        error.code = "internal_error"
-    headers = dict(error.headers)
-    if error.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="api"'
-    return error.status, render(error), headers

@@ -13,11 +13,14 @@ import jsonschema
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from rest_framework.exceptions import ValidationError
+from rest_framework.fields import IntegerField
 
 from aura_orchestrator import pipeline
 from aura_orchestrator.api.serializers import (
     MAX_PROMPT_CHARS,
     BudgetConstraintSerializer,
+    CustomPresetSerializer,
+    ExecuteInputSerializer,
 )
 from aura_orchestrator.api.views import operation_request_from
 from aura_orchestrator.caching import config_cache
@@ -142,14 +145,12 @@ def authenticate(headers: Headers) -> ApiKey:
     return api_key
 
 
-def principal_of(api_key: ApiKey) -> pipeline.Principal:
-    """What `api.views.principal_of` makes of the same key."""
-    return pipeline.Principal(project_id=api_key.project_id, api_key_id=api_key.pk)
-
-
 # --- The execute body (ExecuteInputSerializer, field by field) -----------------------------
 
+# The serializers' own fields: their bounds and lengths are read from them, never copied.
 _BUDGET_FIELDS = BudgetConstraintSerializer().fields
+_PRESET_FIELDS = CustomPresetSerializer().fields
+_EXECUTE_FIELDS = ExecuteInputSerializer().fields
 _SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 
 
@@ -179,14 +180,24 @@ def _int(value: object, *, low: int | None = None, high: int | None = None) -> i
     return value
 
 
-def _float(value: object, *, low: float, high: float) -> float:
+def _float(value: object, *, low: float | None = None, high: float | None = None) -> float:
     """A DRF FloatField: JSON numbers only here (DRF also takes "0.5" and true)."""
     if type(value) is not int and type(value) is not float:
         raise Delegate("not a number")
     value = float(value)
-    if not low <= value <= high:
+    if (low is not None and value < low) or (high is not None and value > high):
         raise Delegate("out of range")
     return value
+
+
+def _number(field):
+    """A rule for a DRF IntegerField or FloatField, within that field's own bounds."""
+    check = _int if isinstance(field, IntegerField) else _float
+    return lambda v: check(v, low=field.min_value, high=field.max_value)
+
+
+def _nullable(rule):
+    return lambda v: None if v is None else rule(v)
 
 
 def _bool(value: object) -> bool:
@@ -218,19 +229,13 @@ def _money(name: str):
 # name -> rule, per nested serializer; a name not here is delegated (DRF would ignore it:
 # a field added to a serializer but not here must never be silently dropped).
 BUDGET_CONSTRAINT_RULES = {
-    "max_tokens_per_operation": lambda v: None if v is None else _int(v, low=1),
+    "max_tokens_per_operation": _nullable(_number(_BUDGET_FIELDS["max_tokens_per_operation"])),
     "max_cost_per_operation": _money("max_cost_per_operation"),
-    "max_tokens_per_session": lambda v: None if v is None else _int(v, low=1),
+    "max_tokens_per_session": _nullable(_number(_BUDGET_FIELDS["max_tokens_per_session"])),
     "max_cost_per_session": _money("max_cost_per_session"),
     "enforce_hard_limits": _bool,
 }
-CUSTOM_PRESET_RULES = {
-    "temperature": lambda v: _float(v, low=0.0, high=2.0),
-    "top_p": lambda v: _float(v, low=0.0, high=1.0),
-    "max_tokens": lambda v: _int(v, low=1, high=1_000_000),
-    "timeout_seconds": lambda v: _float(v, low=1.0, high=600.0),
-    "max_retries": lambda v: _int(v, low=0, high=10),
-}
+CUSTOM_PRESET_RULES = {name: _number(field) for name, field in _PRESET_FIELDS.items()}
 
 
 def _nested(rules: dict, value: object, **defaults) -> dict:
@@ -246,9 +251,10 @@ def _nested(rules: dict, value: object, **defaults) -> dict:
 
 
 def _providers(value: object) -> list[str]:
-    if type(value) is not list or not 1 <= len(value) <= 10:
+    if type(value) is not list or not 1 <= len(value) <= _EXECUTE_FIELDS["providers"].max_length:
         raise Delegate("providers")
-    return [_slug(item, max_length=64) for item in value]
+    child = _EXECUTE_FIELDS["providers"].child.max_length
+    return [_slug(item, max_length=child) for item in value]
 
 
 def _response_schema(value: object) -> dict:
@@ -266,12 +272,14 @@ def _response_schema(value: object) -> dict:
 EXECUTE_RULES = {
     "system_prompt": lambda v: _text(v, max_length=MAX_PROMPT_CHARS, trim=False, allow_blank=True),
     "enable_cache": _bool,
-    "cache_ttl_seconds": lambda v: _int(v, low=1, high=30 * 86400),
+    "cache_ttl_seconds": _number(_EXECUTE_FIELDS["cache_ttl_seconds"]),
     "budget_constraint": lambda v: _nested(BUDGET_CONSTRAINT_RULES, v, enforce_hard_limits=True),
-    "budget": lambda v: _slug(v, max_length=100),
+    "budget": lambda v: _slug(v, max_length=_EXECUTE_FIELDS["budget"].max_length),
     "custom_preset": lambda v: _nested(CUSTOM_PRESET_RULES, v),
     "providers": _providers,
-    "model": lambda v: _text(v, max_length=200, trim=True, allow_blank=False),
+    "model": lambda v: _text(
+        v, max_length=_EXECUTE_FIELDS["model"].max_length, trim=True, allow_blank=False
+    ),
     "response_schema": _response_schema,
 }
 REQUIRED_FIELDS = ("session_id", "operation_type", "prompt")
