@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -127,14 +128,10 @@ def api_client(api_key):
     return client
 
 
-@pytest.fixture
-async def asgi_client(api_key):
-    """httpx against the real ASGI application in-process, authenticated."""
-    from aura_orchestrator.asgi import application
-
-    transport = httpx.ASGITransport(app=application)
+@asynccontextmanager
+async def _in_process(app, api_key):
     async with httpx.AsyncClient(
-        transport=transport,
+        transport=httpx.ASGITransport(app=app),
         base_url="http://testserver",
         headers={"Authorization": f"Bearer {api_key.raw_key}"},
         timeout=60,
@@ -143,17 +140,20 @@ async def asgi_client(api_key):
 
 
 @pytest.fixture
+async def asgi_client(api_key):
+    """httpx against the real ASGI application in-process, authenticated."""
+    from aura_orchestrator.asgi import application
+
+    async with _in_process(application, api_key) as client:
+        yield client
+
+
+@pytest.fixture
 async def django_client(api_key):
     """The same, through Django's application alone (as with AURA_FAST_PATH=0)."""
     from aura_orchestrator.asgi import django_application
 
-    transport = httpx.ASGITransport(app=django_application)
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {api_key.raw_key}"},
-        timeout=60,
-    ) as client:
+    async with _in_process(django_application, api_key) as client:
         yield client
 
 

@@ -346,18 +346,31 @@ async def _settled(session_id: str) -> tuple[LlmSession, OperationTelemetry]:
     raise AssertionError(f"no telemetry for {session_id}")
 
 
-async def test_a_client_gone_mid_stream_is_charged_what_it_received(
-    asgi_client, django_calls, api_key, provider, fake_upstream, slow_stream
-):
+async def _stream_started(asgi_client, django_calls, api_key, session_id: str, *, chunks: int):
+    """A slow stream served straight by the front (the key memoized first), once the
+    client has received `chunks` chunks of it."""
     await asgi_client.post(EXECUTE, json=body("warm"))
     django_calls.clear()
     raw = slow_chat()
     client = Client(raw)
     served = asyncio.create_task(
-        asgi.application(chat_scope(api_key, raw, "gone-1"), client.receive, client.send)
+        asgi.application(chat_scope(api_key, raw, session_id), client.receive, client.send)
     )
-    for _ in range(3):  # role chunk + two words
+    for _ in range(chunks):
         await asyncio.wait_for(client.chunks.get(), 10)
+    return client, served
+
+
+async def test_a_client_gone_mid_stream_is_charged_what_it_received(
+    asgi_client, django_calls, api_key, provider, fake_upstream, slow_stream
+):
+    client, served = await _stream_started(
+        asgi_client,
+        django_calls,
+        api_key,
+        "gone-1",
+        chunks=3,  # role chunk + two words
+    )
     client.gone.set()
     await asyncio.wait_for(served, 10)  # returns quietly, as Django's handler does
     assert django_calls == []
@@ -372,15 +385,7 @@ async def test_a_client_gone_mid_stream_is_charged_what_it_received(
 async def test_a_cancelled_server_task_settles_the_stream(
     asgi_client, django_calls, api_key, provider, fake_upstream, slow_stream
 ):
-    await asgi_client.post(EXECUTE, json=body("warm"))
-    django_calls.clear()
-    raw = slow_chat()
-    client = Client(raw)
-    served = asyncio.create_task(
-        asgi.application(chat_scope(api_key, raw, "cancelled-1"), client.receive, client.send)
-    )
-    for _ in range(2):
-        await asyncio.wait_for(client.chunks.get(), 10)
+    _, served = await _stream_started(asgi_client, django_calls, api_key, "cancelled-1", chunks=2)
     served.cancel()  # the server shutting down
     with pytest.raises(asyncio.CancelledError):
         await served
