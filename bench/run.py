@@ -22,6 +22,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from load import rss_mb  # bench/load.py: this folder is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PY = sys.executable
@@ -78,17 +80,6 @@ def descendants(pid: int) -> list[int]:
         except FileNotFoundError:
             pass
     return pids
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
-    return 0.0
 
 
 def pinned(cpu: int | None):
@@ -307,6 +298,23 @@ def load(target: Target, scenario: str, quick: bool, concurrency: int | None = N
 BASELINE_ENV = {"AURA_FAST_PATH": "0", "AURA_ASYNC_STORE": "0"}
 
 
+def start_upstream() -> tuple[Proc, int]:
+    """The fake upstream, on the load generator's core."""
+    port = free_port()
+    proc = Proc(
+        "upstream",
+        [PY, str(BENCH / "upstream.py"), "--port", str(port)],
+        cpu=CPU_CLIENT,
+        log=BENCH / "results" / "upstream.log",
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
+    except Exception:
+        proc.stop()
+        raise
+    return proc, port
+
+
 def start_orchestrator(
     workers: int, cpu: int | None, log_name: str, extra_env: dict | None = None
 ) -> tuple[Proc, int]:
@@ -514,15 +522,8 @@ def profile(name: str, quick: bool, scenario: str = "a") -> None:
     out = BENCH / "results"
     procs: list[Proc] = []
     try:
-        up_port = free_port()
-        upstream = Proc(
-            "upstream",
-            [PY, str(BENCH / "upstream.py"), "--port", str(up_port)],
-            cpu=CPU_CLIENT,
-            log=out / "upstream.log",
-        )
+        upstream, up_port = start_upstream()
         procs.append(upstream)
-        wait_http(f"http://127.0.0.1:{up_port}/healthz")
         ensure_database()
         key = seed(up_port)["api_key"]
         orch, orch_port = start_orchestrator(1, CPU_SERVER, "orchestrator.log")
@@ -614,15 +615,8 @@ def main() -> None:
     notes: list[str] = []
     raw: dict = {"runs": {}, "workers": {}, "rss": {}}
     try:
-        up_port = free_port()
-        upstream = Proc(
-            "upstream",
-            [PY, str(BENCH / "upstream.py"), "--port", str(up_port)],
-            cpu=CPU_CLIENT,
-            log=BENCH / "results" / "upstream.log",
-        )
+        upstream, up_port = start_upstream()
         procs.append(upstream)
-        wait_http(f"http://127.0.0.1:{up_port}/healthz")
         print("migrating and seeding", DB_URL)
         ensure_database()
         key = seed(up_port)["api_key"]

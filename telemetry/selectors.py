@@ -247,20 +247,21 @@ def raw_sums() -> dict:
     return sums
 
 
+# The rollup columns that add up across rows (latency_max_ms and the histogram aside).
+_ADDITIVE = (
+    "operations",
+    "successes",
+    "cache_hits",
+    "tokens_in",
+    "tokens_out",
+    "retries",
+    "cost",
+    "latency_sum_ms",
+)
+
+
 def _rollup_sums() -> dict:
-    sums = {
-        name: Sum(name)
-        for name in (
-            "operations",
-            "successes",
-            "cache_hits",
-            "tokens_in",
-            "tokens_out",
-            "retries",
-            "cost",
-            "latency_sum_ms",
-        )
-    }
+    sums = {name: Sum(name) for name in _ADDITIVE}
     sums["latency_max_ms"] = Max("latency_max_ms")
     for i in range(LATENCY_BUCKETS):
         sums[f"h{i}"] = Sum(
@@ -616,17 +617,7 @@ def telemetry_session_exists(*, project_id: int, session_id: str) -> bool:
 # --- Dashboard overview: every aggregate of a range and its previous period in two passes ----
 
 OVERVIEW_SETS = ("bucket", "provider_name", "model_name", "operation_type")
-_SUMMED = (
-    "operations",
-    "successes",
-    "cache_hits",
-    "tokens_in",
-    "tokens_out",
-    "retries",
-    "cost",
-    "latency_sum_ms",
-    *(f"h{i}" for i in range(LATENCY_BUCKETS)),
-)
+_SUMMED = (*_ADDITIVE, *(f"h{i}" for i in range(LATENCY_BUCKETS)))
 OVERVIEW_WORK_MEM = "32MB"
 # PostgreSQL's GROUPING() bitmask over OVERVIEW_SETS: a bit is set for each column that is
 # not grouped in the row's set.
