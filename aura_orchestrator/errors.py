@@ -102,3 +102,11 @@ class ServiceUnavailable(AuraError):
     code = "unavailable"
     status = 503
     default_message = "The service is not ready."
+
+
+class InternalError(AuraError):
+    """A bug: recorded (the operation still gets its row) and answered as a 500."""
+
+    code = "internal_error"
+    status = 500
+    default_message = "Internal error."

@@ -48,6 +48,16 @@ CACHE_HITS = Counter("aura_cache_hits", "Operations answered from the cache.", L
 BUDGET_REFUSALS = Counter(
     "aura_budget_refusals", "Operations refused by a hard budget limit.", LABELS
 )
+BUDGET_OVERRUNS = Counter(
+    "aura_budget_overruns",
+    "Operations settled after their reservation had expired (charged in full; a worker "
+    "was frozen past its deadline and margin).",
+    LABELS,
+)
+JOURNALED_FINISHES = Counter(
+    "aura_journaled_finishes",
+    "Finishes kept in the on-disk journal while the database was unavailable.",
+)
 OPERATION_ERRORS = Counter(
     "aura_operation_errors", "Failed operations, by error code.", [*LABELS, "error_code"]
 )
@@ -90,6 +100,8 @@ def _record(fields: dict) -> None:
     COST.labels(**labels).inc(float(fields.get("estimated_cost") or 0))
     RETRIES.labels(**labels).inc(fields.get("retry_count") or 0)
     LATENCY.labels(**labels).observe((fields.get("latency_ms") or 0) / 1000)
+    if fields.get("budget_overrun"):
+        BUDGET_OVERRUNS.labels(**labels).inc()
     error_code = fields.get("error_code")
     if error_code:
         OPERATION_ERRORS.labels(**labels, error_code=error_code).inc()

@@ -35,7 +35,10 @@ from aura_orchestrator.caching.singleflight import CacheLease, SingleFlight
 from aura_orchestrator.catalog.selectors import Route, route_chain_resolve
 from aura_orchestrator.catalog.tokens import count_message_tokens, count_tokens
 from aura_orchestrator.db import db
+from aura_orchestrator.dbhealth import DATABASE_UNAVAILABLE, unavailable
+from aura_orchestrator.deadline import Lifetimes, operation_seconds, reservation_seconds
 from aura_orchestrator.money import cost_micros, micros_to_usd
+from aura_orchestrator.pgtext import is_storable, storable
 from aura_orchestrator.providers.base import (
     ChatMessage,
     CompletionRequest,
@@ -53,6 +56,8 @@ from aura_orchestrator.providers.http import get_transport
 from aura_orchestrator.providers.registry import get_adapter
 from aura_orchestrator.providers.retry import backoff_delay
 from aura_orchestrator.store import CacheWrite, Finish, get_store
+from aura_orchestrator.store.base import Finished
+from aura_orchestrator.store.journal import journal
 from budgets.models import LlmSession
 from budgets.selectors import budget_status
 from budgets.services import Caps, Reservation
@@ -175,6 +180,11 @@ class _Run:
     finish_reason: str | None = None
     streamed: bool = False
     ttft_ms: int | None = None  # streams: time to the first text delta
+    deadline: float | None = None  # the loop's clock; set when it first reserves
+    finishing: bool = False  # its finish has begun: it writes the one row
+
+    def time_left(self) -> float:
+        return self.deadline - asyncio.get_running_loop().time()
 
     @property
     def retry_count(self) -> int:
@@ -208,8 +218,24 @@ async def execute(request: OperationRequest, *, principal: Principal) -> Operati
         if result.success:  # another request asked the same question a moment ago
             return await _finish_cached(run, _answer_of(result))
         return await _call_and_settle(run)
-    except errors.AuraError as exc:
-        return await _finish_failed(run, exc)
+    except Exception as exc:
+        if run.finishing:  # the finish itself failed (the journal too): nothing more to do
+            raise
+        return await _finish_failed(run, _expected_error(run, exc))
+    except BaseException as exc:
+        await _abandon(run, exc)
+        raise
+
+
+def _expected_error(run: _Run, exc: Exception) -> errors.AuraError:
+    """The error an exception means for the operation's result: ours as raised, a
+    database that cannot be reached as 503; anything else is a bug (internal_error)."""
+    if isinstance(exc, errors.AuraError):
+        return exc
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return unavailable(exc)
+    logger.error("operation %s failed unexpectedly", run.operation_id, exc_info=exc)
+    return errors.InternalError()
 
 
 async def _lead(run: _Run, flight_key: str) -> OperationResult:
@@ -257,19 +283,32 @@ async def _call_and_settle(run: _Run) -> OperationResult:
         if run.request.response_schema is not None:
             content = await _validated_content(run, completion)
         return await _finish_success(run, content)
-    except errors.AuraError as exc:
-        return await _finish_failed(run, exc)
-    except BaseException:
-        await _abandon(run)
+    except Exception as exc:
+        if run.finishing:  # the finish itself failed (the journal too): nothing more to do
+            raise
+        return await _finish_failed(run, _expected_error(run, exc))
+    except BaseException as exc:
+        await _abandon(run, exc)
         raise
 
 
-async def _abandon(run: _Run) -> None:
-    """Cancelled (client gone) or a bug: hand the reservation back before the exception
-    goes on, shielded so that a second cancellation cannot leave it held."""
-    if run.reservation is not None:
-        await asyncio.shield(get_store().release(reservation=run.reservation))
-        run.reservation = None
+async def _abandon(run: _Run, exc: BaseException) -> None:
+    """Cancelled (the client gone, the server stopping): the operation still gets its row
+    (its reservation handed back, what was consumed charged) before the cancellation goes
+    on. The finish is shielded, so a second cancellation cannot interrupt it."""
+    if run.finishing:  # the finish had begun: it writes the row
+        return
+    error: errors.AuraError = errors.ClientDisconnected(
+        "The client disconnected before the operation ended."
+    )
+    if not isinstance(exc, asyncio.CancelledError):
+        error = _expected_error(run, exc)  # KeyboardInterrupt, SystemExit
+    try:
+        await _finish_failed(run, error)
+    except asyncio.CancelledError:
+        pass  # the shielded finish goes on; the original exception is what matters
+    except Exception:
+        logger.exception("the row of abandoned operation %s could not be written", run.operation_id)
 
 
 # --- Step 1: preset, chain, session, cache lookup ------------------------------------------
@@ -369,10 +408,16 @@ async def _reserve(run: _Run, *, extra_prompt_tokens: int = 0) -> None:
     plan = run.plan
     tokens_in = plan.prompt_tokens + extra_prompt_tokens
     tokens = tokens_in + plan.preset.max_tokens
+    if run.deadline is None:
+        run.deadline = asyncio.get_running_loop().time() + _operation_seconds(run)
+    expires_in = reservation_seconds(remaining=run.time_left(), lifetimes=_lifetimes())
     reservation = None
     if plan.session is None:  # every route is priced (see _prepare)
         reservation = await _reserve_existing(
-            run, tokens=tokens, cost_micros=max(_worst_costs(plan, tokens_in=tokens_in))
+            run,
+            tokens=tokens,
+            cost_micros=max(_worst_costs(plan, tokens_in=tokens_in)),
+            expires_in=expires_in,
         )
     if reservation is None:
         session = plan.session
@@ -390,6 +435,7 @@ async def _reserve(run: _Run, *, extra_prompt_tokens: int = 0) -> None:
             tokens=tokens,
             cost_micros=None if (not known and hard_cost_cap) else max(known, default=0),
             model_name=plan.chain[0].model_name,
+            expires_in=expires_in,
         )
     run.reservation = reservation
     run.warnings.extend(w for w in reservation.warnings if w not in run.warnings)
@@ -400,7 +446,29 @@ def _worst_costs(plan: _Plan, *, tokens_in: int) -> list[int | None]:
     return [_cost_of(r, tokens_in=tokens_in, tokens_out=plan.preset.max_tokens) for r in plan.chain]
 
 
-async def _reserve_existing(run: _Run, *, tokens: int, cost_micros: int) -> Reservation | None:
+def _lifetimes() -> Lifetimes:
+    aura = settings.AURA
+    return Lifetimes(
+        reservation_ttl=aura["BUDGET_RESERVATION_TTL_SECONDS"],
+        margin=aura["BUDGET_RESERVATION_MARGIN_SECONDS"],
+        max_retry_after=aura["MAX_RETRY_AFTER_SECONDS"],
+    )
+
+
+def _operation_seconds(run: _Run) -> float:
+    preset = run.plan.preset
+    return operation_seconds(
+        timeout_seconds=preset.timeout_seconds,
+        max_retries=preset.max_retries,
+        routes=len(run.plan.chain),
+        schema_repair=run.request.response_schema is not None and not run.streamed,
+        lifetimes=_lifetimes(),
+    )
+
+
+async def _reserve_existing(
+    run: _Run, *, tokens: int, cost_micros: int, expires_in: float
+) -> Reservation | None:
     """Reserve without having read the session (see `_prepare`). None for a new session,
     which then takes the two steps (created by prepare, then reserved)."""
     plan, request = run.plan, run.request
@@ -412,6 +480,7 @@ async def _reserve_existing(run: _Run, *, tokens: int, cost_micros: int) -> Rese
             tokens=tokens,
             cost_micros=cost_micros,
             model_name=plan.chain[0].model_name,
+            expires_in=expires_in,
         )
     except errors.BudgetExceeded:
         # Refused: the response still shows the session's budget.
@@ -466,9 +535,30 @@ def _record_attempt(run: _Run, route: Route, started: float, exc: ProviderError 
             "latency_ms": round((time.perf_counter() - started) * 1000),
             "outcome": "ok" if exc is None else type(exc).__name__,
             "status": None if exc is None else exc.status,
-            "error": None if exc is None else str(exc)[:300],
+            "error": None if exc is None else storable(str(exc)[:300]),
         }
     )
+
+
+async def _within(run: _Run, awaitable: Awaitable[T], *, seconds: float, route: Route) -> T:
+    """`awaitable`, cut at `seconds` from now or at the operation's deadline, whichever
+    comes first: the timeout bounds the whole call (headers, body, every byte of a
+    dripping upstream), not each read."""
+    loop = asyncio.get_running_loop()
+    at = min(loop.time() + seconds, run.deadline)
+    try:
+        async with asyncio.timeout_at(at):
+            return await awaitable
+    except TimeoutError:
+        cut_by_deadline = at >= run.deadline
+        why = (
+            "the operation's deadline passed"
+            if cut_by_deadline
+            else f"no answer within {seconds:g}s"
+        )
+        raise ProviderTimeout(
+            f"{route.provider_name}: {why}", provider=route.provider_name
+        ) from None
 
 
 async def _attempt_chain(
@@ -488,17 +578,27 @@ async def _attempt_chain(
         config = _provider_config(route)
         provider_request = _completion_request(run, route, messages)
         for n in range(max_retries + 1):
+            if run.time_left() <= 0:
+                raise _final_error(run, last_error or _deadline_passed(route))
             started = time.perf_counter()
             try:
-                result = await attempt(adapter, config, provider_request)
+                result = await _within(
+                    run,
+                    attempt(adapter, config, provider_request),
+                    seconds=provider_request.timeout_seconds,
+                    route=route,
+                )
             except ProviderError as exc:
                 _record_attempt(run, route, started, exc)
                 last_error = exc
                 if not exc.retryable or n == max_retries:
                     break
-                await asyncio.sleep(
-                    backoff_delay(n, retry_after=exc.retry_after, max_retry_after=max_retry_after)
+                delay = backoff_delay(
+                    n, retry_after=exc.retry_after, max_retry_after=max_retry_after
                 )
+                if delay >= run.time_left():  # the retry could not happen in time
+                    break
+                await asyncio.sleep(delay)
             else:
                 _record_attempt(run, route, started, None)
                 run.route = route
@@ -529,6 +629,12 @@ def _usage_of(result: CompletionResult, route: Route, messages: list[ChatMessage
         tokens_out = count_tokens(result.content, model=route.model_name)
     cost = _cost_of(route, tokens_in=tokens_in, tokens_out=tokens_out) or 0
     return _Usage(tokens_in=tokens_in, tokens_out=tokens_out, cost_micros=cost)
+
+
+def _deadline_passed(route: Route) -> ProviderTimeout:
+    return ProviderTimeout(
+        f"{route.provider_name}: the operation's deadline passed", provider=route.provider_name
+    )
 
 
 def _final_error(run: _Run, last: ProviderError | None) -> errors.AuraError:
@@ -630,7 +736,7 @@ def _telemetry_fields(run: _Run, *, success: bool, cache_hit: bool, error=None) 
         "top_p": preset.top_p if preset else None,
         "max_tokens": preset.max_tokens if preset else None,
         "error_code": error.code if error else "",
-        "error_message": error.message[:2000] if error else "",
+        "error_message": storable(error.message[:2000]) if error else "",
         "attempts": run.attempts,
         "source": run.request.source,
         "time_to_first_token_ms": run.ttft_ms,
@@ -648,21 +754,49 @@ async def _finish(
     charge: _Usage | None,
 ) -> tuple[dict, dict]:
     """Settle or release, store in cache, record telemetry, read the ledger back: one
-    step of the store, one commit; returns (telemetry, budget)."""
+    step of the store, one commit; returns (telemetry, budget). Shielded: once begun it
+    completes even if the caller is cancelled, and the run writes no other row."""
+    run.finishing = True
     fields = _telemetry_fields(run, success=success, cache_hit=cache_hit, error=error)
     plan = run.plan
-    ledger = await get_store().finish(
-        Finish(
-            reservation=run.reservation,
-            charge=None if charge is None else (charge.tokens, charge.cost_micros),
-            session_pk=plan.session.pk if plan and plan.session else None,
-            cache=_cache_write(run, success=success, cache_hit=cache_hit, content=content),
-            telemetry=fields,
-        )
+    reservation, run.reservation = run.reservation, None
+    finish = Finish(
+        reservation=reservation,
+        charge=None if charge is None else (charge.tokens, charge.cost_micros),
+        session_pk=plan.session.pk if plan and plan.session else None,
+        cache=_cache_write(run, success=success, cache_hit=cache_hit, content=content),
+        telemetry=fields,
     )
-    run.reservation = None
-    metrics.record_operation(fields)
-    return fields, _budget_body(run, ledger)
+    finished = await asyncio.shield(asyncio.ensure_future(_write_finish(finish)))
+    if finished is None:  # journaled: the ledger shown is the one the reservation left
+        run.warnings.append(
+            "The database is unavailable: this operation's charge and record are kept and "
+            "will be written when it is back; the budget shown does not include it yet."
+        )
+        finished = Finished(ledger=reservation.ledger if reservation else None)
+    metrics.record_operation(fields | {"budget_overrun": finished.budget_overrun})
+    return fields, _budget_body(run, finished.ledger)
+
+
+# A finish the database refuses is tried again after these pauses, then journaled.
+_FINISH_RETRY_DELAYS = (0.05, 0.25)
+
+
+async def _write_finish(finish: Finish) -> Finished | None:
+    """The store's finish, tried again on a database error; then the journal, which
+    keeps the charge and its row together until the database takes them (None)."""
+    for delay in (*_FINISH_RETRY_DELAYS, None):
+        try:
+            return await get_store().finish(finish)
+        except DATABASE_UNAVAILABLE:
+            if delay is None:
+                break
+            await asyncio.sleep(delay)
+        except Exception:  # not an outage: a bug; the journal keeps it for an operator
+            logger.exception("the finish of %s failed", finish.telemetry["operation_id"])
+            break
+    await journal.append(finish)
+    return None
 
 
 def _cache_write(
@@ -670,6 +804,8 @@ def _cache_write(
 ) -> CacheWrite | None:
     plan = run.plan
     if not (success and not cache_hit and plan and plan.cache_key and run.route):
+        return None
+    if content and not is_storable(content):  # kept as the provider sent it, or not at all
         return None
     return CacheWrite(
         project_id=run.principal.project_id,
@@ -832,19 +968,20 @@ async def execute_stream(request: OperationRequest, *, principal: Principal) -> 
         ledger = run.reservation.ledger
         budget = _budget_body(run, ledger) if ledger is not None and ledger.has_caps else {}
         first, upstream = await _open_stream(run)
-    except errors.AuraError as exc:
-        result = await _finish_failed(run, exc)
+    except Exception as exc:
+        error = _expected_error(run, exc)
+        result = await _finish_failed(run, error)
         return OperationStream(
             operation_id=run.operation_id,
             was_cached=False,
             provider_name=result.telemetry["provider_name"],
             model_name=result.telemetry["model_name"],
             budget=result.budget,
-            error=exc,
+            error=error,
             result=result,
         )
-    except BaseException:
-        await _abandon(run)
+    except BaseException as exc:
+        await _abandon(run, exc)
         raise
     stream = OperationStream(
         operation_id=run.operation_id,
@@ -909,7 +1046,11 @@ async def _relay(
                 parts.append(chunk.delta)
             yield chunk
             try:
-                chunk = await anext(upstream)
+                # Each chunk within the preset's timeout (idle), all of them within the
+                # operation's deadline (total).
+                chunk = await _within(
+                    run, anext(upstream), seconds=run.plan.preset.timeout_seconds, route=run.route
+                )
             except StopAsyncIteration:
                 completed = True
                 break

@@ -199,7 +199,16 @@ SPECTACULAR_SETTINGS = {
 # --- Product settings ----------------------------------------------------------------------
 AURA = {
     "TELEMETRY_RETENTION_DAYS": env.int("TELEMETRY_RETENTION_DAYS", default=90),
+    # A reservation lives at most this long; an operation's whole-call deadline is capped
+    # at TTL - MARGIN, so the expiry job never hands back a running operation's budget
+    # (aura_orchestrator/deadline.py).
     "BUDGET_RESERVATION_TTL_SECONDS": env.int("BUDGET_RESERVATION_TTL_SECONDS", default=900),
+    "BUDGET_RESERVATION_MARGIN_SECONDS": env.float(
+        "BUDGET_RESERVATION_MARGIN_SECONDS", default=30.0
+    ),
+    # Where a worker keeps the finishes (charge + telemetry row) it could not write while
+    # the database was away, until they are replayed (aura_orchestrator/store/journal.py).
+    "JOURNAL_DIR": env.str("AURA_JOURNAL_DIR", default=str(BASE_DIR / "var" / "journal")),
     "MAX_RETRY_AFTER_SECONDS": env.float("MAX_RETRY_AFTER_SECONDS", default=30.0),
     "DEFAULT_PROJECT": env.str("AURA_DEFAULT_PROJECT", default="default"),
     # Bound on how stale a per-process memo of keys, presets and routes may be when the

@@ -133,6 +133,7 @@ def budget_reserve(
     tokens: int,
     cost_micros: int | None,
     model_name: str,
+    expires_in: float | None = None,
 ) -> Reservation:
     """Hold the worst case of one operation on the session's ledger.
 
@@ -143,21 +144,29 @@ def budget_reserve(
     `cost_micros` None means the model has no known price (counted as 0 when allowed).
     The async store (aura_orchestrator/store) runs the same steps on PostgreSQL.
     """
-    warnings = reserve_admission(
-        session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
-    )
     cost = cost_micros or 0
-    params = reserve_params(session, operation_id=operation_id, tokens=tokens, cost=cost)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(reserve_sql(enforce_hard_limits=session.enforce_hard_limits), params)
-            row = cursor.fetchone()
-        if row is None:
-            raise not_admitted(ledger_get(session.pk), tokens=tokens, cost=cost)
-        ledger = ledger_from_row(row)
-    else:
-        ledger = _reserve_orm(session, params)
-    return reservation_of(ledger, params=params, warnings=warnings)
+    for attempt in range(1, RESERVE_TRIES + 1):
+        warnings = reserve_admission(
+            session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+        )
+        params = reserve_params(
+            session, operation_id=operation_id, tokens=tokens, cost=cost, expires_in=expires_in
+        )
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(reserve_sql(enforce_hard_limits=session.enforce_hard_limits), params)
+                row = cursor.fetchone()
+            ledger = ledger_from_row(row) if row is not None else None
+        else:
+            ledger = _reserve_orm(session, params)
+        if ledger is not None:
+            return reservation_of(ledger, params=params, warnings=warnings)
+        current = ledger_get(session.pk)
+        refused = not_admitted(current, tokens=tokens, cost=cost, last_try=attempt == RESERVE_TRIES)
+        if refused is not None:
+            raise refused
+        session = current
+    raise AssertionError("unreachable: the last try raises")
 
 
 def budget_reserve_existing(
@@ -168,6 +177,7 @@ def budget_reserve_existing(
     tokens: int,
     cost_micros: int,
     model_name: str,
+    expires_in: float | None = None,
 ) -> Reservation | None:
     """`budget_reserve` on the session named, when it exists; None for a new session
     (the caller creates it with `session_ensure`). For requests that bring no caps."""
@@ -180,6 +190,7 @@ def budget_reserve_existing(
         tokens=tokens,
         cost_micros=cost_micros,
         model_name=model_name,
+        expires_in=expires_in,
     )
 
 
@@ -197,12 +208,22 @@ def reserve_admission(
 
 
 def reserve_params(
-    session: LlmSession | None, *, operation_id, tokens: int, cost: int, **where
+    session: LlmSession | None,
+    *,
+    operation_id,
+    tokens: int,
+    cost: int,
+    expires_in: float | None = None,
+    **where,
 ) -> dict:
     """Parameters of a reservation: of `session`, or of the session `where` names
-    (project, session_id: RESERVE_BY_NAME_SQL)."""
+    (project, session_id: RESERVE_BY_NAME_SQL). It lives `expires_in` seconds: the
+    operation's deadline plus a margin (aura_orchestrator/deadline.py); by default the
+    longest a reservation may live."""
     now = timezone.now()
-    ttl = timedelta(seconds=settings.AURA["BUDGET_RESERVATION_TTL_SECONDS"])
+    if expires_in is None:
+        expires_in = settings.AURA["BUDGET_RESERVATION_TTL_SECONDS"]
+    ttl = timedelta(seconds=expires_in)
     return {
         **where,
         "id": uuid.uuid4(),
@@ -235,14 +256,26 @@ def reservation_of(ledger: LlmSession, *, params: dict, warnings: list[str]) -> 
     )
 
 
-def not_admitted(current: LlmSession | None, *, tokens: int, cost: int) -> BudgetExceeded:
-    """Why the conditional UPDATE admitted nothing, from the ledger read just after."""
+# A conditional UPDATE that admitted nothing although the ledger read just after admits
+# the request lost a race (a session created, caps replaced, a reservation handed back
+# in between): it is tried again, this many times in all, before it is called a refusal.
+RESERVE_TRIES = 4
+
+
+def not_admitted(
+    current: LlmSession | None, *, tokens: int, cost: int, last_try: bool = True
+) -> BudgetExceeded | None:
+    """Why the conditional UPDATE admitted nothing, from the ledger read just after; None
+    when that ledger admits the request (a race: the caller tries again), unless it was
+    the last try. A refusal happens only when a cap says so."""
     if current is None:  # cleared between ensure and reserve
         return BudgetExceeded("Budget exceeded: the session was cleared; retry.")
-    return _refuse(
-        session_overruns(current, tokens=tokens, cost_micros=cost)
-        or ["the session's caps changed during the request"]
-    )
+    overruns = session_overruns(current, tokens=tokens, cost_micros=cost)
+    if overruns:
+        return _refuse(overruns)
+    if not last_try:
+        return None
+    return _refuse(["the session's caps changed during the request"])
 
 
 _SESSION = LlmSession._meta.db_table
@@ -320,7 +353,8 @@ def reserve_sql(*, enforce_hard_limits: bool) -> str:
     return _RESERVE_SQL[enforce_hard_limits]
 
 
-def _reserve_orm(session: LlmSession, params: dict) -> LlmSession:
+def _reserve_orm(session: LlmSession, params: dict) -> LlmSession | None:
+    """The reservation on the ORM; the ledger as it leaves it, None if not admitted."""
     tokens, cost = params["tokens"], params["cost"]
     with transaction.atomic():
         admitted = LlmSession.objects.filter(pk=session.pk)
@@ -340,7 +374,7 @@ def _reserve_orm(session: LlmSession, params: dict) -> LlmSession:
             last_activity_at=params["now"],
         )
         if not updated:
-            raise not_admitted(ledger_get(session.pk), tokens=tokens, cost=cost)
+            return None
         BudgetReservation.objects.create(
             id=params["id"],
             session_id=session.pk,
@@ -363,12 +397,23 @@ UPDATE {_SESSION}
        cost_reserved_micros = cost_reserved_micros
                               - COALESCE((SELECT cost_micros FROM released), 0){{charge}}
  WHERE id = %(session)s{{only_if_released}}
+RETURNING EXISTS (SELECT 1 FROM released)
 """
 CHARGE_SQL = (
     ",\n       tokens_used = tokens_used + %(tokens)s,"
     "\n       cost_accrued_micros = cost_accrued_micros + %(cost)s,"
     "\n       operation_count = operation_count + %(operations)s,"
     "\n       last_activity_at = %(now)s"
+)
+
+
+# For the telemetry row written with a settle, in the same transaction and before it:
+# true when the reservation is gone already (released by the expiry job), i.e. the charge
+# comes after its budget was handed back. FOR UPDATE: the expiry job cannot delete the row
+# between this check and the settle's own DELETE.
+RESERVATION_LAPSED_SQL = (
+    "(%(settled_reservation)s::uuid IS NOT NULL AND NOT EXISTS"
+    f" (SELECT 1 FROM {_RESERVATION} WHERE id = %(settled_reservation)s::uuid FOR UPDATE))"
 )
 
 
@@ -387,15 +432,18 @@ def hand_back_statement(
     return sql, params
 
 
-def _hand_back_one_statement(reservation: Reservation, **charge) -> None:
+def _hand_back_one_statement(reservation: Reservation, **charge) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(*hand_back_statement(reservation, **charge))
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
-def _hand_back(reservation: Reservation, **ledger_updates) -> None:
+def _hand_back(reservation: Reservation, **ledger_updates) -> bool:
     """Delete the reservation and update the ledger in one transaction; the reserved
     amounts are handed back only by whoever deletes the row (settle, release or the
-    expiry job), so they are handed back exactly once."""
+    expiry job), so they are handed back exactly once. False if the row was gone
+    already (released by the expiry job: a settle then charges all the same)."""
     with transaction.atomic():
         deleted, _ = BudgetReservation.objects.filter(pk=reservation.id).delete()
         if deleted:
@@ -405,14 +453,17 @@ def _hand_back(reservation: Reservation, **ledger_updates) -> None:
             )
         if ledger_updates:
             LlmSession.objects.filter(pk=reservation.session_pk).update(**ledger_updates)
+    return bool(deleted)
 
 
 def budget_settle(
     *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool = True
-) -> None:
-    """Charge the actual usage of a finished call and drop its reservation."""
+) -> bool:
+    """Charge the actual usage of a finished call and drop its reservation. The charge is
+    made in full even when the reservation had already expired (the money was spent);
+    returns False then, so that the caller flags the overrun."""
     if connection.vendor == "postgresql":
-        _hand_back_one_statement(
+        return _hand_back_one_statement(
             reservation,
             tokens=tokens,
             cost=cost_micros,
@@ -427,7 +478,7 @@ def budget_settle(
     }
     if count_operation:
         updates["operation_count"] = F("operation_count") + 1
-    _hand_back(reservation, **updates)
+    return _hand_back(reservation, **updates)
 
 
 def budget_release(*, reservation: Reservation) -> None:

@@ -37,6 +37,11 @@ class OperationTelemetry(models.Model):
     )
     source = models.CharField(max_length=16, default="api")  # api | gateway
     streamed = models.BooleanField(default=False)
+    budget_overrun = models.BooleanField(
+        default=False,
+        help_text="Settled after its reservation had expired (a worker frozen past its "
+        "deadline): charged in full, possibly beyond a hard cap.",
+    )
 
     class Meta:
         verbose_name = "operation"

@@ -66,10 +66,17 @@ TELEMETRY_COLUMNS = (
     "time_to_first_token_ms",
     "streamed",
 )
-TELEMETRY_INSERT_SQL = (
-    f"INSERT INTO {OperationTelemetry._meta.db_table} ({', '.join(TELEMETRY_COLUMNS)}) "
-    f"VALUES ({', '.join(f'%({c})s' for c in TELEMETRY_COLUMNS)})"
-)
+
+
+def telemetry_insert_sql(*, budget_overrun: str) -> str:
+    """The row's INSERT; `budget_overrun` is the SQL expression of that column (the store
+    computes it on the reservation, in the same transaction)."""
+    columns = (*TELEMETRY_COLUMNS, "budget_overrun")
+    values = (*(f"%({c})s" for c in TELEMETRY_COLUMNS), budget_overrun)
+    return (
+        f"INSERT INTO {OperationTelemetry._meta.db_table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(values)})"
+    )
 
 
 def _rollup_chunk(start: datetime, end: datetime) -> int:

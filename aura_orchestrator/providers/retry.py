@@ -6,6 +6,8 @@ import random
 
 _rng = random.Random()
 
+# The longest delay backoff_delay draws without a Retry-After (deadline.py bounds on it).
+BACKOFF_CAP_SECONDS = 8.0
 # 2**32 * base already exceeds any sensible cap; stop there to avoid float overflow.
 _MAX_EXPONENT = 32
 
@@ -14,7 +16,7 @@ def backoff_delay(
     attempt: int,
     *,
     base: float = 0.25,
-    cap: float = 8.0,
+    cap: float = BACKOFF_CAP_SECONDS,
     retry_after: float | None = None,
     max_retry_after: float = 30.0,
     rng: random.Random | None = None,

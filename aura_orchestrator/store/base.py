@@ -36,6 +36,15 @@ class Finish:
     telemetry: dict
 
 
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What a finish committed: the ledger afterwards (None without a session), and
+    whether the charge came after its reservation had expired (an overrun, flagged)."""
+
+    ledger: LlmSession | None
+    budget_overrun: bool = False
+
+
 class Store(Protocol):
     async def prepare(
         self, *, project_id: int, session_id: str, caps: Caps | None, cache_key: str | None
@@ -53,8 +62,11 @@ class Store(Protocol):
         tokens: int,
         cost_micros: int | None,
         model_name: str,
+        expires_in: float,
     ) -> Reservation:
-        """As `budgets.services.budget_reserve`: BudgetExceeded when refused."""
+        """As `budgets.services.budget_reserve`: BudgetExceeded when refused (only when a
+        cap says so: a race with another request is tried again). The reservation lives
+        `expires_in` seconds (the operation's deadline plus the margin)."""
 
     async def reserve_existing(
         self,
@@ -65,6 +77,7 @@ class Store(Protocol):
         tokens: int,
         cost_micros: int,
         model_name: str,
+        expires_in: float,
     ) -> Reservation | None:
         """`reserve` on the session named, without reading it first (a request that brings
         no caps): None when it does not exist yet; BudgetExceeded when refused."""
@@ -75,7 +88,8 @@ class Store(Protocol):
 
     async def release(self, *, reservation: Reservation) -> None: ...
 
-    async def finish(self, finish: Finish) -> LlmSession | None:
-        """Commit the writes of `finish` together; the ledger afterwards (None without a
-        session). Should the transaction fail, the settlement is retried alone before the
-        error goes on: what a provider consumed is always charged."""
+    async def finish(self, finish: Finish) -> Finished:
+        """Commit the writes of `finish` together (settle or release, cache entry,
+        telemetry row), all or nothing. A failure raises and leaves nothing written: the
+        pipeline then journals the whole finish (store/journal.py), so a charge never
+        lands without its row."""

@@ -1,10 +1,10 @@
 """The store on the ORM: each step one unit of the apps' services in `db()`'s threads."""
 
-from django.db import DatabaseError, transaction
+from django.db import transaction
 
 from aura_orchestrator.caching.services import CachedAnswer, cache_lookup, cache_store
 from aura_orchestrator.db import db
-from aura_orchestrator.store.base import Finish
+from aura_orchestrator.store.base import Finish, Finished
 from budgets.models import LlmSession
 from budgets.selectors import ledger_get
 from budgets.services import (
@@ -29,29 +29,32 @@ def _prepare(
     return session, cached
 
 
-def _hand_back(finish: Finish) -> None:
+def _hand_back(finish: Finish) -> bool:
+    """Settle or release; True when a settle came after its reservation had expired."""
     if finish.reservation is None:
-        return
+        return False
     if finish.charge is not None:
         tokens, cost = finish.charge
-        budget_settle(reservation=finish.reservation, tokens=tokens, cost_micros=cost)
-    else:
-        budget_release(reservation=finish.reservation)
+        return not budget_settle(reservation=finish.reservation, tokens=tokens, cost_micros=cost)
+    budget_release(reservation=finish.reservation)
+    return False
 
 
-def _finish(finish: Finish) -> LlmSession | None:
-    try:
-        with transaction.atomic():
-            _hand_back(finish)
-            if finish.cache is not None:
-                cache_store(**finish.cache.kwargs())
-            telemetry_record(**finish.telemetry)
-    except DatabaseError:
-        _hand_back(finish)
-        raise
-    if finish.session_pk is None:
-        return None
-    return ledger_get(finish.session_pk)
+def finish_writes(finish: Finish) -> bool:
+    """The writes of one finish, in the caller's transaction; True for an overrun. Also
+    what the journal replays (store/journal.py)."""
+    overrun = _hand_back(finish)
+    if finish.cache is not None:
+        cache_store(**finish.cache.kwargs())
+    telemetry_record(**finish.telemetry, budget_overrun=overrun)
+    return overrun
+
+
+def _finish(finish: Finish) -> Finished:
+    with transaction.atomic():
+        overrun = finish_writes(finish)
+    ledger = None if finish.session_pk is None else ledger_get(finish.session_pk)
+    return Finished(ledger=ledger, budget_overrun=overrun)
 
 
 class OrmStore:
@@ -73,5 +76,5 @@ class OrmStore:
     async def release(self, *, reservation: Reservation) -> None:
         await db(budget_release, reservation=reservation)
 
-    async def finish(self, finish: Finish) -> LlmSession | None:
+    async def finish(self, finish: Finish) -> Finished:
         return await db(_finish, finish)

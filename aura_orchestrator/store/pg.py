@@ -39,13 +39,16 @@ from aura_orchestrator.caching.services import (
     CachedAnswer,
     store_params,
 )
-from aura_orchestrator.store.base import Finish
+from aura_orchestrator.dbhealth import hung_up, purge_pools
+from aura_orchestrator.store.base import Finish, Finished
 from budgets.models import LlmSession
 from budgets.services import (
     LEDGER_BY_NAME_SQL,
     LEDGER_RETURNING,
     LEDGER_SELECT_SQL,
+    RESERVATION_LAPSED_SQL,
     RESERVE_BY_NAME_SQL,
+    RESERVE_TRIES,
     Caps,
     Reservation,
     caps_columns,
@@ -57,11 +60,12 @@ from budgets.services import (
     reserve_params,
     reserve_sql,
 )
-from telemetry.services import TELEMETRY_INSERT_SQL
+from telemetry.services import telemetry_insert_sql
 
 logger = logging.getLogger(__name__)
 
 _NO_FLUSH = "SET LOCAL synchronous_commit TO OFF"
+TELEMETRY_INSERT_SQL = telemetry_insert_sql(budget_overrun=RESERVATION_LAPSED_SQL)
 _SESSION = LlmSession._meta.db_table
 _CAPS = tuple(caps_columns(Caps()))  # the session columns a request's caps set
 _SESSION_INSERT_SQL = f"""
@@ -112,8 +116,32 @@ class PgStore:
         pool = self._pool_of_this_loop()
         if not self._opened.done():
             await asyncio.shield(self._opened)
-        async with pool.connection() as conn:
+        conn = await self._live_connection(pool)
+        try:
             yield conn
+        except psycopg.OperationalError:
+            purge_pools()  # the database went away: find every dead connection at once
+            raise
+        finally:
+            await pool.putconn(conn)
+
+    @staticmethod
+    async def _live_connection(pool: AsyncConnectionPool) -> psycopg.AsyncConnection:
+        """A pooled connection the server has not closed (dbhealth.hung_up: one poll, no
+        round trip). Dead ones are closed, so the pool discards and replaces them."""
+        for _ in range(pool.max_size + 1):
+            conn = await pool.getconn()
+            if not hung_up(conn):
+                return conn
+            await conn.close()
+            await pool.putconn(conn)
+            purge_pools()
+        return await pool.getconn()  # every one was dead: a new one, or the pool's error
+
+    async def purge_pool(self) -> None:
+        """Check every idle connection of this loop's pool; dead ones are replaced."""
+        if self._pool is not None and self._pool_loop is asyncio.get_running_loop():
+            await self._pool.check()
 
     def _pool_of_this_loop(self) -> AsyncConnectionPool:
         """One pool per worker process; a new one should the event loop change (a pool's
@@ -214,20 +242,34 @@ class PgStore:
         tokens: int,
         cost_micros: int | None,
         model_name: str,
+        expires_in: float,
     ) -> Reservation:
-        warnings = reserve_admission(
-            session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
-        )
         cost = cost_micros or 0
-        params = reserve_params(session, operation_id=operation_id, tokens=tokens, cost=cost)
-        sql = reserve_sql(enforce_hard_limits=session.enforce_hard_limits)
         async with self._connection() as conn:
-            (rows,) = await self._script(conn, [(sql, params)], flush=False)
-            row = _first(rows)
-            if row is None:
+            for attempt in range(1, RESERVE_TRIES + 1):
+                warnings = reserve_admission(
+                    session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+                )
+                params = reserve_params(
+                    session,
+                    operation_id=operation_id,
+                    tokens=tokens,
+                    cost=cost,
+                    expires_in=expires_in,
+                )
+                sql = reserve_sql(enforce_hard_limits=session.enforce_hard_limits)
+                (rows,) = await self._script(conn, [(sql, params)], flush=False)
+                row = _first(rows)
+                if row is not None:
+                    return reservation_of(ledger_from_row(row), params=params, warnings=warnings)
                 current = await _ledger(conn, LEDGER_SELECT_SQL, {"session": session.pk})
-                raise not_admitted(current, tokens=tokens, cost=cost)
-        return reservation_of(ledger_from_row(row), params=params, warnings=warnings)
+                refused = not_admitted(
+                    current, tokens=tokens, cost=cost, last_try=attempt == RESERVE_TRIES
+                )
+                if refused is not None:
+                    raise refused
+                session = current  # lost a race (caps replaced meanwhile): again, as it is now
+        raise AssertionError("unreachable: the last try raises")
 
     async def reserve_existing(
         self,
@@ -238,22 +280,36 @@ class PgStore:
         tokens: int,
         cost_micros: int,
         model_name: str,
+        expires_in: float,
     ) -> Reservation | None:
         by_name = {"project": project_id, "session_id": session_id}
         params = reserve_params(
-            None, operation_id=operation_id, tokens=tokens, cost=cost_micros, **by_name
+            None,
+            operation_id=operation_id,
+            tokens=tokens,
+            cost=cost_micros,
+            expires_in=expires_in,
+            **by_name,
         )
         async with self._connection() as conn:
-            (rows,) = await self._script(conn, [(RESERVE_BY_NAME_SQL, params)], flush=False)
-            row = _first(rows)
-            if row is None:  # a new session, or refused: the ledger tells which, and why
+            for attempt in range(1, RESERVE_TRIES + 1):
+                (rows,) = await self._script(conn, [(RESERVE_BY_NAME_SQL, params)], flush=False)
+                row = _first(rows)
+                if row is not None:
+                    break
+                # A new session, or refused: the ledger tells which, and why. A session
+                # created by a concurrent first request since is tried again, not refused.
                 current = await _ledger(conn, LEDGER_BY_NAME_SQL, by_name)
                 if current is None:
                     return None
                 reserve_admission(
                     current, tokens=tokens, cost_micros=cost_micros, model_name=model_name
                 )
-                raise not_admitted(current, tokens=tokens, cost=cost_micros)
+                refused = not_admitted(
+                    current, tokens=tokens, cost=cost_micros, last_try=attempt == RESERVE_TRIES
+                )
+                if refused is not None:
+                    raise refused
         ledger = ledger_from_row(row)
         # Per-operation caps depend on the caps alone: hard ones held in the statement,
         # soft ones come back as warnings.
@@ -280,28 +336,34 @@ class PgStore:
         async with self._connection() as conn:
             await conn.execute(*statement)
 
-    async def finish(self, finish: Finish) -> LlmSession | None:
+    async def finish(self, finish: Finish) -> Finished:
+        """One transaction, in this order: the telemetry row (its `budget_overrun` read
+        on the reservation, locked), the settle or release, the cache entry, the ledger
+        read back. All or nothing: on failure nothing is written (the pipeline journals)."""
+        settled = finish.charge is not None and finish.reservation is not None
+        telemetry = {
+            **finish.telemetry,
+            "attempts": Jsonb(finish.telemetry["attempts"]),
+            "settled_reservation": finish.reservation.id if settled else None,
+        }
+        statements = [(TELEMETRY_INSERT_SQL, telemetry)]
         hand_back = self._hand_back_statement(finish)
-        statements = [] if hand_back is None else [hand_back]
+        if hand_back is not None:
+            statements.append(hand_back)
         if finish.cache is not None:
             statements.append((STORE_SQL, store_params(**finish.cache.kwargs())))
-        telemetry = {**finish.telemetry, "attempts": Jsonb(finish.telemetry["attempts"])}
-        statements.append((TELEMETRY_INSERT_SQL, telemetry))
         if finish.session_pk is not None:
             statements.append((LEDGER_SELECT_SQL, {"session": finish.session_pk}))
-        try:
-            async with self._connection() as conn:
-                results = await self._script(conn, statements, flush=True)
-        except psycopg.Error:
-            if hand_back is not None:
-                logger.warning("finish of an operation failed; settling it alone", exc_info=True)
-                async with self._connection() as conn:
-                    await conn.execute(*hand_back)
-            raise
-        if finish.session_pk is None:
-            return None
-        row = _first(results[-1])
-        return ledger_from_row(row) if row is not None else None
+        async with self._connection() as conn:
+            results = await self._script(conn, statements, flush=True)
+        # The hand-back returns whether it deleted the reservation (a release that found
+        # none returns no row); a settle that found none is the overrun.
+        overrun = settled and not (_first(results[1]) or (False,))[0]
+        ledger = None
+        if finish.session_pk is not None:
+            row = _first(results[-1])
+            ledger = ledger_from_row(row) if row is not None else None
+        return Finished(ledger=ledger, budget_overrun=overrun)
 
     @staticmethod
     def _hand_back_statement(finish: Finish) -> tuple[str, dict] | None:

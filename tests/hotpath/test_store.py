@@ -71,7 +71,8 @@ def _telemetry(project_id: int, session_id: str, **extra) -> dict:
 
 def test_the_precompiled_telemetry_insert_names_every_column_of_the_model():
     columns = {f.column for f in OperationTelemetry._meta.concrete_fields if not f.primary_key}
-    assert set(TELEMETRY_COLUMNS) == columns
+    # budget_overrun is computed by the store, on the reservation, in the same transaction.
+    assert set(TELEMETRY_COLUMNS) | {"budget_overrun"} == columns
 
 
 def test_the_pipeline_hands_the_store_exactly_the_telemetry_columns():
@@ -111,6 +112,7 @@ async def test_a_whole_operation_through_the_store(name):
         tokens=300,
         cost_micros=400,
         model_name="sim-gpt",
+        expires_in=60,
     )
     assert reservation.ledger.tokens_reserved == 300
     assert reservation.ledger.cost_reserved_micros == 400
@@ -126,6 +128,7 @@ async def test_a_whole_operation_through_the_store(name):
             tokens=701,
             cost_micros=1,
             model_name="sim-gpt",
+            expires_in=60,
         )
     assert refused.value.code == "budget_exceeded"
     assert "0 used + 300 reserved + 701 for this operation exceeds the cap of 1000 by 1" in (
@@ -134,7 +137,7 @@ async def test_a_whole_operation_through_the_store(name):
     assert await BudgetReservation.objects.acount() == 1
 
     answer = CachedAnswer("a plan", "primary", "sim-gpt", 10, 20)
-    ledger = await store.finish(
+    finished = await store.finish(
         Finish(
             reservation=reservation,
             charge=(30, 50),
@@ -143,12 +146,15 @@ async def test_a_whole_operation_through_the_store(name):
             telemetry=_telemetry(project, "video-1", operation_id=operation_id),
         )
     )
+    assert not finished.budget_overrun
+    ledger = finished.ledger
     assert (ledger.tokens_used, ledger.cost_accrued_micros, ledger.operation_count) == (30, 50, 1)
     assert (ledger.tokens_reserved, ledger.cost_reserved_micros) == (0, 0)
     assert await BudgetReservation.objects.acount() == 0
     row = await OperationTelemetry.objects.aget(operation_id=operation_id)
     assert (row.tokens_in, row.tokens_out, row.estimated_cost) == (10, 20, Decimal("0.000050"))
     assert row.attempts == [{"provider": "primary", "outcome": "ok"}]
+    assert not row.budget_overrun
 
     # The same key again: a hit, counted; the session keeps its caps without a request's.
     session, cached = await store.prepare(
@@ -189,7 +195,12 @@ async def test_caps_a_request_brings_replace_the_sessions_and_named_budgets_are_
 
     # Soft limit: admitted, with the overrun as a warning.
     reservation = await store.reserve(
-        session=session, operation_id=uuid.uuid4(), tokens=8, cost_micros=None, model_name="m"
+        session=session,
+        operation_id=uuid.uuid4(),
+        tokens=8,
+        cost_micros=None,
+        model_name="m",
+        expires_in=60,
     )
     assert reservation.warnings == [
         "max_tokens_per_session: 0 used + 0 reserved + 8 for this operation exceeds the cap "
@@ -224,6 +235,7 @@ async def test_reserving_by_name_reads_every_cap_on_the_locked_row(name):
             tokens=tokens,
             cost_micros=cost,
             model_name="sim-gpt",
+            expires_in=60,
         )
 
     assert await reserve("new", 10, 10) is None
@@ -256,3 +268,59 @@ async def test_reserving_by_name_reads_every_cap_on_the_locked_row(name):
         "max_tokens_per_operation: worst case 8 tokens exceeds the cap of 5 by 3 (soft limit)"
     ]
     assert admitted.ledger.tokens_reserved == 8
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", _stores())
+async def test_a_settle_after_the_reservation_expired_is_charged_in_full_and_flagged(name):
+    """Only a worker frozen past its deadline and margin can settle after the expiry job
+    handed its reservation back: the money was spent, so it is charged in full, and the
+    row says so (budget_overrun) instead of the ledger silently passing its cap."""
+    from budgets.services import budget_release_expired
+
+    store = _store(name)
+    project = await _project()
+    caps = Caps.inline(max_tokens_per_session=100)
+    session, _ = await store.prepare(
+        project_id=project, session_id="frozen", caps=caps, cache_key=None
+    )
+    operation_id = uuid.uuid4()
+    reservation = await store.reserve(
+        session=session,
+        operation_id=operation_id,
+        tokens=80,
+        cost_micros=0,
+        model_name="sim-gpt",
+        expires_in=0,  # expired at once
+    )
+    assert await sync_to_async(budget_release_expired)() == 1
+    ledger = await LlmSession.objects.aget(pk=session.pk)
+    assert ledger.tokens_reserved == 0  # handed back: another request could take it now
+
+    finished = await store.finish(
+        Finish(
+            reservation=reservation,
+            charge=(70, 0),
+            session_pk=session.pk,
+            cache=None,
+            telemetry=_telemetry(project, "frozen", operation_id=operation_id),
+        )
+    )
+    assert finished.budget_overrun
+    assert (finished.ledger.tokens_used, finished.ledger.tokens_reserved) == (70, 0)
+    row = await OperationTelemetry.objects.aget(operation_id=operation_id)
+    assert row.budget_overrun
+
+    # An ordinary settle is not flagged; a release after expiry hands nothing back twice.
+    second = await store.reserve(
+        session=finished.ledger,
+        operation_id=uuid.uuid4(),
+        tokens=20,
+        cost_micros=0,
+        model_name="sim-gpt",
+        expires_in=60,
+    )
+    await store.release(reservation=second)
+    await store.release(reservation=second)
+    ledger = await LlmSession.objects.aget(pk=session.pk)
+    assert (ledger.tokens_used, ledger.tokens_reserved) == (70, 0)
