@@ -37,3 +37,17 @@ def _tune_gc() -> None:
 
 
 _tune_gc()
+
+
+def _sweep_journals() -> None:
+    """Web workers (`serve` sets AURA_WEB_WORKER): finishes a killed worker journaled
+    while the database was away are replayed by whichever worker finds them
+    (aura_orchestrator/store/journal.py)."""
+    if os.environ.get("AURA_WEB_WORKER") != "1":
+        return
+    from aura_orchestrator.store.journal import sweep_orphans_in_background
+
+    sweep_orphans_in_background()
+
+
+_sweep_journals()

@@ -50,7 +50,15 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
         "retry_count",
         "error_code",
     ]
-    list_filter = ["success", "cache_hit", "operation_type", "provider_name", "source", "project"]
+    list_filter = [
+        "success",
+        "cache_hit",
+        "budget_overrun",
+        "operation_type",
+        "provider_name",
+        "source",
+        "project",
+    ]
     list_select_related = ["project"]
     # Prefix and exact searches use the indexes; a leading-wildcard scan would not.
     search_fields = ["^session_id", "=operation_id", "^model_name"]
@@ -90,7 +98,15 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
         ),
         (
             "Usage",
-            {"fields": ["tokens_in", "tokens_out", "total_tokens", "estimated_cost"]},
+            {
+                "fields": [
+                    "tokens_in",
+                    "tokens_out",
+                    "total_tokens",
+                    "estimated_cost",
+                    "budget_overrun",
+                ]
+            },
         ),
         (
             "Timing",

@@ -6,6 +6,7 @@ bounded `max_attempts`) repeats no work twice.
 """
 
 from aura_orchestrator.caching.services import cache_purge_expired
+from aura_orchestrator.store.journal import replay_orphans
 from budgets.services import budget_release_expired
 from telemetry.services import telemetry_prune, telemetry_rollup_recent
 
@@ -24,7 +25,10 @@ def telemetry_rollup_job(hours: int = 3) -> int:
 
 
 def budget_release_expired_job() -> int:
-    """Hand the reservations of crashed workers back to their session ledgers."""
+    """Hand the reservations of crashed workers back to their session ledgers, after
+    replaying what dead workers of this machine journaled (their finishes settle those
+    reservations: replayed first, they are charged, not handed back)."""
+    replay_orphans()
     released = 0
     for _ in range(_RELEASE_MAX_BATCHES):
         count = budget_release_expired(batch_size=_RELEASE_BATCH)

@@ -1,5 +1,6 @@
 """Our results in OpenAI's shapes: chat.completion bodies, SSE chunks, errors, headers."""
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -8,10 +9,12 @@ from contextlib import aclosing
 import orjson
 
 from aura_orchestrator import errors
-from aura_orchestrator.api.exceptions import openai_error_body
+from aura_orchestrator.api.exceptions import openai_error_body, to_aura_error
 from aura_orchestrator.api.render import jsonable
 from aura_orchestrator.pipeline import OperationResult, OperationStream
 from aura_orchestrator.providers.base import StreamChunk
+
+logger = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
 
@@ -122,15 +125,24 @@ async def sse_events(stream: OperationStream, *, include_usage: bool) -> AsyncIt
     """The SSE body: each chunk as the provider sends it; then the usage chunk (when
     asked for) and `[DONE]`, or an error event when the provider failed mid-stream."""
     shaper = _ChunkShaper(stream)
-    # aclosing: when the server closes this body early, the pipeline's iterator is
-    # closed at once too, so the operation is settled now rather than at collection.
-    async with aclosing(stream.chunks) as chunks:
-        async for chunk in chunks:
-            body = shaper.shape(chunk)
-            if body is not None:
-                yield _sse(body)
+    try:
+        # aclosing: when the server closes this body early, the pipeline's iterator is
+        # closed at once too, so the operation is settled now rather than at collection.
+        async with aclosing(stream.chunks) as chunks:
+            async for chunk in chunks:
+                body = shaper.shape(chunk)
+                if body is not None:
+                    yield _sse(body)
+    except Exception as exc:  # the operation could not be finished: say so, never a silent cut
+        error = to_aura_error(exc)
+        if error is None:
+            logger.exception("stream of operation %s failed", stream.operation_id)
+            error = errors.InternalError()
+        yield _sse(error_body(error))
+        return
     result = stream.result
     if result is None:  # not reachable: the iterator sets it when it ends
+        yield _sse(error_body(errors.InternalError()))
         return
     if result.error is not None:
         yield _sse(error_body(result.error))

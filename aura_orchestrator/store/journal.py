@@ -262,4 +262,32 @@ def replay_orphans() -> int:
     return total
 
 
+_SWEEP_SECONDS = 30.0
+
+
+def sweep_orphans_in_background(*, first_after: float = 1.0) -> threading.Thread:
+    """For web workers: replay dead workers' journals soon after start (a killed worker's
+    successor finds them) and every 30 s after, in a daemon thread."""
+
+    def sweep() -> None:
+        from django.db import close_old_connections
+
+        delay = first_after
+        while True:
+            threading.Event().wait(delay)
+            delay = _SWEEP_SECONDS
+            try:
+                replayed = replay_orphans()
+                if replayed:
+                    logger.warning("replayed %d finishes from dead workers' journals", replayed)
+            except Exception:
+                logger.info("sweeping orphan journals failed", exc_info=True)
+            finally:
+                close_old_connections()
+
+    thread = threading.Thread(target=sweep, name="aura-journal-sweep", daemon=True)
+    thread.start()
+    return thread
+
+
 journal = Journal()
