@@ -34,8 +34,14 @@ class Lifetimes:
     max_retry_after: float
 
     @property
+    def effective_margin(self) -> float:
+        """The margin, at most half the TTL: a short TTL (tests, impatient operators) still
+        leaves its operations time to run."""
+        return min(self.margin, self.reservation_ttl / 2)
+
+    @property
     def max_deadline(self) -> float:
-        return max(MIN_DEADLINE_SECONDS, self.reservation_ttl - self.margin)
+        return max(MIN_DEADLINE_SECONDS, self.reservation_ttl - self.effective_margin)
 
 
 def operation_seconds(
@@ -55,4 +61,4 @@ def operation_seconds(
 
 def reservation_seconds(*, remaining: float, lifetimes: Lifetimes) -> float:
     """How long a reservation taken now lives: the operation's time left plus the margin."""
-    return max(0.0, remaining) + lifetimes.margin
+    return max(0.0, remaining) + lifetimes.effective_margin

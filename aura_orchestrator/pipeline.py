@@ -57,7 +57,7 @@ from aura_orchestrator.providers.registry import get_adapter
 from aura_orchestrator.providers.retry import backoff_delay
 from aura_orchestrator.store import CacheWrite, Finish, get_store
 from aura_orchestrator.store.base import Finished
-from aura_orchestrator.store.journal import journal
+from aura_orchestrator.store.journal import finish_once, journal
 from budgets.models import LlmSession
 from budgets.selectors import budget_status
 from budgets.services import Caps, Reservation
@@ -181,6 +181,7 @@ class _Run:
     streamed: bool = False
     ttft_ms: int | None = None  # streams: time to the first text delta
     deadline: float | None = None  # the loop's clock; set when it first reserves
+    database_down: bool = False  # it failed for want of a database: its finish is journaled
     finishing: bool = False  # its finish has begun: it writes the one row
 
     def time_left(self) -> float:
@@ -233,6 +234,7 @@ def _expected_error(run: _Run, exc: Exception) -> errors.AuraError:
     if isinstance(exc, errors.AuraError):
         return exc
     if isinstance(exc, DATABASE_UNAVAILABLE):
+        run.database_down = True
         return unavailable(exc)
     logger.error("operation %s failed unexpectedly", run.operation_id, exc_info=exc)
     return errors.InternalError()
@@ -767,7 +769,8 @@ async def _finish(
         cache=_cache_write(run, success=success, cache_hit=cache_hit, content=content),
         telemetry=fields,
     )
-    finished = await asyncio.shield(asyncio.ensure_future(_write_finish(finish)))
+    write = _write_finish(finish, database_down=run.database_down)
+    finished = await asyncio.shield(asyncio.ensure_future(write))
     if finished is None:  # journaled: the ledger shown is the one the reservation left
         run.warnings.append(
             "The database is unavailable: this operation's charge and record are kept and "
@@ -782,19 +785,26 @@ async def _finish(
 _FINISH_RETRY_DELAYS = (0.05, 0.25)
 
 
-async def _write_finish(finish: Finish) -> Finished | None:
-    """The store's finish, tried again on a database error; then the journal, which
-    keeps the charge and its row together until the database takes them (None)."""
-    for delay in (*_FINISH_RETRY_DELAYS, None):
+async def _write_finish(finish: Finish, *, database_down: bool) -> Finished | None:
+    """The store's finish; on failure tried again (idempotently: the first try may have
+    committed with its reply lost), then the journal, which keeps the charge and its row
+    together until the database takes them (None). An operation that already failed for
+    want of a database goes to the journal at once, not after the pool's timeouts."""
+    operation_id = finish.telemetry["operation_id"]
+    if not database_down:
         try:
             return await get_store().finish(finish)
-        except DATABASE_UNAVAILABLE:
-            if delay is None:
-                break
+        except Exception as exc:
+            logger.warning("the finish of %s failed (%s); trying again", operation_id, exc)
+        for delay in _FINISH_RETRY_DELAYS:
             await asyncio.sleep(delay)
-        except Exception:  # not an outage: a bug; the journal keeps it for an operator
-            logger.exception("the finish of %s failed", finish.telemetry["operation_id"])
-            break
+            try:
+                return await db(finish_once, finish)
+            except DATABASE_UNAVAILABLE:
+                continue
+            except Exception:  # not an outage: a bug; the journal keeps it for an operator
+                logger.exception("the finish of %s failed", operation_id)
+                break
     await journal.append(finish)
     return None
 

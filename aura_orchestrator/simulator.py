@@ -11,6 +11,10 @@ can compare them:
   ~ content characters / 4 capped by max_tokens, or N when the marker `[[tokens_out:N]]` is
   present.
 
+Scripted `Fault`s change the next answer: a status, a delay before answering, a malformed
+body, a TCP reset, or a drip (headers at once, then the body one byte at a time: a
+provider that is alive but never finishes, which no per-read timeout notices).
+
 Run one by hand: `python -m aura_orchestrator.simulator --port 9000 --latency 0.2`.
 """
 
@@ -30,7 +34,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -73,6 +77,8 @@ class Fault:
     reset: bool = False  # drop the connection with a TCP reset instead of answering
     content: str | None = None  # success content override
     usage: tuple[int, int] | None = None  # (prompt_tokens, completion_tokens) override
+    drip: float = 0.0  # > 0: headers at once, then the body one byte every `drip` seconds
+    drip_after: int = 0  # bytes of the body sent at once before the drip starts
 
 
 @dataclass(frozen=True)
@@ -322,7 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
         extra = fault.headers or {}
         if fault.status != 200:
             error = fault.body if fault.body is not None else _error_body(anthropic, fault.status)
-            self._send(fault.status, error, extra)
+            self._send(fault.status, error, extra, fault)
             return
         reply = _compose_reply(body, fault, anthropic=anthropic)
         model = str(body.get("model") or "sim-model")
@@ -335,13 +341,14 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 events = _openai_events(model, reply, serial, include_usage=include_usage)
-            self._send_stream(events, extra)
+            self._send_stream(events, extra, fault)
         elif fault.malformed:
-            self._send(200, '{"id": "chatcmpl-sim", "choices": [', extra)
+            self._send(200, '{"id": "chatcmpl-sim", "choices": [', extra, fault)
         elif anthropic:
-            self._send(200, _anthropic_message(model, reply, serial), extra)
+            self._send(200, _anthropic_message(model, reply, serial), extra, fault)
         else:
-            self._send(200, _openai_completion(model, reply, serial, body.get("n") or 1), extra)
+            completion = _openai_completion(model, reply, serial, body.get("n") or 1)
+            self._send(200, completion, extra, fault)
 
     def _reset_connection(self) -> None:
         # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
@@ -352,7 +359,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, body: dict) -> None:
         self._send(status, body, {})
 
-    def _send(self, status: int, body: str | dict, headers: dict) -> None:
+    def _send(
+        self, status: int, body: str | dict, headers: dict, fault: Fault | None = None
+    ) -> None:
         is_json = isinstance(body, dict)
         payload = (json.dumps(body) if is_json else str(body)).encode()
         self.send_response(status)
@@ -361,9 +370,16 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, str(value))
         self.end_headers()
-        self.wfile.write(payload)
+        if fault is None or not fault.drip:
+            self.wfile.write(payload)
+            return
+        for piece in self._dripped(payload, fault):
+            self.wfile.write(piece)
+            self.wfile.flush()
 
-    def _send_stream(self, events: Iterable[str], headers: dict) -> None:
+    def _send_stream(
+        self, events: Iterable[str], headers: dict, fault: Fault | None = None
+    ) -> None:
         """SSE with chunked transfer encoding, so the connection stays reusable."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -372,14 +388,36 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, str(value))
         self.end_headers()
+        dripping = fault is not None and fault.drip > 0
+        pieces = self._dripped("".join(events).encode(), fault) if dripping else self._paced(events)
+        for data in pieces:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        if dripping and self.server.upstream._stopping.is_set():
+            self.close_connection = True  # cut short by stop(): no terminating chunk
+            return
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _paced(self, events: Iterable[str]) -> Iterator[bytes]:
         upstream = self.server.upstream
         for index, event in enumerate(events):
             if index:
                 upstream._sleep(upstream.stream_chunk_delay)
-            data = event.encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
+            yield event.encode()
+
+    def _dripped(self, payload: bytes, fault: Fault) -> Iterator[bytes]:
+        """The first `fault.drip_after` bytes at once, then one byte every `fault.drip`
+        seconds; the body is left short (connection closed) if the server stops."""
+        upstream = self.server.upstream
+        start = max(fault.drip_after, 0)
+        if start:
+            yield payload[:start]
+        for index in range(start, len(payload)):
+            upstream._sleep(fault.drip)
+            if upstream._stopping.is_set():
+                self.close_connection = True
+                return
+            yield payload[index : index + 1]
 
 
 # -- answers ------------------------------------------------------------------------------

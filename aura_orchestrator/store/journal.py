@@ -35,7 +35,7 @@ from django.db import transaction
 from aura_orchestrator import metrics
 from aura_orchestrator.caching.services import CachedAnswer
 from aura_orchestrator.dbhealth import DATABASE_UNAVAILABLE
-from aura_orchestrator.store.base import CacheWrite, Finish
+from aura_orchestrator.store.base import CacheWrite, Finish, Finished
 from budgets.services import Reservation
 
 logger = logging.getLogger(__name__)
@@ -116,10 +116,10 @@ def _json_default(value: object) -> str:
 # --- applying an entry (the same writes as the store's finish, at most once) --------------
 
 
-def apply_once(finish: Finish) -> bool:
-    """Write `finish` unless its telemetry row exists already; True if written. One
-    transaction; on PostgreSQL an advisory lock on the operation keeps two replayers of
-    the same entry apart."""
+def apply_once(finish: Finish) -> bool | None:
+    """Write `finish` unless its telemetry row exists already: None if it did, else
+    whether the charge was an overrun. One transaction; on PostgreSQL an advisory lock on
+    the operation keeps two writers of the same finish apart."""
     from django.db import connection
 
     from aura_orchestrator.store.orm import finish_writes
@@ -129,13 +129,20 @@ def apply_once(finish: Finish) -> bool:
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [str(operation_id)]
-                )
+                cursor.execute(_LOCK_SQL, [str(operation_id)])
         if OperationTelemetry.objects.filter(operation_id=operation_id).exists():
-            return False
-        finish_writes(finish)
-    return True
+            return None
+        return finish_writes(finish)
+
+
+def finish_once(finish: Finish) -> Finished:
+    """`apply_once`, then the ledger as it is now: how the pipeline tries a finish again,
+    since its first try may have committed with the reply lost."""
+    from budgets.selectors import ledger_get
+
+    overrun = apply_once(finish)
+    ledger = None if finish.session_pk is None else ledger_get(finish.session_pk)
+    return Finished(ledger=ledger, budget_overrun=bool(overrun))
 
 
 # --- this process's journal -----------------------------------------------------------

@@ -170,16 +170,20 @@ async def test_a_finish_the_database_refuses_is_journaled_then_written_whole(
     from aura_orchestrator.store import get_store
 
     store = get_store()
-    real_finish = type(store).finish
     failures = []
 
     async def database_away(self, finish):
-        if len(failures) < 3:  # every try of the pipeline fails: it must journal
-            failures.append(finish.telemetry["operation_id"])
-            raise psycopg.OperationalError("connection refused")
-        return await real_finish(self, finish)
+        failures.append(finish.telemetry["operation_id"])
+        raise psycopg.OperationalError("connection refused")
 
+    def still_away(finish):
+        failures.append(finish.telemetry["operation_id"])
+        raise psycopg.OperationalError("connection refused")
+
+    # Every try of the pipeline fails (the store's finish, then its idempotent retries):
+    # it must journal. The journal's replay goes through its own path.
     monkeypatch.setattr(type(store), "finish", database_away)
+    monkeypatch.setattr(pipeline, "finish_once", still_away)
     fake_upstream.enqueue(Fault(usage=(100, 50)))
     result = await pipeline.execute(
         pipeline.OperationRequest(
@@ -242,5 +246,41 @@ async def test_a_journaled_finish_is_applied_once(api_key, provider, fake_upstre
         )
     )
     assert replayed.telemetry == fields  # the journal's encoding loses nothing
-    assert await sync_to_async(journal_module.apply_once)(replayed) is False
+    assert await sync_to_async(journal_module.apply_once)(replayed) is None
+    assert await OperationTelemetry.objects.acount() == 1
+
+
+async def test_a_finish_whose_commit_landed_but_whose_reply_was_lost_is_not_written_twice(
+    api_key, provider, fake_upstream, monkeypatch
+):
+    """The connection dies after COMMIT: the retry finds the row and reads the ledger back
+    (it used to fail on the duplicate row and journal a finish that had landed)."""
+    import psycopg
+
+    from aura_orchestrator import pipeline
+    from aura_orchestrator.store import get_store
+
+    store = get_store()
+    real_finish = type(store).finish
+
+    async def reply_lost(self, finish):
+        await real_finish(self, finish)
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(type(store), "finish", reply_lost)
+    fake_upstream.enqueue(Fault(usage=(100, 50)))
+    result = await pipeline.execute(
+        pipeline.OperationRequest(
+            session_id="video-1",
+            operation_type=pipeline.OperationType.PLANNING,
+            messages=(pipeline.ChatMessage(role="user", content="Plan a video"),),
+            caps=pipeline.Caps.inline(max_cost_per_session=Decimal("1.00")),
+        ),
+        principal=pipeline.Principal(project_id=await _project_id()),
+    )
+    assert result.success
+    assert result.budget["warnings"] == []
+    assert result.budget["total_tokens_used"] == 150
+    ledger = await _ledger()
+    assert (ledger.tokens_used, ledger.operation_count, ledger.tokens_reserved) == (150, 1, 0)
     assert await OperationTelemetry.objects.acount() == 1

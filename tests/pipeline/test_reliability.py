@@ -46,13 +46,15 @@ def test_the_deadline_is_capped_so_that_a_reservation_outlives_its_operation():
     # The reservation: the time left plus the margin, never past the TTL.
     assert reservation_seconds(remaining=capped, lifetimes=LIFETIMES) == 900
     assert reservation_seconds(remaining=-5, lifetimes=LIFETIMES) == 30
-    tiny = Lifetimes(reservation_ttl=1, margin=5, max_retry_after=0)
+    # A TTL shorter than the margin: the margin shrinks to half the TTL.
+    short = Lifetimes(reservation_ttl=20, margin=30, max_retry_after=0)
     assert (
         operation_seconds(
-            timeout_seconds=30, max_retries=0, routes=1, schema_repair=False, lifetimes=tiny
+            timeout_seconds=30, max_retries=0, routes=1, schema_repair=False, lifetimes=short
         )
-        == 1.0
+        == 10
     )
+    assert reservation_seconds(remaining=10, lifetimes=short) == 20
 
 
 # --- against the fake upstream ----------------------------------------------------------------
@@ -316,7 +318,11 @@ async def test_a_stream_whose_finish_cannot_be_written_ends_with_an_error_event(
     async def disk_full(finish):
         raise OSError("No space left on device")
 
+    def still_away(finish):
+        raise psycopg.OperationalError("connection refused")
+
     monkeypatch.setattr(type(get_store()), "finish", database_away)
+    monkeypatch.setattr(pipeline, "finish_once", still_away)
     monkeypatch.setattr(journal, "append", disk_full)
     response = await asgi_client.post(
         "/v1/chat/completions",

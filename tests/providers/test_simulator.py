@@ -300,3 +300,59 @@ def test_unknown_paths_and_invalid_bodies_are_rejected(sim):
         assert client.post("/v1/chat/completions", content=b"{oops").status_code == 400
         models = client.get("/v1/models").json()
     assert [model["id"] for model in models["data"]] == list(sim.models)
+
+
+def test_a_drip_sends_the_headers_at_once_then_the_body_byte_by_byte(sim):
+    sim.enqueue(Fault(status=503, body="abcdef", drip=0.1))
+    with (
+        httpx.Client(timeout=5) as client,
+        client.stream("POST", sim.openai_base_url + "/chat/completions", json={}) as response,
+    ):
+        started = time.perf_counter()
+        assert response.status_code == 503  # the headers came before the first byte
+        pieces = list(response.iter_raw())
+        elapsed = time.perf_counter() - started
+    assert pieces == [b"a", b"b", b"c", b"d", b"e", b"f"]
+    assert elapsed >= 0.5  # each byte waits for the drip, so no read ever times out
+
+
+def test_a_dripping_stream_sends_its_first_bytes_at_once_and_keeps_its_events(sim):
+    ask_for = {"model": "m", "messages": [{"role": "user", "content": "drip"}], "stream": True}
+    url = sim.openai_base_url + "/chat/completions"
+    with httpx.Client(timeout=5) as client:
+        whole = client.post(url, json=ask_for).content
+        sim.enqueue(Fault(drip=0.1, drip_after=len(whole) - 6))
+        started = time.perf_counter()
+        with client.stream("POST", url, json=ask_for) as response:
+            pieces = response.iter_raw()
+            first = next(pieces)
+            first_after = time.perf_counter() - started
+            rest = list(pieces)
+        elapsed = time.perf_counter() - started
+
+    assert first_after < 0.3  # before the first drip interval had passed three times
+    assert len(rest) == 6 and all(len(piece) == 1 for piece in rest)
+    assert elapsed >= 0.1 * 5
+
+    # The same events as without the drip (but for the serial in the ids, and the time).
+    import re
+
+    def same(body: bytes) -> bytes:
+        return re.sub(rb'"created": \d+', b'"created": 0', body.replace(b"sim-2", b"sim-1"))
+
+    assert same(first + b"".join(rest)) == same(whole)
+
+
+def test_stop_cuts_a_drip_short():
+    upstream = FakeUpstream().start()
+    upstream.enqueue(Fault(drip=30))
+    with (
+        httpx.Client(timeout=5) as client,
+        client.stream("POST", upstream.openai_base_url + "/chat/completions", json={}) as r,
+    ):
+        assert r.status_code == 200
+        started = time.perf_counter()
+        upstream.stop()
+        with pytest.raises(httpx.HTTPError):
+            r.read()
+    assert time.perf_counter() - started < 2
