@@ -124,33 +124,43 @@ class Proc:
 # --- Setup ----------------------------------------------------------------------------------
 
 
-def ensure_database() -> None:
+def ensure_database(url: str = DB_URL, root: Path = ROOT) -> None:
+    """Create the database if needed and migrate it with the code (and migrations) in root."""
     import psycopg
 
-    base, _, name = DB_URL.rpartition("/")
+    base, _, name = url.rpartition("/")
     with psycopg.connect(base + "/postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
     subprocess.run(
-        [PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env(), check=True
+        [PY, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=root,
+        env=env() | {"DATABASE_URL": url},
+        check=True,
     )
 
 
-def seed(upstream_port: int) -> dict:
-    """Runs in a child process with Django set up: providers, a key, hard-capped sessions."""
+def seed(upstream_port: int, url: str = DB_URL, root: Path = ROOT) -> dict:
+    """Runs in a child process with Django set up: providers, a key, hard-capped sessions.
+
+    The child imports the code in root (its cwd, first on sys.path); it reports which.
+    """
     out = subprocess.run(
         [PY, str(BENCH / "run.py"), "--seed", str(upstream_port)],
-        cwd=ROOT,
-        env=env(),
+        cwd=root,
+        env=env() | {"DATABASE_URL": url},
         check=True,
         capture_output=True,
         text=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    seeded = json.loads(out.stdout.strip().splitlines()[-1])
+    if not Path(seeded["code"]).is_relative_to(root):
+        raise RuntimeError(f"seeding {url} imported {seeded['code']}, not the code in {root}")
+    return seeded
 
 
 def _seed(upstream_port: int) -> None:
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, os.getcwd())  # ROOT, or a --compare-rev worktree
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aura_orchestrator.settings")
     import django
 
@@ -189,7 +199,9 @@ def _seed(upstream_port: int) -> None:
     LlmSession.objects.filter(project=project).delete()
     for i in range(SESSIONS):
         session_ensure(project_id=project.pk, session_id=f"bench-{i}", caps=caps)
-    print(json.dumps({"api_key": key}))
+    import aura_orchestrator
+
+    print(json.dumps({"api_key": key, "code": aura_orchestrator.__file__}))
 
 
 # --- Targets and scenarios ------------------------------------------------------------------
@@ -298,6 +310,23 @@ def load(target: Target, scenario: str, quick: bool, concurrency: int | None = N
 BASELINE_ENV = {"AURA_FAST_PATH": "0", "AURA_ASYNC_STORE": "0"}
 
 
+def worktree(rev: str) -> tuple[Path, str]:
+    """`--compare-rev`: a git worktree of rev under /tmp (made once, reused) and the name of
+    its own database (the schemas differ: it is migrated from the worktree's migrations)."""
+
+    def git(cwd: Path, *argv: str) -> str:
+        out = subprocess.run(["git", "-C", str(cwd), *argv], stdout=subprocess.PIPE, text=True)
+        return out.stdout.strip() if out.returncode == 0 else sys.exit(f"git {argv} failed")
+
+    sha = git(ROOT, "rev-parse", "--short", f"{rev}^{{commit}}")
+    path = Path(f"/tmp/aura-bench-{sha}")
+    if not path.exists():
+        git(ROOT, "worktree", "add", "--detach", str(path), sha)
+    if git(path, "rev-parse", "--short", "HEAD") != sha:
+        sys.exit(f"{path} is not at {sha}: git worktree remove {path}, and run again")
+    return path, f"{DB_URL}_{sha}"
+
+
 def start_upstream() -> tuple[Proc, int]:
     """The fake upstream, on the load generator's core."""
     port = free_port()
@@ -316,15 +345,17 @@ def start_upstream() -> tuple[Proc, int]:
 
 
 def start_orchestrator(
-    workers: int, cpu: int | None, log_name: str, extra_env: dict | None = None
+    workers: int, cpu: int | None, log_name: str, extra_env: dict | None = None, root: Path = ROOT
 ) -> tuple[Proc, int]:
+    """`manage.py serve` run from root: its directory comes first on sys.path, before the
+    editable install's finder, so a --compare-rev worktree serves its own code."""
     port = free_port()
     proc = Proc(
         "orchestrator",
         [PY, "manage.py", "serve", "--port", str(port), "--workers", str(workers)],
         cpu=cpu,
         log=BENCH / "results" / log_name,
-        cwd=ROOT,
+        cwd=root,
         env=env() | (extra_env or {}),
     )
     wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
@@ -590,6 +621,13 @@ def main() -> None:
         "off (Django + DRF + ORM: targets execute-django, gateway-django)",
     )
     parser.add_argument(
+        "--compare-rev",
+        metavar="REV",
+        help="also measure the orchestrator of git revision REV, served from a worktree "
+        "(/tmp/aura-bench-SHA) against its own database (BENCH_DATABASE_URL + _SHA): "
+        "targets 'execute (REV)', 'gateway (REV)'",
+    )
+    parser.add_argument(
         "--profile",
         metavar="NAME",
         help="only profile: py-spy records the worker under the first of --scenarios on "
@@ -630,13 +668,21 @@ def main() -> None:
             targets.append(Target("gateway", orch_port, "gateway", key, orch))
         else:
             notes.append("The gateway (/v1/chat/completions) did not answer 200: not measured.")
-        if args.baseline:
-            base, base_port = start_orchestrator(
-                int(args.workers), CPU_SERVER, "orchestrator-django.log", BASELINE_ENV
-            )
-            procs.append(base)
-            targets.append(Target("execute-django", base_port, "execute", key, base))
-            targets.append(Target("gateway-django", base_port, "gateway", key, base))
+        # A second orchestrator beside the first; every scenario alternates between them.
+        others = [("-django", BASELINE_ENV, ROOT, key)] if args.baseline else []
+        if args.compare_rev:
+            path, url = worktree(args.compare_rev)
+            print("migrating and seeding", url, "from", path)
+            ensure_database(url, path)
+            rev_key = seed(up_port, url, path)["api_key"]
+            others.append((f" ({args.compare_rev})", {"DATABASE_URL": url}, path, rev_key))
+            notes.append(f"({args.compare_rev}): a worktree at {path}, database {url}.")
+        for suffix, extra_env, root, other_key in others:
+            log = f"orchestrator-{suffix.strip('- ()')}.log"
+            other, port = start_orchestrator(int(args.workers), CPU_SERVER, log, extra_env, root)
+            procs.append(other)
+            targets.append(Target(f"execute{suffix}", port, "execute", other_key, other))
+            targets.append(Target(f"gateway{suffix}", port, "gateway", other_key, other))
         if args.with_litellm:
             started = start_litellm(up_port)
             if started:
