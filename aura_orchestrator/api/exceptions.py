@@ -8,19 +8,16 @@ OpenAI's shape (see `openai_error_body`). No expected input ever yields a 500.
 import logging
 from collections.abc import Callable
 
-import psycopg
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError as DjangoInterfaceError
-from django.db import OperationalError as DjangoOperationalError
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as default_server_error
-from psycopg_pool import PoolTimeout
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from aura_orchestrator import errors
+from aura_orchestrator.dbhealth import DATABASE_UNAVAILABLE, unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +46,16 @@ def _first_message(detail, prefix: str = "") -> str:
     return f"{prefix}{detail}"
 
 
-# Django's wrappers (the ORM path) and psycopg's own (the async store, its pool).
-_DATABASE_UNAVAILABLE = (
-    DjangoOperationalError,
-    DjangoInterfaceError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    PoolTimeout,
-)
+def invalid_field(field: str, message: str) -> errors.InvalidRequest:
+    """A 400 naming one field (a path such as `messages[0].content`): under `fields` as
+    DRF's validation errors name theirs (REST bodies), and as `param` (OpenAI's body)."""
+    return errors.InvalidRequest(message, details={"fields": {field: [message]}, "param": field})
+
+
+def header_fields_too_large(limit: int) -> errors.AuraError:
+    error = errors.AuraError(f"The request headers exceed {limit} bytes.")
+    error.code, error.status = "request_header_fields_too_large", 431
+    return error
 
 
 def to_aura_error(exc: Exception) -> errors.AuraError | None:
@@ -67,12 +66,12 @@ def to_aura_error(exc: Exception) -> errors.AuraError | None:
         return errors.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         return errors.Forbidden()
-    if isinstance(exc, _DATABASE_UNAVAILABLE):
-        # The database is down, restarting, saturated or broke a deadlock: the client may
-        # retry shortly; the cause stays in the log, never in the body.
-        logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-        return errors.ServiceUnavailable(
-            "The database is unavailable; retry shortly.", retry_after=1
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        # Down, restarting, saturated or a broken deadlock: 503, the pools purged.
+        return unavailable(exc)
+    if isinstance(exc, TooManyFieldsSent):  # read by DRF's content negotiation
+        return errors.InvalidRequest(
+            "Too many query parameters.", details={"param": "query", "fields": {"query": []}}
         )
     if isinstance(exc, RequestDataTooBig):  # read lazily by DRF, inside the view
         error = errors.AuraError("The request body is larger than the server accepts.")

@@ -1,8 +1,8 @@
 """Input validation and output shapes of the REST API (outputs also document OpenAPI)."""
 
-import jsonschema
 from rest_framework import serializers
 
+from aura_orchestrator.api.jsonbody import schema_problem
 from budgets.validators import SESSION_ID_MAX_LENGTH, SESSION_ID_RULE, is_valid_session_id
 from presets.operation_types import OperationType, parse_operation_type
 
@@ -102,10 +102,9 @@ class ExecuteInputSerializer(serializers.Serializer):
             return None
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON Schema object.")
-        try:
-            jsonschema.validators.validator_for(value).check_schema(value)
-        except jsonschema.exceptions.SchemaError as exc:
-            raise serializers.ValidationError(f"Not a valid JSON Schema: {exc.message}") from exc
+        problem = schema_problem(value)
+        if problem is not None:
+            raise serializers.ValidationError(problem)
         return value
 
     def validate(self, attrs):

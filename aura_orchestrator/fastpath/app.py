@@ -6,10 +6,11 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-import orjson
+from django.conf import settings
 
-from aura_orchestrator import pipeline
-from aura_orchestrator.api.exceptions import error_reply
+from aura_orchestrator import errors, pipeline
+from aura_orchestrator.api.exceptions import error_body, error_reply, header_fields_too_large
+from aura_orchestrator.api.jsonbody import parse_json_body
 from aura_orchestrator.api.views import execute_error_body, execute_reply, principal_for_key
 from aura_orchestrator.db import db
 from aura_orchestrator.fastpath import respond, validate
@@ -35,6 +36,25 @@ async def _write_last_used() -> None:
         logger.warning("fast path: writing api keys' last_used_at failed", exc_info=True)
 
 
+def header_bytes(scope: dict) -> int:
+    """What AURA["MAX_HEADER_BYTES"] bounds: the request headers' names and values."""
+    return sum(len(name) + len(value) for name, value in scope.get("headers", ()))
+
+
+def headers_too_large_reply() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """(status, headers, body) of the 431 for oversized request headers, here and in
+    `serve`'s HTTP protocol, which refuses a head far beyond the limit before reading it
+    all."""
+    body = respond.dumps(error_body(header_fields_too_large(settings.AURA["MAX_HEADER_BYTES"])))
+    headers = [
+        (b"Content-Type", b"application/json"),
+        (b"Content-Length", str(len(body)).encode()),
+        (b"Connection", b"close"),
+        *respond.security_headers(secure=False),
+    ]
+    return 431, headers, body
+
+
 def replayed(messages: list[dict], receive: Receive) -> Receive:
     """A `receive` that hands out `messages` first, then the client's own."""
     pending = deque(messages)
@@ -56,10 +76,16 @@ class FastFront:
         self.app = app  # Django's ASGI application
 
     async def __call__(self, scope: dict, receive: Receive, send: respond.Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path = scope["path"]
-            if path in _INTERCEPTED:
-                return await self._intercept(path, scope, receive, send)
+        if scope["type"] == "http":
+            # Every path, Django's too: oversized headers are refused before anyone reads them.
+            if header_bytes(scope) > settings.AURA["MAX_HEADER_BYTES"]:
+                status, headers, body = headers_too_large_reply()
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                return await send({"type": "http.response.body", "body": body})
+            if scope["method"] == "POST":
+                path = scope["path"]
+                if path in _INTERCEPTED:
+                    return await self._intercept(path, scope, receive, send)
         return await self.app(scope, receive, send)
 
     async def _delegate(self, reason: object, scope: dict, receive: Receive, send) -> None:
@@ -71,7 +97,7 @@ class FastFront:
         # read yet, so Django simply reads it.
         try:
             headers = validate.request_headers(scope)
-            length = validate.check_transport(scope, headers)
+            length = validate.check_transport(scope, headers, negotiate=path == EXECUTE_PATH)
             api_key = validate.authenticate(headers)
             secure = validate.is_secure(scope, headers)
         except Delegate as reason:
@@ -103,14 +129,15 @@ class FastFront:
             return await self._delegate("body size", scope, replayed(whole, receive), send)
 
         try:
-            data = orjson.loads(body)
+            # A body the one parser refuses is Django's to answer, through the same parser.
+            data = parse_json_body(body)
             principal = principal_for_key(api_key)
             if path == EXECUTE_PATH:
                 work = self._execute(validate.execute_request(data), principal, send, secure)
             else:
                 call = validate.chat_call(data, headers, api_key)
                 work = self._chat(call, principal, send, secure)
-        except (Delegate, orjson.JSONDecodeError) as reason:
+        except (Delegate, errors.InvalidRequest) as reason:
             return await self._delegate(reason, scope, replayed(whole, receive), send)
         except Exception:
             logger.exception("fast path: validating %s failed; delegated", path)

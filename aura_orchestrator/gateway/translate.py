@@ -5,13 +5,12 @@ comes from the preset. Anything we cannot honour faithfully (tools, n > 1, image
 refused with a 400 naming the parameter, never silently dropped.
 """
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import jsonschema
-
 from aura_orchestrator import errors
+from aura_orchestrator.api.exceptions import invalid_field
+from aura_orchestrator.api.jsonbody import schema_problem
 from aura_orchestrator.pipeline import OperationRequest, PresetOverrides
 from aura_orchestrator.providers.base import ChatMessage
 from budgets.validators import SESSION_ID_RULE, is_valid_session_id
@@ -40,7 +39,7 @@ class ChatCall:
 
 
 def _invalid(param: str, message: str) -> errors.InvalidRequest:
-    return errors.InvalidRequest(message, details={"param": param})
+    return invalid_field(param, message)
 
 
 def _number(body: dict, name: str, *, low: float, high: float) -> float | None:
@@ -147,12 +146,9 @@ def _response_format(body: dict) -> tuple[dict | None, dict | None]:
         raise _invalid(
             "response_format.json_schema", "`response_format.json_schema.schema` must be an object."
         )
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.exceptions.SchemaError as exc:
-        raise _invalid(
-            "response_format.json_schema", f"Not a valid JSON Schema: {exc.message}"
-        ) from exc
+    problem = schema_problem(schema)
+    if problem is not None:
+        raise _invalid("response_format.json_schema", problem)
     return value, schema
 
 
@@ -208,14 +204,10 @@ def _pick(headers: Mapping[str, str], meta: dict[str, str], header: str, key: st
 
 def chat_call_from(*, body: object, headers: Mapping[str, str], default_session: str) -> ChatCall:
     """Validate a chat-completions body and build the pipeline's request from it."""
+    # Lone surrogates and NUL characters never get here: the body parser refuses them
+    # with the field's name (api/jsonbody.py).
     if not isinstance(body, dict):
         raise _invalid("body", "The request body must be a JSON object.")
-    try:  # JSON may escape lone surrogates (\ud800) that no provider request can carry
-        json.dumps(body, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        raise _invalid(
-            "body", "The request body contains invalid Unicode (lone surrogates)."
-        ) from None
     model = body.get("model")
     if not isinstance(model, str) or not model.strip() or len(model) > 200:
         raise _invalid("model", "`model` must name a configured model (see GET /v1/models).")

@@ -255,7 +255,8 @@ async def test_an_oversized_body_is_413_and_lone_surrogates_are_400_never_500(
         content=b'{"model": "sim-gpt", "messages": [{"role": "user", "content": "\\ud800"}]}',
         headers={"Content-Type": "application/json"},
     )
-    assert response.status_code == 400 and response.json()["error"]["param"] == "body"
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "messages[0].content"
     assert fake_upstream.request_count == 0
 
 
