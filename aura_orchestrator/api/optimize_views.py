@@ -1,11 +1,12 @@
 """Parameter optimisation and estimation: validate, call `optimization`, serialize."""
 
 from adrf.views import APIView as AsyncAPIView
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from aura_orchestrator.api import openapi
 from aura_orchestrator.api import serializers as s
 from aura_orchestrator.api.render import jsonable
 from aura_orchestrator.api.views import principal_of
@@ -13,11 +14,6 @@ from aura_orchestrator.optimization.estimate import EstimateRequest, estimate
 from aura_orchestrator.optimization.explain import explain
 from aura_orchestrator.optimization.suggest import OptimizeRequest, optimize
 from aura_orchestrator.optimization.types import Constraints
-
-ERRORS = {
-    400: OpenApiResponse(s.ErrorSerializer, description="invalid_request"),
-    401: OpenApiResponse(s.ErrorSerializer, description="unauthorized"),
-}
 
 
 class ConstraintsSerializer(serializers.Serializer):
@@ -73,9 +69,12 @@ class OptimizeView(AsyncAPIView):
         request=OptimizeInputSerializer,
         responses={
             200: OptimizeOutputSerializer,
-            **ERRORS,
-            422: OpenApiResponse(s.ErrorSerializer, description="constraints_unsatisfiable"),
+            **openapi.rest_errors(
+                *openapi.JSON_BODY,
+                (422, "`constraints_unsatisfiable`: no parameters can meet the constraints."),
+            ),
         },
+        parameters=openapi.ERROR_HEADERS,
         examples=[
             OpenApiExample(
                 "Planning for social media",
@@ -155,7 +154,8 @@ class ExplainView(AsyncAPIView):
 
     @extend_schema(
         request=ExplainInputSerializer,
-        responses={200: ExplainOutputSerializer, **ERRORS},
+        responses={200: ExplainOutputSerializer, **openapi.rest_errors(*openapi.JSON_BODY)},
+        parameters=openapi.ERROR_HEADERS,
         tags=["optimization"],
     )
     async def post(self, request):
@@ -217,7 +217,14 @@ class EstimateView(APIView):
 
     @extend_schema(
         request=EstimateInputSerializer,
-        responses={200: EstimateOutputSerializer, 404: s.ErrorSerializer, **ERRORS},
+        responses={
+            200: EstimateOutputSerializer,
+            **openapi.rest_errors(
+                *openapi.JSON_BODY,
+                (404, "`model_not_found`: no provider of the chain serves the model."),
+            ),
+        },
+        parameters=openapi.ERROR_HEADERS,
         tags=["optimization"],
     )
     def post(self, request):

@@ -11,14 +11,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aura_orchestrator import errors
-from aura_orchestrator.api import serializers as s
+from aura_orchestrator.api import openapi
 from aura_orchestrator.api.render import jsonable
 from aura_orchestrator.api.views import checked_session_id
 from budgets.selectors import session_get
 from presets.operation_types import OperationType, parse_operation_type
 from telemetry.selectors import statistics, telemetry_session_exists
 
-ERRORS = {400: s.ErrorSerializer, 401: s.ErrorSerializer}
 _ISO_HINT = "an ISO 8601 date or date-time, e.g. 2025-01-31 or 2025-01-31T12:00:00Z"
 
 
@@ -118,8 +117,8 @@ def _filters(request) -> dict:
 
 class StatisticsView(APIView):
     @extend_schema(
-        parameters=FILTER_PARAMETERS,
-        responses={200: StatisticsSerializer, **ERRORS},
+        parameters=[*FILTER_PARAMETERS, *openapi.ERROR_HEADERS],
+        responses={200: StatisticsSerializer, **openapi.rest_errors(400)},
         tags=["statistics"],
     )
     def get(self, request):
@@ -132,8 +131,14 @@ class StatisticsView(APIView):
 
 class SessionStatisticsView(APIView):
     @extend_schema(
-        parameters=FILTER_PARAMETERS,
-        responses={200: StatisticsSerializer, 404: s.ErrorSerializer, **ERRORS},
+        parameters=[openapi.SESSION_ID, *FILTER_PARAMETERS, *openapi.ERROR_HEADERS],
+        responses={
+            200: StatisticsSerializer,
+            **openapi.rest_errors(
+                400,
+                (404, "`not_found`: the project has neither telemetry nor a ledger for it."),
+            ),
+        },
         tags=["sessions"],
     )
     def get(self, request, session_id: str):

@@ -3,11 +3,12 @@
 from dataclasses import asdict
 
 from adrf.views import APIView as AsyncAPIView
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aura_orchestrator import errors, pipeline
+from aura_orchestrator.api import openapi
 from aura_orchestrator.api import serializers as s
 from aura_orchestrator.api.render import jsonable
 from aura_orchestrator.providers.base import ChatMessage
@@ -16,11 +17,6 @@ from budgets.services import Caps, session_clear
 from budgets.validators import SESSION_ID_RULE, is_valid_session_id
 from presets.operation_types import parse_operation_type
 from presets.selectors import preset_get, preset_list
-
-ERRORS = {
-    400: OpenApiResponse(s.ErrorSerializer, description="invalid_request"),
-    401: OpenApiResponse(s.ErrorSerializer, description="unauthorized"),
-}
 
 
 def principal_for_key(api_key) -> pipeline.Principal:
@@ -106,14 +102,9 @@ class ExecuteView(AsyncAPIView):
         request=s.ExecuteInputSerializer,
         responses={
             200: s.ExecuteOutputSerializer,
-            **ERRORS,
-            402: OpenApiResponse(s.ExecuteOutputSerializer, description="budget_exceeded"),
-            422: OpenApiResponse(s.ExecuteOutputSerializer, description="schema_validation_failed"),
-            429: OpenApiResponse(s.ExecuteOutputSerializer, description="rate_limited"),
-            502: OpenApiResponse(s.ExecuteOutputSerializer, description="provider_error"),
-            503: OpenApiResponse(s.ExecuteOutputSerializer, description="unavailable"),
-            504: OpenApiResponse(s.ExecuteOutputSerializer, description="timeout"),
+            **openapi.execute_errors(*openapi.JSON_BODY, *openapi.PIPELINE),
         },
+        parameters=openapi.ERROR_HEADERS,
         tags=["operations"],
     )
     async def post(self, request):
@@ -144,7 +135,11 @@ def _session_or_404(request, session_id: str):
 
 class SessionBudgetView(APIView):
     @extend_schema(
-        responses={200: s.SessionBudgetSerializer, 404: s.ErrorSerializer, **ERRORS},
+        parameters=[openapi.SESSION_ID, *openapi.ERROR_HEADERS],
+        responses={
+            200: s.SessionBudgetSerializer,
+            **openapi.rest_errors(400, (404, openapi.NO_SUCH_SESSION)),
+        },
         tags=["sessions"],
     )
     def get(self, request, session_id: str):
@@ -154,7 +149,11 @@ class SessionBudgetView(APIView):
 
 
 class SessionView(APIView):
-    @extend_schema(responses={204: None, 404: s.ErrorSerializer, **ERRORS}, tags=["sessions"])
+    @extend_schema(
+        parameters=[openapi.SESSION_ID, *openapi.ERROR_HEADERS],
+        responses={204: None, **openapi.rest_errors(400, (404, openapi.NO_SUCH_SESSION))},
+        tags=["sessions"],
+    )
     def delete(self, request, session_id: str):
         """Clear the session's budget ledger and reservations; its telemetry stays."""
         session_id = checked_session_id(session_id)
@@ -164,7 +163,11 @@ class SessionView(APIView):
 
 
 class PresetListView(APIView):
-    @extend_schema(responses={200: s.PresetSerializer(many=True), **ERRORS}, tags=["presets"])
+    @extend_schema(
+        parameters=openapi.ERROR_HEADERS,
+        responses={200: s.PresetSerializer(many=True), **openapi.rest_errors()},
+        tags=["presets"],
+    )
     def get(self, request):
         """The effective preset of every operation type."""
         return Response([jsonable(asdict(p)) for p in preset_list()])
@@ -172,7 +175,12 @@ class PresetListView(APIView):
 
 class PresetDetailView(APIView):
     @extend_schema(
-        responses={200: s.PresetSerializer, 404: s.ErrorSerializer, **ERRORS}, tags=["presets"]
+        parameters=[openapi.OPERATION_TYPE, *openapi.ERROR_HEADERS],
+        responses={
+            200: s.PresetSerializer,
+            **openapi.rest_errors((404, "`not_found`: no such operation type.")),
+        },
+        tags=["presets"],
     )
     def get(self, request, operation_type: str):
         """The effective preset of one operation type (snake_case or PascalCase)."""
