@@ -209,19 +209,30 @@ async def execute(request: OperationRequest, *, principal: Principal) -> Operati
     """Run one operation end to end. Never raises for an expected failure: the result
     carries the error, and telemetry records it."""
     run = _Run(request=request, principal=principal)
-    try:
-        run.plan = await _prepare(request=request, principal=principal)
-        if run.plan.cached is not None:
-            return await _finish_cached(run, run.plan.cached)
-        if run.plan.cache_key is None:
-            return await _call_and_settle(run)
-        flight_key = f"{principal.project_id}:{run.plan.cache_key}"
-        result, led = await _single_flight.run(flight_key, lambda: _lead(run, flight_key))
-        if led:
-            return result
-        if result.success:  # another request asked the same question a moment ago
-            return await _finish_cached(run, _answer_of(result))
+    return await _one_row(run, _execute(run))
+
+
+async def _execute(run: _Run) -> OperationResult:
+    run.plan = await _prepare(request=run.request, principal=run.principal)
+    if run.plan.cached is not None:
+        return await _finish_cached(run, run.plan.cached)
+    if run.plan.cache_key is None:
         return await _call_and_settle(run)
+    flight_key = f"{run.principal.project_id}:{run.plan.cache_key}"
+    result, led = await _single_flight.run(flight_key, lambda: _lead(run, flight_key))
+    if led:
+        return result
+    if result.success:  # another request asked the same question a moment ago
+        return await _finish_cached(run, _answer_of(result))
+    return await _call_and_settle(run)
+
+
+async def _one_row(run: _Run, work: Awaitable[OperationResult]) -> OperationResult:
+    """`work`'s result; however it fails, the operation still ends with its one row: an
+    exception becomes a failed result (`_expected_error`), a cancellation is recorded
+    before it goes on (`_abandon`). A failure of the finish itself is not finished twice."""
+    try:
+        return await work
     except Exception as exc:
         if run.finishing:  # the finish itself failed (the journal too): nothing more to do
             raise
@@ -281,20 +292,16 @@ async def _await_other_worker(run: _Run, lease: CacheLease) -> CachedAnswer | No
 
 
 async def _call_and_settle(run: _Run) -> OperationResult:
-    try:
-        await _reserve(run)
-        completion = await _call_chain(run, list(run.request.messages))
-        content = completion.content
-        if run.request.response_schema is not None:
-            content = await _validated_content(run, completion)
-        return await _finish_success(run, content)
-    except Exception as exc:
-        if run.finishing:  # the finish itself failed (the journal too): nothing more to do
-            raise
-        return await _finish_failed(run, _expected_error(run, exc))
-    except BaseException as exc:
-        await _abandon(run, exc)
-        raise
+    return await _one_row(run, _call(run))
+
+
+async def _call(run: _Run) -> OperationResult:
+    await _reserve(run)
+    completion = await _call_chain(run, list(run.request.messages))
+    content = completion.content
+    if run.request.response_schema is not None:
+        content = await _validated_content(run, completion)
+    return await _finish_success(run, content)
 
 
 async def _abandon(run: _Run, exc: BaseException) -> None:

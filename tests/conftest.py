@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -187,6 +188,11 @@ class LiveServer:
             # Servers outlive a test's data and share no cache with the test process: no
             # per-process memo of keys, presets and routes (caching/config_cache.py).
             "AURA_CONFIG_CACHE_SECONDS": "0",
+            # Servers of the session stay up to its end; PostgreSQL here allows 100
+            # connections in all: each pool opens one until load asks for more.
+            "AURA_DB_POOL_MIN": "1",
+            # Its own journal of unwritten finishes: never another run's (store/journal.py).
+            "AURA_JOURNAL_DIR": tempfile.mkdtemp(prefix="aura-live-journal-"),
             **(env or {}),
         }
         self.process = subprocess.Popen(
