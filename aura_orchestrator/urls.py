@@ -21,5 +21,6 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
 ]
 
+handler400 = "aura_orchestrator.api.exceptions.bad_request"
 handler404 = "aura_orchestrator.api.exceptions.not_found"
 handler500 = "aura_orchestrator.api.exceptions.server_error"

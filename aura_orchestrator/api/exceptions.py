@@ -11,6 +11,7 @@ from collections.abc import Callable
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, JsonResponse
+from django.views.defaults import bad_request as default_bad_request
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as default_server_error
 from rest_framework import exceptions as drf
@@ -139,14 +140,26 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return Response(body, status=status, headers=headers)
 
 
+def _api_reply(request, error: errors.AuraError) -> JsonResponse | None:
+    """`error` in the shape of the API path asked for; None for people's pages."""
+    if request.path.startswith("/v1/"):
+        return JsonResponse(openai_error_body(error), status=error.status)
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body(error), status=error.status)
+    return None
+
+
 def not_found(request, exception=None):
     """handler404: JSON for API paths, Django's page for people."""
     error = errors.NotFound(f"No endpoint at {request.path}.")
-    if request.path.startswith("/v1/"):
-        return JsonResponse(openai_error_body(error), status=404)
-    if request.path.startswith("/api/"):
-        return JsonResponse(error_body(error), status=404)
-    return page_not_found(request, exception)
+    return _api_reply(request, error) or page_not_found(request, exception)
+
+
+def bad_request(request, exception=None):
+    """handler400 (a Host not in ALLOWED_HOSTS, a suspicious request): JSON with a code for
+    API paths, Django's page for people."""
+    error = errors.InvalidRequest("The request was refused (check the Host header).")
+    return _api_reply(request, error) or default_bad_request(request, exception)
 
 
 def server_error(request):

@@ -73,3 +73,16 @@ def test_the_server_refuses_a_head_that_never_ends_without_waiting_for_it(live_s
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert b"request_header_fields_too_large" in body
+
+
+@pytest.mark.django_db
+def test_a_host_not_allowed_is_a_400_with_a_code_on_api_paths(client):
+    """Django refuses the Host before any view: still JSON with a machine code, in each
+    API's shape (it was Django's HTML page)."""
+    response = client.get("/api/v1/presets/", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "invalid_request"
+    response = client.get("/v1/models", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert client.get("/admin/", HTTP_HOST="evil.example").status_code == 400
