@@ -782,6 +782,7 @@ async def _finish(
         session_pk=plan.session.pk if plan and plan.session else None,
         cache=_cache_write(run, success=success, cache_hit=cache_hit, content=content),
         telemetry=fields,
+        release_unknown=run.database_down,
     )
     write = _write_finish(finish, database_down=run.database_down)
     finished = await asyncio.shield(asyncio.ensure_future(write))

@@ -489,6 +489,18 @@ def budget_release(*, reservation: Reservation) -> None:
     _hand_back(reservation)
 
 
+def budget_release_operation(*, operation_id) -> int:
+    """Hand back every reservation of one operation (one whose reserve may have committed
+    although the operation never learned of it: the database went away mid-reply)."""
+    held = BudgetReservation.objects.filter(operation_id=operation_id).values_list(
+        "pk", "session_id", "tokens", "cost_micros"
+    )
+    return sum(
+        _hand_back(Reservation(id=pk, session_pk=session_pk, tokens=tokens, cost_micros=cost))
+        for pk, session_pk, tokens, cost in held
+    )
+
+
 def budget_release_expired(*, now=None, batch_size: int = 500) -> int:
     """Hand back reservations whose worker died (past their expiry). Returns how many."""
     now = now or timezone.now()

@@ -34,6 +34,10 @@ class Finish:
     session_pk: int | None
     cache: CacheWrite | None
     telemetry: dict
+    # The operation failed while the database was away: a reservation it asked for may
+    # have committed without its knowing (the reply lost). Any reservation of this
+    # operation is handed back with it. Only journaled finishes carry it.
+    release_unknown: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ def encode(finish: Finish) -> bytes:
             "ttl_seconds": c.ttl_seconds,
         },
         "telemetry": finish.telemetry,
+        "release_unknown": finish.release_unknown,
     }
     return orjson.dumps(doc, default=_json_default) + b"\n"
 
@@ -104,6 +105,7 @@ def decode(line: bytes) -> Finish:
             ttl_seconds=c["ttl_seconds"],
         ),
         telemetry=telemetry,
+        release_unknown=doc.get("release_unknown", False),
     )
 
 

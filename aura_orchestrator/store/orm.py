@@ -11,6 +11,7 @@ from budgets.services import (
     Caps,
     Reservation,
     budget_release,
+    budget_release_operation,
     budget_reserve,
     budget_reserve_existing,
     budget_settle,
@@ -44,6 +45,8 @@ def finish_writes(finish: Finish) -> bool:
     """The writes of one finish, in the caller's transaction; True for an overrun. Also
     what the journal replays (store/journal.py)."""
     overrun = _hand_back(finish)
+    if finish.release_unknown:
+        budget_release_operation(operation_id=finish.telemetry["operation_id"])
     if finish.cache is not None:
         cache_store(**finish.cache.kwargs())
     telemetry_record(**finish.telemetry, budget_overrun=overrun)

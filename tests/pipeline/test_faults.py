@@ -284,3 +284,44 @@ async def test_a_finish_whose_commit_landed_but_whose_reply_was_lost_is_not_writ
     ledger = await _ledger()
     assert (ledger.tokens_used, ledger.operation_count, ledger.tokens_reserved) == (150, 1, 0)
     assert await OperationTelemetry.objects.acount() == 1
+
+
+async def test_a_reservation_whose_reply_was_lost_is_handed_back_with_the_503s_row(
+    api_key, provider, fake_upstream, monkeypatch
+):
+    """The database goes away while the reserve's reply travels: the reservation committed
+    but the operation never learned of it and answers 503. Its journaled row hands back
+    whatever that operation holds (found by the chaos outage test: budget held until the
+    expiry job)."""
+    import psycopg
+
+    from aura_orchestrator import pipeline
+    from aura_orchestrator.store import get_store
+
+    store = get_store()
+    real_reserve = type(store).reserve
+
+    async def reply_lost(self, **kwargs):
+        await real_reserve(self, **kwargs)
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(type(store), "reserve", reply_lost)
+    result = await pipeline.execute(
+        pipeline.OperationRequest(
+            session_id="video-1",
+            operation_type=pipeline.OperationType.PLANNING,
+            messages=(pipeline.ChatMessage(role="user", content="Plan a video"),),
+            caps=pipeline.Caps.inline(max_cost_per_session=Decimal("1.00")),
+        ),
+        principal=pipeline.Principal(project_id=await _project_id()),
+    )
+    assert result.error is not None and result.error.code == "unavailable"
+    assert fake_upstream.request_count == 0
+    deadline = time.monotonic() + 10
+    while await BudgetReservation.objects.aexists():
+        assert time.monotonic() < deadline, "the reservation was never handed back"
+        await asyncio.sleep(0.1)
+    ledger = await _ledger()
+    assert (ledger.tokens_reserved, ledger.cost_reserved_micros, ledger.tokens_used) == (0, 0, 0)
+    row = await OperationTelemetry.objects.aget(operation_id=result.operation_id)
+    assert row.error_code == "unavailable"
