@@ -388,17 +388,24 @@ def _reserve_orm(session: LlmSession, params: dict) -> LlmSession | None:
 
 
 # The reserved amounts come from the deleted row, so only the deleter hands them back.
+# Data-modifying CTEs (run once, whether read or not) and a last statement of the
+# caller's: by default whether this statement released the reservation; the async store
+# writes the operation's telemetry row there instead (its budget_overrun read from
+# `released`: nothing released means the expiry job had handed it back already).
 HAND_BACK_SQL = f"""
 WITH released AS (
     DELETE FROM {_RESERVATION} WHERE id = %(id)s RETURNING tokens, cost_micros
+), handed_back AS (
+    UPDATE {_SESSION}
+       SET tokens_reserved = tokens_reserved - COALESCE((SELECT tokens FROM released), 0),
+           cost_reserved_micros = cost_reserved_micros
+                                  - COALESCE((SELECT cost_micros FROM released), 0){{charge}}
+     WHERE id = %(session)s{{only_if_released}}
 )
-UPDATE {_SESSION}
-   SET tokens_reserved = tokens_reserved - COALESCE((SELECT tokens FROM released), 0),
-       cost_reserved_micros = cost_reserved_micros
-                              - COALESCE((SELECT cost_micros FROM released), 0){{charge}}
- WHERE id = %(session)s{{only_if_released}}
-RETURNING EXISTS (SELECT 1 FROM released)
+{{then}}
 """
+RELEASED_SQL = "SELECT EXISTS (SELECT 1 FROM released)"
+NOT_RELEASED_SQL = "NOT EXISTS (SELECT 1 FROM released)"
 CHARGE_SQL = (
     ",\n       tokens_used = tokens_used + %(tokens)s,"
     "\n       cost_accrued_micros = cost_accrued_micros + %(cost)s,"
@@ -407,24 +414,22 @@ CHARGE_SQL = (
 )
 
 
-# For the telemetry row written with a settle, in the same transaction and before it:
-# true when the reservation is gone already (released by the expiry job), i.e. the charge
-# comes after its budget was handed back. FOR UPDATE: the expiry job cannot delete the row
-# between this check and the settle's own DELETE.
-RESERVATION_LAPSED_SQL = (
-    "(%(settled_reservation)s::uuid IS NOT NULL AND NOT EXISTS"
-    f" (SELECT 1 FROM {_RESERVATION} WHERE id = %(settled_reservation)s::uuid FOR UPDATE))"
-)
-
-
 def hand_back_statement(
-    reservation: Reservation, *, tokens: int | None, cost: int, operations: int, now
+    reservation: Reservation,
+    *,
+    tokens: int | None,
+    cost: int,
+    operations: int,
+    now,
+    then: str = RELEASED_SQL,
 ) -> tuple[str, dict]:
-    """The one-statement settle (`tokens` given) or release (PostgreSQL)."""
+    """The one-statement settle (`tokens` given) or release (PostgreSQL), ending with
+    `then` (which may read `released`)."""
     charge = tokens is not None
     sql = HAND_BACK_SQL.format(
         charge=CHARGE_SQL if charge else "",
         only_if_released="" if charge else " AND EXISTS (SELECT 1 FROM released)",
+        then=then,
     )
     params = {"id": reservation.id, "session": reservation.session_pk}
     if charge:

@@ -46,7 +46,7 @@ from budgets.services import (
     LEDGER_BY_NAME_SQL,
     LEDGER_RETURNING,
     LEDGER_SELECT_SQL,
-    RESERVATION_LAPSED_SQL,
+    NOT_RELEASED_SQL,
     RESERVE_BY_NAME_SQL,
     RESERVE_TRIES,
     Caps,
@@ -65,7 +65,12 @@ from telemetry.services import telemetry_insert_sql
 logger = logging.getLogger(__name__)
 
 _NO_FLUSH = "SET LOCAL synchronous_commit TO OFF"
-TELEMETRY_INSERT_SQL = telemetry_insert_sql(budget_overrun=RESERVATION_LAPSED_SQL)
+# The operation's row: alone (no settle: never an overrun), or as the last statement of
+# its settle, overrun when the settle released nothing (the reservation had expired).
+_ROW_SQL = telemetry_insert_sql(budget_overrun="false") + " RETURNING budget_overrun"
+_SETTLED_ROW_SQL = (
+    telemetry_insert_sql(budget_overrun=NOT_RELEASED_SQL) + " RETURNING budget_overrun"
+)
 _SESSION = LlmSession._meta.db_table
 _CAPS = tuple(caps_columns(Caps()))  # the session columns a request's caps set
 _SESSION_INSERT_SQL = f"""
@@ -337,46 +342,41 @@ class PgStore:
             await conn.execute(*statement)
 
     async def finish(self, finish: Finish) -> Finished:
-        """One transaction, in this order: the telemetry row (its `budget_overrun` read
-        on the reservation, locked), the settle or release, the cache entry, the ledger
-        read back. All or nothing: on failure nothing is written (the pipeline journals)."""
-        settled = finish.charge is not None and finish.reservation is not None
-        telemetry = {
-            **finish.telemetry,
-            "attempts": Jsonb(finish.telemetry["attempts"]),
-            "settled_reservation": finish.reservation.id if settled else None,
-        }
-        statements = [(TELEMETRY_INSERT_SQL, telemetry)]
-        hand_back = self._hand_back_statement(finish)
-        if hand_back is not None:
-            statements.append(hand_back)
+        """One transaction: the settle (or release) and the telemetry row, the cache
+        entry, the ledger read back. A settle and its row are one statement, the row's
+        `budget_overrun` read from what the settle released. All or nothing: on failure
+        nothing is written (the pipeline journals)."""
+        telemetry = {**finish.telemetry, "attempts": Jsonb(finish.telemetry["attempts"])}
+        reservation = finish.reservation
+        if reservation is not None and finish.charge is not None:
+            tokens, cost = finish.charge
+            sql, params = hand_back_statement(
+                reservation,
+                tokens=tokens,
+                cost=cost,
+                operations=1,
+                now=timezone.now(),
+                then=_SETTLED_ROW_SQL,
+            )
+            statements = [(sql, params | telemetry)]
+        else:
+            statements = [(_ROW_SQL, telemetry)]
+            if reservation is not None:
+                statements.append(
+                    hand_back_statement(reservation, tokens=None, cost=0, operations=0, now=None)
+                )
         if finish.cache is not None:
             statements.append((STORE_SQL, store_params(**finish.cache.kwargs())))
         if finish.session_pk is not None:
             statements.append((LEDGER_SELECT_SQL, {"session": finish.session_pk}))
         async with self._connection() as conn:
             results = await self._script(conn, statements, flush=True)
-        # The hand-back returns whether it deleted the reservation (a release that found
-        # none returns no row); a settle that found none is the overrun.
-        overrun = settled and not (_first(results[1]) or (False,))[0]
+        overrun = bool((_first(results[0]) or (False,))[0])
         ledger = None
         if finish.session_pk is not None:
             row = _first(results[-1])
             ledger = ledger_from_row(row) if row is not None else None
         return Finished(ledger=ledger, budget_overrun=overrun)
-
-    @staticmethod
-    def _hand_back_statement(finish: Finish) -> tuple[str, dict] | None:
-        if finish.reservation is None:
-            return None
-        if finish.charge is None:
-            return hand_back_statement(
-                finish.reservation, tokens=None, cost=0, operations=0, now=None
-            )
-        tokens, cost = finish.charge
-        return hand_back_statement(
-            finish.reservation, tokens=tokens, cost=cost, operations=1, now=timezone.now()
-        )
 
 
 async def _ledger(conn: psycopg.AsyncConnection, sql: str, params: dict) -> LlmSession | None:
