@@ -27,6 +27,22 @@ async def _ledger(session_id="video-1") -> LlmSession:
     return await LlmSession.objects.aget(session_id=session_id)
 
 
+async def _plan_a_video(**extra):
+    """One operation through the pipeline itself, capped at $1 for the session."""
+    from aura_orchestrator import pipeline
+
+    return await pipeline.execute(
+        pipeline.OperationRequest(
+            session_id="video-1",
+            operation_type=pipeline.OperationType.PLANNING,
+            messages=(pipeline.ChatMessage(role="user", content="Plan a video"),),
+            caps=pipeline.Caps.inline(max_cost_per_session=Decimal("1.00")),
+            **extra,
+        ),
+        principal=pipeline.Principal(project_id=await _project_id()),
+    )
+
+
 async def test_429_with_retry_after_is_retried_after_the_wait(asgi_client, provider, fake_upstream):
     fake_upstream.enqueue(Fault(status=429, headers={"Retry-After": "1"}))
     started = time.monotonic()
@@ -185,16 +201,7 @@ async def test_a_finish_the_database_refuses_is_journaled_then_written_whole(
     monkeypatch.setattr(type(store), "finish", database_away)
     monkeypatch.setattr(pipeline, "finish_once", still_away)
     fake_upstream.enqueue(Fault(usage=(100, 50)))
-    result = await pipeline.execute(
-        pipeline.OperationRequest(
-            session_id="video-1",
-            operation_type=pipeline.OperationType.PLANNING,
-            messages=(pipeline.ChatMessage(role="user", content="Plan a video"),),
-            enable_cache=True,
-            caps=pipeline.Caps.inline(max_cost_per_session=Decimal("1.00")),
-        ),
-        principal=pipeline.Principal(project_id=await _project_id()),
-    )
+    result = await _plan_a_video(enable_cache=True)
     assert result.success, result.error
     assert len(failures) == 3
     assert any("database is unavailable" in w for w in result.budget["warnings"])
@@ -217,20 +224,11 @@ async def test_a_journaled_finish_is_applied_once(api_key, provider, fake_upstre
     """Replaying an entry whose commit had landed (the reply was lost) writes nothing."""
     from asgiref.sync import sync_to_async
 
-    from aura_orchestrator import pipeline
     from aura_orchestrator.store import journal as journal_module
     from aura_orchestrator.store.base import Finish
 
     fake_upstream.enqueue(Fault(usage=(10, 5)))
-    result = await pipeline.execute(
-        pipeline.OperationRequest(
-            session_id="video-1",
-            operation_type=pipeline.OperationType.PLANNING,
-            messages=(pipeline.ChatMessage(role="user", content="Plan a video"),),
-            caps=pipeline.Caps.inline(max_cost_per_session=Decimal("1.00")),
-        ),
-        principal=pipeline.Principal(project_id=await _project_id()),
-    )
+    result = await _plan_a_video()
     assert result.success
     row = await OperationTelemetry.objects.aget(operation_id=result.operation_id)
     fields = {
@@ -257,7 +255,6 @@ async def test_a_finish_whose_commit_landed_but_whose_reply_was_lost_is_not_writ
     (it used to fail on the duplicate row and journal a finish that had landed)."""
     import psycopg
 
-    from aura_orchestrator import pipeline
     from aura_orchestrator.store import get_store
 
     store = get_store()
@@ -269,15 +266,7 @@ async def test_a_finish_whose_commit_landed_but_whose_reply_was_lost_is_not_writ
 
     monkeypatch.setattr(type(store), "finish", reply_lost)
     fake_upstream.enqueue(Fault(usage=(100, 50)))
-    result = await pipeline.execute(
-        pipeline.OperationRequest(
-            session_id="video-1",
-            operation_type=pipeline.OperationType.PLANNING,
-            messages=(pipeline.ChatMessage(role="user", content="Plan a video"),),
-            caps=pipeline.Caps.inline(max_cost_per_session=Decimal("1.00")),
-        ),
-        principal=pipeline.Principal(project_id=await _project_id()),
-    )
+    result = await _plan_a_video()
     assert result.success
     assert result.budget["warnings"] == []
     assert result.budget["total_tokens_used"] == 150
@@ -295,7 +284,6 @@ async def test_a_reservation_whose_reply_was_lost_is_handed_back_with_the_503s_r
     expiry job)."""
     import psycopg
 
-    from aura_orchestrator import pipeline
     from aura_orchestrator.store import get_store
 
     store = get_store()
@@ -306,15 +294,7 @@ async def test_a_reservation_whose_reply_was_lost_is_handed_back_with_the_503s_r
         raise psycopg.OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(type(store), "reserve", reply_lost)
-    result = await pipeline.execute(
-        pipeline.OperationRequest(
-            session_id="video-1",
-            operation_type=pipeline.OperationType.PLANNING,
-            messages=(pipeline.ChatMessage(role="user", content="Plan a video"),),
-            caps=pipeline.Caps.inline(max_cost_per_session=Decimal("1.00")),
-        ),
-        principal=pipeline.Principal(project_id=await _project_id()),
-    )
+    result = await _plan_a_video()
     assert result.error is not None and result.error.code == "unavailable"
     assert fake_upstream.request_count == 0
     deadline = time.monotonic() + 10
