@@ -562,14 +562,10 @@ async def _within(run: _Run, awaitable: Awaitable[T], *, seconds: float, route: 
         async with asyncio.timeout_at(at):
             return await awaitable
     except TimeoutError:
-        cut_by_deadline = at >= run.deadline
-        why = (
-            "the operation's deadline passed"
-            if cut_by_deadline
-            else f"no answer within {seconds:g}s"
-        )
+        if at >= run.deadline:
+            raise _deadline_passed(route) from None
         raise ProviderTimeout(
-            f"{route.provider_name}: {why}", provider=route.provider_name
+            f"{route.provider_name}: no answer within {seconds:g}s", provider=route.provider_name
         ) from None
 
 
@@ -994,6 +990,8 @@ async def execute_stream(request: OperationRequest, *, principal: Principal) -> 
         budget = _budget_body(run, ledger) if ledger is not None and ledger.has_caps else {}
         first, upstream = await _open_stream(run)
     except Exception as exc:
+        if run.finishing:  # a cache hit's finish failed (the journal too): as `_one_row`
+            raise
         error = _expected_error(run, exc)
         result = await _finish_failed(run, error)
         return OperationStream(

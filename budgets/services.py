@@ -494,29 +494,25 @@ def budget_release(*, reservation: Reservation) -> None:
     _hand_back(reservation)
 
 
+def _hand_back_rows(reservations) -> int:
+    """Hand back each reservation of a queryset; how many rows it read (one another
+    process released meanwhile is handed back once all the same: by whoever deleted it)."""
+    rows = list(reservations.values_list("pk", "session_id", "tokens", "cost_micros"))
+    for pk, session_pk, tokens, cost in rows:
+        _hand_back(Reservation(id=pk, session_pk=session_pk, tokens=tokens, cost_micros=cost))
+    return len(rows)
+
+
 def budget_release_operation(*, operation_id) -> int:
     """Hand back every reservation of one operation (one whose reserve may have committed
     although the operation never learned of it: the database went away mid-reply)."""
-    held = BudgetReservation.objects.filter(operation_id=operation_id).values_list(
-        "pk", "session_id", "tokens", "cost_micros"
-    )
-    return sum(
-        _hand_back(Reservation(id=pk, session_pk=session_pk, tokens=tokens, cost_micros=cost))
-        for pk, session_pk, tokens, cost in held
-    )
+    return _hand_back_rows(BudgetReservation.objects.filter(operation_id=operation_id))
 
 
 def budget_release_expired(*, now=None, batch_size: int = 500) -> int:
     """Hand back reservations whose worker died (past their expiry). Returns how many."""
     now = now or timezone.now()
-    released = 0
-    expired = BudgetReservation.objects.filter(expires_at__lte=now).values_list(
-        "pk", "session_id", "tokens", "cost_micros"
-    )[:batch_size]
-    for pk, session_pk, tokens, cost in expired:
-        _hand_back(Reservation(id=pk, session_pk=session_pk, tokens=tokens, cost_micros=cost))
-        released += 1
-    return released
+    return _hand_back_rows(BudgetReservation.objects.filter(expires_at__lte=now)[:batch_size])
 
 
 def session_clear(*, project_id: int, session_id: str) -> bool:
