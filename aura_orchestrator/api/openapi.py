@@ -185,27 +185,24 @@ class OperationTypeFieldSchema(OpenApiSerializerFieldExtension):
 # --- The three body shapes -------------------------------------------------------------------
 
 
-class ApiErrorSerializer(serializers.Serializer):
+class _FailureFields(serializers.Serializer):
+    """What every refusal says, in the REST shape and in execute's."""
+
+    success = serializers.ChoiceField(choices=[False], help_text="Always false.")
+    error_code = serializers.CharField(help_text="Machine code (see the status' description).")
+    error_message = serializers.CharField()
+    details = serializers.DictField(
+        required=False, help_text="Context, e.g. `fields`: the validation errors by field."
+    )
+
+
+class ApiErrorSerializer(_FailureFields):
     """A refused REST request."""
 
-    success = serializers.ChoiceField(choices=[False], help_text="Always false.")
-    error_code = serializers.CharField(help_text="Machine code (see the status' description).")
-    error_message = serializers.CharField()
-    details = serializers.DictField(
-        required=False, help_text="Context, e.g. `fields`: the validation errors by field."
-    )
 
-
-class ExecuteFailureSerializer(s.ExecuteOutputSerializer):
+class ExecuteFailureSerializer(_FailureFields, s.ExecuteOutputSerializer):
     """A failed operation: the execute body with `success: false`. `telemetry` and
     `budget` are filled when the pipeline ran, null when the request was refused first."""
-
-    success = serializers.ChoiceField(choices=[False], help_text="Always false.")
-    error_code = serializers.CharField(help_text="Machine code (see the status' description).")
-    error_message = serializers.CharField()
-    details = serializers.DictField(
-        required=False, help_text="Context, e.g. `fields`: the validation errors by field."
-    )
 
 
 class OpenAIErrorDetailSerializer(serializers.Serializer):
