@@ -79,19 +79,31 @@ def other_api_key(db):
     return api_key_create(name="other-service", project=project_get_or_create(name="other"))
 
 
-@pytest.fixture
-def provider(db, fake_upstream):
-    """Provider `primary` (OpenAI-compatible) on the fake upstream, model sim-gpt."""
+def sim_provider(
+    upstream: FakeUpstream,
+    *,
+    name: str = "primary",
+    key_env: str = "AURA_TEST_PRIMARY_KEY",
+    make_default: bool = False,
+):
+    """An OpenAI-compatible provider `name` on `upstream`, model sim-gpt, at the tests'
+    easy prices."""
     return provider_configure(
-        name="primary",
+        name=name,
         kind="openai",
-        base_url=fake_upstream.openai_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        base_url=upstream.openai_base_url,
+        api_key_env=key_env,
         model="sim-gpt",
         input_price=INPUT_PRICE,
         output_price=OUTPUT_PRICE,
-        make_default=True,
+        make_default=make_default,
     )
+
+
+@pytest.fixture
+def provider(db, fake_upstream):
+    """Provider `primary` (OpenAI-compatible) on the fake upstream, model sim-gpt."""
+    return sim_provider(fake_upstream, make_default=True)
 
 
 @pytest.fixture(autouse=True)
@@ -104,15 +116,7 @@ def _provider_secret(monkeypatch):
 def backup_provider(db, fake_upstream):
     """A second upstream server (its own faults) as provider `backup`."""
     server = FakeUpstream().start()
-    configured = provider_configure(
-        name="backup",
-        kind="openai",
-        base_url=server.openai_base_url,
-        api_key_env="AURA_TEST_BACKUP_KEY",
-        model="sim-gpt",
-        input_price=INPUT_PRICE,
-        output_price=OUTPUT_PRICE,
-    )
+    configured = sim_provider(server, name="backup", key_env="AURA_TEST_BACKUP_KEY")
     configured.provider.priority = 200
     configured.provider.save()
     yield server

@@ -9,10 +9,9 @@ tests/dashboard/test_overview_sums.py.
 import pytest
 from django.conf import settings
 
-from aura_orchestrator.catalog.services import provider_configure
 from aura_orchestrator.simulator import FakeUpstream
 from tests.chaos.harness import ChaosServer, PgProxy, RealPgRestart
-from tests.conftest import INPUT_PRICE, OUTPUT_PRICE
+from tests.conftest import sim_provider
 
 if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
     collect_ignore_glob = ["test_*.py"]
@@ -29,16 +28,7 @@ def chaos_upstream():
 @pytest.fixture
 def chaos_provider(transactional_db, chaos_upstream):
     """Provider `primary` (OpenAI-compatible, $1/$2 per million tokens) on that upstream."""
-    return provider_configure(
-        name="primary",
-        kind="openai",
-        base_url=chaos_upstream.openai_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
-        model="sim-gpt",
-        input_price=INPUT_PRICE,
-        output_price=OUTPUT_PRICE,
-        make_default=True,
-    )
+    return sim_provider(chaos_upstream, make_default=True)
 
 
 @pytest.fixture

@@ -617,6 +617,21 @@ def statuses(outcomes: list[Outcome]) -> Counter:
     return Counter(o.status if o.status is not None else f"exc:{o.error}" for o in outcomes)
 
 
+def invariants(
+    server: ChaosServer, *, caps: str | None = None
+) -> dict[str, Callable[[], list[str]]]:
+    """The checks every chaos test ends with, read afresh at each poll: ledger = Σ
+    telemetry, nothing left reserved, the journal replayed, and (labelled `caps`) used
+    within every hard cap."""
+    checks: dict[str, Callable[[], list[str]]] = {}
+    if caps is not None:
+        checks[caps] = lambda: Ledgers.read().caps_violations()
+    checks["c:ledger=telemetry"] = lambda: Ledgers.read().ledger_violations()
+    checks["e:nothing_reserved"] = lambda: Ledgers.read().reserved_violations()
+    checks["journal_replayed"] = server.journal_violations
+    return checks
+
+
 @dataclass
 class Verdict:
     """The invariants of one test: each named check and what it found."""

@@ -10,9 +10,9 @@ from aura_orchestrator.simulator import Fault
 from telemetry.models import OperationTelemetry
 from tests.chaos.harness import (
     Call,
-    Ledgers,
     Verdict,
     client_for,
+    invariants,
     send,
     settle,
 )
@@ -77,11 +77,7 @@ def test_cancelled_execute_leaves_a_row(chaos_server, api_key, chaos_provider, c
         found = settle(lambda s=session: rows_of(s), timeout=6)
         verdict.check(f"{path}:one_client_disconnected_row", found)
     verdict.settle_and_check(
-        {
-            "c:ledger=telemetry": lambda: Ledgers.read().ledger_violations(),
-            "e:nothing_reserved": lambda: Ledgers.read().reserved_violations(),
-            "journal_replayed": server.journal_violations,
-        },
+        invariants(server),
         timeout=3,
     )
     verdict.figures["server_log"] = server.log_problems()

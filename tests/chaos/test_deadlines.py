@@ -7,20 +7,19 @@ import time
 
 import pytest
 
-from aura_orchestrator.catalog.services import provider_configure
 from aura_orchestrator.simulator import FakeUpstream, Fault
 from presets.models import OperationPreset
 from tests.chaos.harness import (
     Call,
-    Ledgers,
     Verdict,
     client_for,
     fire,
+    invariants,
     release_expired_in_thread,
     row_violations,
     send,
 )
-from tests.conftest import INPUT_PRICE, OUTPUT_PRICE
+from tests.conftest import sim_provider
 from tests.pipeline.helpers import prompt_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,15 +39,7 @@ def test_dripping_upstream_is_cut_at_the_deadline(
 ):
     # `primary` drips from the first byte; `streamer` sends its first events at once
     # (the stream has begun for the client), then drips.
-    provider_configure(
-        name="streamer",
-        kind="openai",
-        base_url=second_upstream.openai_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
-        model="sim-gpt",
-        input_price=INPUT_PRICE,
-        output_price=OUTPUT_PRICE,
-    )
+    sim_provider(second_upstream, name="streamer")
     # The gateway's operation type (completion): a 2 s deadline, no retry.
     OperationPreset.objects.create(
         operation_type="completion",
@@ -128,9 +119,7 @@ def test_dripping_upstream_is_cut_at_the_deadline(
     verdict.settle_and_check(
         {
             "d:one_row_each": lambda: row_violations(outcomes),
-            "c:ledger=telemetry": lambda: Ledgers.read().ledger_violations(),
-            "e:nothing_reserved": lambda: Ledgers.read().reserved_violations(),
-            "journal_replayed": server.journal_violations,
+            **invariants(server),
         },
         timeout=5,
     )
@@ -192,11 +181,8 @@ def test_reservation_outlives_nothing(chaos_server, api_key, chaos_provider, cha
     verdict = Verdict("test_reservation_outlives_nothing", outcomes, figures=figures)
     verdict.settle_and_check(
         {
-            "b:used<=cap": lambda: Ledgers.read().caps_violations(),
             "d:one_row_each": lambda: row_violations(outcomes),
-            "c:ledger=telemetry": lambda: Ledgers.read().ledger_violations(),
-            "e:nothing_reserved": lambda: Ledgers.read().reserved_violations(),
-            "journal_replayed": server.journal_violations,
+            **invariants(server, caps="b:used<=cap"),
         },
         timeout=5,
     )

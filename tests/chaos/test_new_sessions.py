@@ -12,7 +12,7 @@ import pytest
 
 from budgets.models import BudgetConstraint, LlmSession
 from telemetry.models import OperationTelemetry
-from tests.chaos.harness import Call, Ledgers, Verdict, fire, row_violations, statuses
+from tests.chaos.harness import Call, Verdict, fire, invariants, row_violations, statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,10 +92,7 @@ def test_concurrent_first_requests_of_new_sessions(
     verdict.settle_and_check(
         {
             "d:one_row_each": lambda: row_violations(all_outcomes),
-            "b:caps": lambda: Ledgers.read().caps_violations(),
-            "c:ledger=telemetry": lambda: Ledgers.read().ledger_violations(),
-            "e:nothing_reserved": lambda: Ledgers.read().reserved_violations(),
-            "journal_replayed": server.journal_violations,
+            **invariants(server, caps="b:caps"),
         },
         timeout=5,
     )

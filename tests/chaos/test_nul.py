@@ -11,7 +11,16 @@ import pytest
 from aura_orchestrator.simulator import Fault
 from budgets.models import BudgetConstraint
 from telemetry.models import OperationTelemetry
-from tests.chaos.harness import Call, Ledgers, Outcome, Verdict, client_for, row_violations, send
+from tests.chaos.harness import (
+    Call,
+    Ledgers,
+    Outcome,
+    Verdict,
+    client_for,
+    invariants,
+    row_violations,
+    send,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -162,9 +171,7 @@ def test_nul_everywhere(chaos_server, api_key, chaos_provider, chaos_upstream):
     verdict.settle_and_check(
         {
             "d:one_row_each": lambda: row_violations(answered),
-            "c:ledger=telemetry": lambda: Ledgers.read().ledger_violations(),
-            "e:nothing_reserved": lambda: Ledgers.read().reserved_violations(),
-            "journal_replayed": server.journal_violations,
+            **invariants(server),
         },
         timeout=5,
     )
