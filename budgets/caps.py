@@ -35,6 +35,7 @@ class Unit:
     amount: str  # an operation's amount: the SQL parameter and the keyword (tokens, cost)
     remaining: str  # the budget body's field: what the tightest ledger cap still allows
     money: bool  # public values are Decimal USD, ledger values integer micro-dollars
+    charged: str  # what messages call the charged amount: "used" | "accrued"
 
     def to_ledger(self, value: int | Decimal) -> int:
         return usd_to_micros(Decimal(value)) if self.money else int(value)
@@ -43,8 +44,12 @@ class Unit:
         return micros_to_usd(value) if self.money else value
 
     def show(self, value: int) -> str:
-        """A ledger value for a message: `$0.000120` or `1200 tokens`."""
-        return f"${micros_to_usd(value)}" if self.money else f"{value} tokens"
+        """A ledger value for a message: `$0.000120` or `1200`."""
+        return f"${micros_to_usd(value)}" if self.money else str(value)
+
+    def show_amount(self, value: int) -> str:
+        """An operation's amount on its own: `$0.000120` or `1200 tokens`."""
+        return self.show(value) if self.money else f"{value} tokens"
 
 
 TOKENS = Unit(
@@ -54,6 +59,7 @@ TOKENS = Unit(
     amount="tokens",
     remaining="remaining_tokens",
     money=False,
+    charged="used",
 )
 COST = Unit(
     name="cost",
@@ -62,6 +68,7 @@ COST = Unit(
     amount="cost",
     remaining="remaining_cost",
     money=True,
+    charged="accrued",
 )
 UNITS = (TOKENS, COST)
 
@@ -182,7 +189,7 @@ def overruns(ledger: Any, counts: Counts, *, amounts: Mapping[str, int | None]) 
         if counts is Counts.OPERATION:
             if amount > limit:
                 problems.append(
-                    f"{cap.field}: worst case {unit.show(amount)} exceeds the cap of "
+                    f"{cap.field}: worst case {unit.show_amount(amount)} exceeds the cap of "
                     f"{unit.show(limit)} by {unit.show(amount - limit)}"
                 )
             continue
@@ -190,7 +197,7 @@ def overruns(ledger: Any, counts: Counts, *, amounts: Mapping[str, int | None]) 
         projected = used + reserved + amount
         if projected > limit:
             problems.append(
-                f"{cap.field}: {unit.show(used)} used + {unit.show(reserved)} reserved + "
+                f"{cap.field}: {unit.show(used)} {unit.charged} + {unit.show(reserved)} reserved + "
                 f"{unit.show(amount)} for this operation exceeds the cap of "
                 f"{unit.show(limit)} by {unit.show(projected - limit)}"
             )
