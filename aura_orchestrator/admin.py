@@ -5,7 +5,9 @@ share (Django's admin autodiscovery imports it too, harmlessly: it registers not
 """
 
 import datetime as dt
+from collections.abc import Iterable
 from decimal import Decimal
+from typing import cast
 
 from django import forms
 from django.contrib import admin
@@ -27,9 +29,10 @@ def value_text(field: forms.Field | None, value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(field, forms.ModelChoiceField) and not isinstance(value, Model):
-        value = field.queryset.filter(pk=value).first() or value
+        if field.queryset is not None:
+            value = field.queryset.filter(pk=value).first() or value
     elif isinstance(field, forms.ChoiceField):
-        value = dict(field.choices).get(value, value)
+        value = dict(cast(Iterable[tuple[object, object]], field.choices)).get(value, value)
     if isinstance(value, dt.datetime):
         value = value.isoformat(sep=" ", timespec="seconds")
     text = str(value)
@@ -72,11 +75,12 @@ class AuditedChangesMixin:
                 if "object" not in changed:
                     changed["fields"] = form_diff(form, form.changed_data)
                     continue
+                changed_object: object = changed["object"]  # a str (the stubs say a list)
                 for formset in formsets or []:
                     for inline_form in formset.initial_forms:
                         if (
                             inline_form.has_changed()
-                            and str(inline_form.instance) == changed["object"]
+                            and str(inline_form.instance) == changed_object
                         ):
                             changed["fields"] = form_diff(inline_form, inline_form.changed_data)
         return message

@@ -108,7 +108,7 @@ def memoized(key: Hashable, load: Callable[[], T], *, version: object = _MISSING
     # Only its age against it (the version is current), in memo_only(): one caller goes
     # to reload it; for REFRESH_GRACE_SECONDS the others keep the value they had, so a TTL
     # expiry under hundreds of requests in flight is one reload, not a herd.
-    if current and (hit[0] > now or (no_load and _grace.get(key, 0.0) > now)):
+    if hit is not None and current and (hit[0] > now or (no_load and _grace.get(key, 0.0) > now)):
         return hit[2]  # type: ignore[return-value]
     if no_load:
         if current:
