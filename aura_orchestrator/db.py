@@ -19,7 +19,7 @@ import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -42,7 +42,7 @@ def executor() -> ThreadPoolExecutor:
     return _executor
 
 
-def _closing(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+def _closing(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
     try:
         return fn(*args, **kwargs)
     finally:

@@ -69,7 +69,7 @@ def purge_django_pool() -> None:
             logger.debug("checking the pool of %s failed", alias, exc_info=True)
 
 
-_purging: asyncio.Task | None = None
+_purging: asyncio.Task[None] | None = None
 
 
 def purge_pools() -> None:

@@ -4,19 +4,20 @@ The one table the API maps to HTTP (`api/exceptions.py`); the pipeline turns the
 failed operation results with the same code.
 """
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class AuraError(Exception):
-    code: ClassVar[str] = "error"
-    status: ClassVar[int] = 500
+    # Per class, and per instance where one table maps many codes (api/exceptions.py).
+    code: str = "error"
+    status: int = 500
     default_message: ClassVar[str] = "Unexpected error."
 
     def __init__(
         self,
         message: str | None = None,
         *,
-        details: dict | None = None,
+        details: dict[str, Any] | None = None,
         retry_after: float | None = None,
     ) -> None:
         self.message = message or self.default_message
