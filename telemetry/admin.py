@@ -1,6 +1,10 @@
+from typing import Any, cast
+
 from django.contrib import admin
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.paginator import Paginator
 from django.db import connections
+from django.db.models import QuerySet
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
@@ -17,7 +21,8 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        queryset = self.object_list
+        # The admin's changelist paginates a queryset (the stubs type any sequence).
+        queryset = cast("QuerySet[Any]", self.object_list)
         connection = connections[queryset.db]
         if connection.vendor == "postgresql" and not queryset.query.where:
             with connection.cursor() as cursor:
@@ -114,9 +119,7 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
         ),
         ("Parameters", {"fields": ["temperature", "top_p", "max_tokens"]}),
     ]
-    readonly_fields = [
-        name for _, options in fieldsets for name in options["fields"] if name != "attempts"
-    ]
+    readonly_fields = [name for name in flatten_fieldsets(fieldsets) if name != "attempts"]
 
     def has_add_permission(self, request):
         return False

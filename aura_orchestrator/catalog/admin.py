@@ -1,4 +1,5 @@
 import os
+from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,6 +10,14 @@ from django.utils.html import format_html
 from aura_orchestrator.admin import AuraModelAdmin
 from aura_orchestrator.catalog.models import LlmModel, Provider
 from aura_orchestrator.catalog.services import model_apply_catalogue_price
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _ModelCounts(TypedDict):
+    _model_count: int
+
 
 PRICE_FIELDS = ("input_price", "output_price", "cached_input_price")
 
@@ -46,8 +55,8 @@ class LlmModelInline(admin.TabularInline):
 class ProviderForm(forms.ModelForm):
     def _get_validation_exclusions(self):
         # "One default provider" is kept by save_model, which takes the flag from the old
-        # default: the form must not refuse the move.
-        return {*super()._get_validation_exclusions(), "is_default"}
+        # default: the form must not refuse the move. (A private method: not in the stubs.)
+        return {*super()._get_validation_exclusions(), "is_default"}  # type: ignore[misc]
 
 
 @admin.register(Provider)
@@ -84,7 +93,7 @@ class ProviderAdmin(AuraModelAdmin):
         return super().get_queryset(request).annotate(_model_count=Count("models"))
 
     @admin.display(description="models", ordering="_model_count")
-    def model_count(self, obj: Provider) -> int:
+    def model_count(self, obj: "WithAnnotations[Provider, _ModelCounts]") -> int:
         return obj._model_count
 
     @admin.display(description="secret in environment")
@@ -151,7 +160,8 @@ class LlmModelAdmin(AuraModelAdmin):
 
     @admin.action(description="Reset price from catalogue")
     def reset_price_from_catalogue(self, request, queryset):
-        updated, unknown = [], []
+        updated: list[LlmModel] = []
+        unknown: list[LlmModel] = []
         for model in queryset.select_related("provider"):
             (updated if model_apply_catalogue_price(llm_model=model) else unknown).append(model)
         for model in updated:

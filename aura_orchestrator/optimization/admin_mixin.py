@@ -1,6 +1,8 @@
 """The preset admin's telemetry suggestion: shown beside the stored values on a preset's
 page, applied with a button there or an action on the list, recorded in the audit log."""
 
+from typing import TYPE_CHECKING
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
@@ -14,8 +16,15 @@ from aura_orchestrator.optimization.services import preset_apply_suggestion
 
 PARAMETERS = ("temperature", "top_p", "max_tokens", "timeout_seconds", "max_retries")
 
+if TYPE_CHECKING:  # what the mixin is mixed into, for the type checker only
+    from presets.models import OperationPreset
 
-class PresetSuggestionAdminMixin:
+    _AdminBase = admin.ModelAdmin[OperationPreset]
+else:
+    _AdminBase = object
+
+
+class PresetSuggestionAdminMixin(_AdminBase):
     """Mix into the OperationPreset admin; add `telemetry_suggestion` to its readonly
     fields and fieldsets and `apply_telemetry_suggestion` to its actions."""
 

@@ -1,15 +1,24 @@
+from typing import TYPE_CHECKING, TypedDict
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
-from django.views.decorators.cache import add_never_cache_headers
 
 from aura_orchestrator.admin import AuraModelAdmin
 from aura_orchestrator.tenancy.models import ApiKey, Project
 from aura_orchestrator.tenancy.services import api_key_create, api_key_revoke
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _KeyCounts(TypedDict):
+    _active_keys: int
 
 
 def _status(key: ApiKey) -> tuple[str, str]:
@@ -24,8 +33,8 @@ class ApiKeyInline(admin.TabularInline):
     """The project's keys at a glance; keys are created and revoked from the key list."""
 
     model = ApiKey
-    fields = ["name", "prefix", "created_at", "last_used_at", "expires_at", "status"]
-    readonly_fields = fields
+    readonly_fields = ["name", "prefix", "created_at", "last_used_at", "expires_at", "status"]
+    fields = list(readonly_fields)
     extra = 0
     can_delete = False
     show_change_link = True
@@ -57,7 +66,7 @@ class ProjectAdmin(AuraModelAdmin):
         )
 
     @admin.display(description="unrevoked keys", ordering="_active_keys")
-    def active_keys(self, obj: Project) -> int:
+    def active_keys(self, obj: "WithAnnotations[Project, _KeyCounts]") -> int:
         return obj._active_keys
 
     @admin.display(description="sessions")
