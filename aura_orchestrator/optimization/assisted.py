@@ -126,7 +126,9 @@ async def assisted_suggest(*, request, principal, offline) -> Suggestion:
         response_schema=RESPONSE_SCHEMA,
     )
     if not result.success:
-        return _fallback(offline, f"{result.error.code}: {result.error.message[:200]}")
+        error = result.error
+        assert error is not None  # a failed result carries its error
+        return _fallback(offline, f"{error.code}: {error.message[:200]}")
     served_by = f"{result.telemetry['provider_name']}/{result.telemetry['model_name']}"
     try:
         draft = llm_draft(parse_json_object(result.content), offline=offline, served_by=served_by)

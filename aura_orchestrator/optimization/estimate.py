@@ -32,7 +32,7 @@ class EstimateRequest:
 
 
 def _cost(route: Route, tokens_in: int, tokens_out: int) -> int | None:
-    if not route.priced:
+    if route.input_price is None or route.output_price is None:  # not route.priced
         return None
     return cost_micros(
         tokens_in=tokens_in,
@@ -104,7 +104,7 @@ def estimate(*, request: EstimateRequest, project_id: int) -> dict:
         model_name=first.model_name,
     )
     typical_out = None
-    if history.successes >= TYPICAL_MIN_SAMPLE:
+    if history.successes >= TYPICAL_MIN_SAMPLE and history.tokens_out_p50 is not None:
         typical_out = min(history.tokens_out_p50, tokens_out)
     typical_cost = _cost(first, tokens_in, typical_out) if typical_out is not None else None
     budget = None

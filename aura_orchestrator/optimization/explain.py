@@ -164,6 +164,8 @@ async def explain(
 ) -> Explanation:
     """`base` None: the operation type's preset is the base."""
     if base is None:
+        if operation_type is None:  # the API asks for one or the other
+            raise ValueError("explain() needs `base` or an `operation_type`")
         base = await db(preset_parameters, operation_type=operation_type)
     changes = changes_between(base=base, adjusted=adjusted)
     template = explain_template(changes=changes, reason=reason)

@@ -8,8 +8,10 @@ source; when no parameters can meet them, `ConstraintsUnsatisfiable` (422) says 
 """
 
 import math
+import random
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
 from aura_orchestrator.catalog.selectors import Route
 from aura_orchestrator.money import cost_micros, micros_to_usd, usd_to_micros
@@ -55,7 +57,9 @@ class _Ceiling:
 
 def backoff_ceiling(retries: int) -> float:
     """Longest total backoff of `retries` retries (the pipeline's own delay function)."""
-    return sum(backoff_delay(attempt, rng=_Ceiling()) for attempt in range(retries))
+    # backoff_delay only calls the rng's uniform(): a stand-in for random.Random.
+    ceiling = cast(random.Random, _Ceiling())
+    return sum(backoff_delay(attempt, rng=ceiling) for attempt in range(retries))
 
 
 def worst_case_latency(*, timeout_seconds: float, max_retries: int, routes: int) -> float:
@@ -97,15 +101,23 @@ def _safe(draft: Draft) -> tuple[dict, list[str]]:
     return values, notes
 
 
+def _prices(route: Route) -> tuple[Decimal, Decimal]:
+    """A priced route's input and output prices (callers check `route.priced` first)."""
+    if route.input_price is None or route.output_price is None:
+        raise ValueError(f"{route.model_name} has no price")
+    return route.input_price, route.output_price
+
+
 def max_tokens_within_cost(*, route: Route, prompt_tokens: int, cap_micros: int) -> int:
     """The most output tokens whose worst case, with the prompt, costs at most the cap;
     -1 when the prompt alone costs more."""
-    prompt_cost = Decimal(prompt_tokens) * route.input_price
+    input_price, output_price = _prices(route)
+    prompt_cost = Decimal(prompt_tokens) * input_price
     if prompt_cost > cap_micros:
         return -1
-    if route.output_price == 0:
+    if output_price == 0:
         return SAFE_MAX_TOKENS[1]
-    n = int((Decimal(cap_micros) - prompt_cost) // route.output_price)
+    n = int((Decimal(cap_micros) - prompt_cost) // output_price)
     n = min(n, SAFE_MAX_TOKENS[1])
     while n > 0 and _cost(route, prompt_tokens, n) > cap_micros:  # guard against rounding
         n -= 1
@@ -113,11 +125,12 @@ def max_tokens_within_cost(*, route: Route, prompt_tokens: int, cap_micros: int)
 
 
 def _cost(route: Route, prompt_tokens: int, tokens_out: int) -> int:
+    input_price, output_price = _prices(route)
     return cost_micros(
         tokens_in=prompt_tokens,
         tokens_out=tokens_out,
-        input_price=route.input_price,
-        output_price=route.output_price,
+        input_price=input_price,
+        output_price=output_price,
     )
 
 
@@ -209,14 +222,14 @@ def _fit_latency(values: dict, constraints: Constraints, ctx: Context, draft: Dr
 def fit(draft: Draft, *, constraints: Constraints, ctx: Context) -> Suggestion:
     values, notes = _safe(draft)
     confidence = draft.confidence
-    forced = []
+    changes: list[str | None] = []
     cap = constraints.max_tokens
     if cap is not None and values["max_tokens"] > cap:
-        forced.append(f"max_tokens {values['max_tokens']} → {cap}: the max_tokens constraint.")
+        changes.append(f"max_tokens {values['max_tokens']} → {cap}: the max_tokens constraint.")
         values["max_tokens"] = cap
-    forced.append(_fit_cost(values, constraints, ctx))
-    forced.append(_fit_latency(values, constraints, ctx, draft))
-    forced = [f for f in forced if f]
+    changes.append(_fit_cost(values, constraints, ctx))
+    changes.append(_fit_latency(values, constraints, ctx, draft))
+    forced = [f for f in changes if f]
     confidence *= CONSTRAINED_CONFIDENCE_FACTOR ** len(forced)
     if not forced and constraints != Constraints(prioritize_quality=constraints.prioritize_quality):
         forced.append("Every constraint is met without further changes.")

@@ -42,7 +42,12 @@ def learned_draft(
 ) -> Draft | None:
     """None when the history is smaller than OPTIMIZER_MIN_SAMPLE successful operations."""
     minimum = setting("OPTIMIZER_MIN_SAMPLE", 30)
-    if history.successes < minimum or history.tokens_out_p95 is None:
+    if (
+        history.successes < minimum
+        or history.tokens_out_p95 is None
+        or history.tokens_out_p99 is None
+        or history.latency_ms_p99 is None
+    ):  # the percentiles are None together, when there is no success
         return None
     priority = constraints.priority
     q, headroom = TOKENS_PERCENTILE[priority]

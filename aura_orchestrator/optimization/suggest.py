@@ -53,8 +53,9 @@ def optimize_context(
     history = history_for(
         project_id=project_id, operation_type=operation_type.value, model_name=model
     )
-    from_history = bool(history.successes >= TYPICAL_PROMPT_MIN_SAMPLE and history.tokens_in_p50)
-    typical = history.tokens_in_p50 if from_history else DEFAULT_PROMPT_TOKENS
+    p50 = history.tokens_in_p50 if history.successes >= TYPICAL_PROMPT_MIN_SAMPLE else None
+    from_history = bool(p50)
+    typical = p50 or DEFAULT_PROMPT_TOKENS
     ctx = Context(
         operation_type=operation_type.value,
         preset=preset,
