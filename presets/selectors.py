@@ -1,6 +1,7 @@
 """Reads: the effective preset of an operation type, with a request's overrides."""
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from aura_orchestrator.caching.config_cache import memoized
 from presets.models import OperationPreset
@@ -28,7 +29,7 @@ class EffectivePreset:
 def _from_row(row: OperationPreset) -> EffectivePreset:
     op = OperationType(row.operation_type)
     seed = SEED_PRESETS[op]
-    values = {
+    values: dict[str, Any] = {
         "temperature": row.temperature,
         "top_p": row.top_p,
         "max_tokens": row.max_tokens,

@@ -4,6 +4,7 @@ what was wrong and the page falls back to the default (last 24 hours, every proj
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from django import forms
 from django.utils import timezone
@@ -71,7 +72,8 @@ class OverviewFilterForm(forms.Form):
         return until
 
     def clean(self):
-        data = super().clean()
+        # Form.clean() returns cleaned_data (the stubs allow None, for overrides).
+        data = cast(dict[str, Any], super().clean())
         since, until = data.get("since"), data.get("until")
         if "since" in self.errors or "until" in self.errors:
             return data
@@ -102,14 +104,14 @@ def overview_filters(params, *, project_ids: set[int]) -> Filters:
     valid = form.is_valid()
     data = form.cleaned_data if valid else {}
     errors = [
-        f"{_field_label(field)}: {message}" if field != "__all__" else message
+        f"{_field_label(field)}: {message}" if field != "__all__" else str(message)
         for field, messages in form.errors.items()
         for message in messages
     ]
     project_id = form.cleaned_data.get("project")  # kept when only another field failed
     if valid and data.get("since") is not None:
         return Filters("custom", data["since"], data["until"], project_id, errors)
-    key = data.get("range") if data.get("range") in RANGES else DEFAULT_RANGE
+    key = data["range"] if data.get("range") in RANGES else DEFAULT_RANGE
     return Filters(key, now - RANGES[key][1], now, project_id, errors)
 
 

@@ -65,7 +65,9 @@ def schedules_ensure(*, schedule_model=None, using: str = "default") -> int:
     """Create the missing schedules, by name (idempotent; an operator's edits to an
     existing schedule in the admin are kept). Returns how many were created."""
     if schedule_model is None:
-        from django_q.models import Schedule as schedule_model
+        from django_q.models import Schedule
+
+        schedule_model = Schedule
     created = 0
     for name, (func, schedule_type, minutes, options) in SCHEDULES.items():
         _, was_created = schedule_model.objects.using(using).get_or_create(

@@ -91,7 +91,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
     form = SessionFilterForm(request.GET)
     form.is_valid()
     data = form.cleaned_data
-    problems = [f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()]
+    problems = [f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items()]
     project_id = data.get("project")
     if project_id is not None and project_id not in {p.pk for p in projects}:
         problems.append("project: There is no project with this id.")

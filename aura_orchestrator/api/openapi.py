@@ -200,7 +200,9 @@ class ApiErrorSerializer(_FailureFields):
     """A refused REST request."""
 
 
-class ExecuteFailureSerializer(_FailureFields, s.ExecuteOutputSerializer):
+# The serializer metaclass merges the declared fields, first base first: `success` is the
+# failure's ChoiceField, which the type checker sees as clashing with the BooleanField.
+class ExecuteFailureSerializer(_FailureFields, s.ExecuteOutputSerializer):  # type: ignore[misc]
     """A failed operation: the execute body with `success: false`. `telemetry` and
     `budget` are filled when the pipeline ran, null when the request was refused first."""
 

@@ -89,7 +89,7 @@ class StatisticsSerializer(serializers.Serializer):
     operations_by_provider = serializers.DictField(child=serializers.IntegerField())
     operations_by_type = serializers.DictField(child=serializers.IntegerField())
     cost_by_provider = serializers.DictField(child=serializers.CharField(), help_text="USD")
-    source = serializers.ChoiceField(
+    source = serializers.ChoiceField(  # type: ignore[assignment]  # a field, not Field.source
         choices=["raw", "rollup"],
         help_text="raw: exact percentiles over every operation; rollup: long range served "
         "from hourly rollups, totals exact, percentiles approximate.",

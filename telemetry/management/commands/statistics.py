@@ -2,7 +2,7 @@ import json
 from dataclasses import asdict
 
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 from aura_orchestrator.api.render import jsonable
 from aura_orchestrator.api.statistics_views import StatisticsFilterSerializer
@@ -58,7 +58,7 @@ def _first_error(errors: dict) -> str:
     problem = problems[0] if isinstance(problems, list) else problems
     if isinstance(problem, dict | list):
         return _first_error(problem if isinstance(problem, dict) else {name: problem})
-    label = "" if name == serializers.api_settings.NON_FIELD_ERRORS_KEY else f"--{name}: "
+    label = "" if name == api_settings.NON_FIELD_ERRORS_KEY else f"--{name}: "
     return f"{label.replace('_', '-')}{problem}"
 
 
