@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything and run the whole suite: lint, migrations check, tests, browser tests.
+# Install everything and run the whole suite: lint, types, migrations check, tests, browser tests.
 # Uses DATABASE_URL when set (PostgreSQL in CI), else SQLite; REDIS_URL likewise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,8 @@ export DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-test-only-secret-key-not-for-produ
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+echo "== types (mypy; files and strictness in pyproject.toml)"
+.venv/bin/mypy
 echo "== migrations"
 .venv/bin/python manage.py makemigrations --check --dry-run
 echo "== OpenAPI schema (valid, no warnings)"
