@@ -2,10 +2,14 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from aura_orchestrator.providers.registry import SPECS
 
-class ProviderKind(models.TextChoices):
-    OPENAI = "openai", "OpenAI-compatible (chat completions)"
-    ANTHROPIC = "anthropic", "Anthropic (Messages API)"
+# The kinds the provider adapters declare (providers/registry.py), in their order: adding
+# an adapter adds a choice here. Values, labels and order are what migrations recorded;
+# a change to any of them needs a migration (makemigrations --check says so).
+ProviderKind = models.TextChoices(
+    "ProviderKind", [(spec.kind.upper(), (spec.kind, spec.label)) for spec in SPECS]
+)
 
 
 class Provider(models.Model):

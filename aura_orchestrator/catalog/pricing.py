@@ -6,6 +6,8 @@ from decimal import Decimal
 
 from genai_prices import Usage, calc_price
 
+from aura_orchestrator.providers.registry import KINDS, kind_spec
+
 logger = logging.getLogger(__name__)
 
 _MILLION = 1_000_000
@@ -19,8 +21,11 @@ class CataloguePrice:
 
 
 def catalogue_price(*, model: str, provider_kind: str | None = None) -> CataloguePrice | None:
-    """USD per million tokens for `model`, or None when the catalogue does not know it."""
-    provider_id = provider_kind if provider_kind in ("openai", "anthropic") else None
+    """USD per million tokens for `model`, or None when the catalogue does not know it.
+
+    Looked up under the catalogue the provider kind declares first, then by model name alone.
+    """
+    provider_id = kind_spec(provider_kind).price_catalogue if provider_kind in KINDS else None
     name = model.rsplit("/", 1)[-1]
     for provider in (provider_id, None) if provider_id else (None,):
         try:

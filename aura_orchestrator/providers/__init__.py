@@ -1,7 +1,9 @@
 """Provider adapters: OpenAI-compatible and Anthropic upstreams behind one protocol.
 
 httpx only, no Django: the pipeline builds `ProviderConfig`s from its models and calls
-`get_adapter(config.kind).complete(get_transport(), config, request)`.
+`get_adapter(config.kind).complete(get_transport(), config, request)`. Each adapter
+declares its kind (`ProviderKindSpec`); `registry` lists the adapters, and the rest of the
+project derives its kinds from it.
 """
 
 from .base import (
@@ -13,6 +15,7 @@ from .base import (
     ProviderBadResponse,
     ProviderConfig,
     ProviderError,
+    ProviderKindSpec,
     ProviderRateLimited,
     ProviderRequestRejected,
     ProviderTimeout,
@@ -21,11 +24,19 @@ from .base import (
     Usage,
 )
 from .http import close_transports, get_transport
-from .registry import KINDS, UnknownProviderKind, get_adapter
+from .registry import (
+    KINDS,
+    SPECS,
+    UnknownProviderKind,
+    get_adapter,
+    kind_spec,
+    supports_native_json_schema,
+)
 from .retry import backoff_delay
 
 __all__ = [
     "KINDS",
+    "SPECS",
     "ChatMessage",
     "CompletionRequest",
     "CompletionResult",
@@ -34,6 +45,7 @@ __all__ = [
     "ProviderBadResponse",
     "ProviderConfig",
     "ProviderError",
+    "ProviderKindSpec",
     "ProviderRateLimited",
     "ProviderRequestRejected",
     "ProviderTimeout",
@@ -45,4 +57,6 @@ __all__ = [
     "close_transports",
     "get_adapter",
     "get_transport",
+    "kind_spec",
+    "supports_native_json_schema",
 ]

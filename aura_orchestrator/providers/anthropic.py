@@ -12,6 +12,7 @@ from .base import (
     ProviderAuthError,
     ProviderConfig,
     ProviderError,
+    ProviderKindSpec,
     ProviderRateLimited,
     ProviderRequestRejected,
     ProviderTimeout,
@@ -60,6 +61,13 @@ FINISH_REASONS = {
 
 
 class AnthropicAdapter:
+    spec = ProviderKindSpec(
+        kind="anthropic",
+        label="Anthropic (Messages API)",
+        price_catalogue="anthropic",
+        native_json_schema=False,  # the Messages API has no response_format
+    )
+
     async def complete(
         self, client: Sender, config: ProviderConfig, request: CompletionRequest
     ) -> CompletionResult:

@@ -14,6 +14,27 @@ import httpx
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderKindSpec:
+    """What the project knows about one provider kind, declared once by its adapter.
+
+    Everything kind-specific outside the adapter reads it through `registry`: the choices
+    of `catalog.models.ProviderKind` (kind, label), the price catalogue the kind's models
+    are looked up in (`catalog/pricing.py`), whether the pipeline asks for a JSON schema
+    natively, and the simulator's wire shapes.
+    """
+
+    kind: str  # stored in Provider.kind (at most 16 characters), ProviderConfig.kind
+    label: str  # ProviderKind's label: the admin's select, the choices' order follows the registry
+    # The genai-prices provider id its models are priced under; None says "no catalogue of
+    # its own": prices are then looked up by model name alone.
+    price_catalogue: str | None
+    # Takes OpenAI's `response_format: {"type": "json_schema", ...}`: the pipeline sends a
+    # request's response_schema along, so the provider constrains the answer itself (the
+    # pipeline validates it either way).
+    native_json_schema: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderConfig:
     """Where and how to reach one configured provider (built by the pipeline from DB rows)."""
 
@@ -127,6 +148,8 @@ class ProviderAuthError(ProviderRequestRejected):
 
 class ProviderAdapter(Protocol):
     """One vendor wire format. Adapters are stateless and make exactly one attempt per call."""
+
+    spec: ProviderKindSpec  # the kind it serves; registered in registry.ADAPTERS
 
     async def complete(
         self,

@@ -7,7 +7,14 @@ from typing import Any
 
 import httpx
 
-from .base import CompletionRequest, CompletionResult, ProviderConfig, StreamChunk, Usage
+from .base import (
+    CompletionRequest,
+    CompletionResult,
+    ProviderConfig,
+    ProviderKindSpec,
+    StreamChunk,
+    Usage,
+)
 from .http import (
     Sender,
     aclosing_response,
@@ -24,6 +31,13 @@ from .http import (
 
 
 class OpenAICompatAdapter:
+    spec = ProviderKindSpec(
+        kind="openai",
+        label="OpenAI-compatible (chat completions)",
+        price_catalogue="openai",
+        native_json_schema=True,
+    )
+
     async def complete(
         self, client: Sender, config: ProviderConfig, request: CompletionRequest
     ) -> CompletionResult:

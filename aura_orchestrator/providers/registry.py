@@ -1,17 +1,23 @@
-"""Adapter lookup by provider kind."""
+"""The provider kinds: one adapter each, in the order forms and commands list them.
+
+Adding a kind = an adapter class with its `spec` (`base.ProviderKindSpec`) + its entry in
+`ADAPTERS`. The rest derives from this list: `catalog.models.ProviderKind` (choices, so
+the admin, `configure_provider --kind` and `provider_configure`), the price catalogue of
+`catalog/pricing.py`, the pipeline's native JSON-schema question, the simulator's shapes.
+"""
 
 from __future__ import annotations
 
 from .anthropic import AnthropicAdapter
-from .base import ProviderAdapter
+from .base import ProviderAdapter, ProviderKindSpec
 from .openai_compat import OpenAICompatAdapter
 
-KINDS = ("openai", "anthropic")
+ADAPTERS: tuple[ProviderAdapter, ...] = (OpenAICompatAdapter(), AnthropicAdapter())
 
-_ADAPTERS: dict[str, ProviderAdapter] = {
-    "openai": OpenAICompatAdapter(),
-    "anthropic": AnthropicAdapter(),
-}
+_BY_KIND: dict[str, ProviderAdapter] = {adapter.spec.kind: adapter for adapter in ADAPTERS}
+
+KINDS: tuple[str, ...] = tuple(_BY_KIND)
+SPECS: tuple[ProviderKindSpec, ...] = tuple(adapter.spec for adapter in ADAPTERS)
 
 
 class UnknownProviderKind(KeyError):
@@ -20,8 +26,19 @@ class UnknownProviderKind(KeyError):
 
 def get_adapter(kind: str) -> ProviderAdapter:
     try:
-        return _ADAPTERS[kind]
+        return _BY_KIND[kind]
     except KeyError:
         raise UnknownProviderKind(
             f"unknown provider kind {kind!r}; expected one of {', '.join(KINDS)}"
         ) from None
+
+
+def kind_spec(kind: str) -> ProviderKindSpec:
+    """The declaration of `kind`; UnknownProviderKind when no adapter serves it."""
+    return get_adapter(kind).spec
+
+
+def supports_native_json_schema(kind: str) -> bool:
+    """Whether a provider of `kind` takes a JSON schema as `response_format` (the pipeline
+    then sends the request's response_schema along); UnknownProviderKind if unregistered."""
+    return kind_spec(kind).native_json_schema

@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from aura_orchestrator.providers import (
+    KINDS,
     ChatMessage,
     CompletionRequest,
     ProviderBadResponse,
@@ -24,9 +25,10 @@ from aura_orchestrator.providers import (
     close_transports,
     get_adapter,
     get_transport,
+    kind_spec,
 )
 from aura_orchestrator.providers.openai_compat import OpenAICompatAdapter
-from aura_orchestrator.simulator import FakeUpstream, Fault, example_for_schema
+from aura_orchestrator.simulator import SHAPES, FakeUpstream, Fault, example_for_schema
 
 KEY = "sk-sim-key"
 
@@ -356,3 +358,19 @@ def test_stop_cuts_a_drip_short():
         with pytest.raises(httpx.HTTPError):
             r.read()
     assert time.perf_counter() - started < 2
+
+
+def test_the_simulator_speaks_every_registered_kind_under_its_declaration():
+    """Each registered kind has a fake shape, keyed by the adapter's own declaration."""
+    assert set(SHAPES) == set(KINDS)
+    for kind, shape in SHAPES.items():
+        assert shape.spec is kind_spec(kind)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", KINDS)
+async def test_each_kind_is_answered_at_its_base_url_by_its_adapter(sim, kind):
+    config = ProviderConfig("p", kind, sim.base_url(kind), KEY)
+    result = await complete(config, ask())
+    assert result.content == "Simulated answer to: Plan a video about volcanoes"
+    assert sim.path_counts == {SHAPES[kind].path: 1}

@@ -1,0 +1,53 @@
+"""A fake OpenAI and Anthropic upstream: a real HTTP server on loopback, stdlib only
+(plus the adapters' kind declarations it is keyed by).
+
+Used by the test suite (scripted faults, captured requests) and by `manage.py demo`
+(latency and random errors). Answers are deterministic for a given request, so cache tests
+can compare them:
+
+- content is "Simulated answer to: <last user message>", or a minimal JSON instance of the
+  requested `response_format` schema, or exactly `...` when the last user message holds the
+  marker `[[content:...]]`;
+- usage is always reported: prompt tokens ~ characters / 4, completion tokens
+  ~ content characters / 4 capped by max_tokens, or N when the marker `[[tokens_out:N]]` is
+  present.
+
+Scripted `Fault`s change the next answer: a status, a delay before answering, a malformed
+body, a TCP reset, or a drip (headers at once, then the body one byte at a time: a
+provider that is alive but never finishes, which no per-read timeout notices).
+
+The modules: upstream.py (`FakeUpstream`: state, scripting, inspection), server.py (HTTP:
+routing, faults on the wire, pacing, drips), faults.py, answers.py (what is answered,
+whatever the kind), and one module per provider kind (openai_compat.py, anthropic.py:
+paths, bodies, stream events, error bodies), keyed by the adapters' declarations in
+kinds.py.
+
+Run one by hand: `python -m aura_orchestrator.simulator --port 9000 --latency 0.2`.
+"""
+
+from __future__ import annotations
+
+from .answers import DEFAULT_MAX_TOKENS, example_for_schema
+from .anthropic import PATH as ANTHROPIC_PATH
+from .faults import Fault
+from .kinds import COMPLETION_PATHS, SHAPES
+from .openai_compat import PATH as OPENAI_PATH
+from .server import (
+    MODELS_PATH,
+    _Handler,  # noqa: F401  (bench/gateway_overhead.py sets its Nagle flag)
+)
+from .upstream import DEFAULT_MODELS, FakeUpstream, main
+
+__all__ = [
+    "ANTHROPIC_PATH",
+    "COMPLETION_PATHS",
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_MODELS",
+    "MODELS_PATH",
+    "OPENAI_PATH",
+    "SHAPES",
+    "FakeUpstream",
+    "Fault",
+    "example_for_schema",
+    "main",
+]

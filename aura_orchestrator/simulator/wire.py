@@ -1,0 +1,52 @@
+"""What every simulated kind shares: the reply to give, and the shape a kind gives it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aura_orchestrator.providers.base import ProviderKindSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One answer, before a kind's wire format dresses it."""
+
+    content: str
+    tokens_in: int
+    tokens_out: int
+    truncated: bool  # max_tokens cut the answer short
+
+
+# (model, reply, serial, request body) -> what the kind sends back
+Answer = Callable[[str, Reply, int, dict], dict]
+Events = Callable[[str, Reply, int, dict], list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class WireShape:
+    """How the fake upstream speaks one provider kind; `kinds.SHAPES` keys it by the
+    declaration of the adapter it stands in for."""
+
+    spec: ProviderKindSpec  # the adapter's declaration (providers/registry.py)
+    path: str  # where completions are POSTed
+    base_path: str  # what a provider's base_url adds to the server's URL
+    prompt_outside_messages: Callable[[dict], str]  # e.g. Anthropic's `system`
+    answer: Answer  # the body of a non-streamed answer
+    events: Events  # the SSE events of a stream, already framed
+    error: Callable[[int, str | None], dict]  # (status, message) -> the kind's error body
+
+
+def pieces(content: str) -> list[str]:
+    """Word-sized stream deltas that concatenate back to the content."""
+    return re.findall(r"\s*\S+\s*", content) or [content]
+
+
+def message_text(content: object) -> str:
+    """Text of an OpenAI or Anthropic message content (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
