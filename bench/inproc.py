@@ -136,19 +136,19 @@ async def main(args) -> None:
         for sql in statements.sql:
             print("  ", sql[:160])
     if args.finish_in_one_transaction:
-        # Proposal for pipeline.py, measured here: settle, cache store and telemetry of
-        # `_finish` commit together (one WAL flush instead of two or three).
+        # Proposal for the pipeline, measured here: settle, cache store and telemetry of
+        # `ending.write_finish` commit together (one WAL flush instead of two or three).
         from django.db import transaction
 
-        from aura_orchestrator import pipeline
+        from aura_orchestrator.pipeline import ending
 
-        finish = pipeline._finish
+        finish = ending.write_finish
 
         def _finish_atomic(*a, **k):
             with transaction.atomic():
                 return finish(*a, **k)
 
-        pipeline._finish = _finish_atomic
+        ending.write_finish = _finish_atomic
     t0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(args.n):
         await asgi_post(app, "/api/v1/operations/execute", body, headers)

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from aura_orchestrator import pipeline
 from aura_orchestrator.catalog.services import provider_configure
 from aura_orchestrator.catalog.tokens import count_tokens
 from aura_orchestrator.db import db
+from aura_orchestrator.pipeline import chain
 from aura_orchestrator.providers import ProviderUnavailable, StreamChunk, get_adapter
 from aura_orchestrator.simulator import Fault
 from budgets.models import BudgetConstraint, LlmSession
@@ -222,7 +222,7 @@ async def test_a_provider_failing_mid_stream_ends_it_with_an_error_event(
 ):
     """No retry after the first chunk: the client gets the two chunks then an OpenAI error
     event (no [DONE]); the ledger is charged what was consumed and nothing stays reserved."""
-    monkeypatch.setattr(pipeline, "get_adapter", lambda kind: _BreaksAfterTwoChunks())
+    monkeypatch.setattr(chain, "get_adapter", lambda kind: _BreaksAfterTwoChunks())
     response = await asgi_client.post(
         CHAT, json=chat(stream=True), headers={"X-Aura-Session-Id": "broken-1"}
     )

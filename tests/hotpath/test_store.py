@@ -77,8 +77,10 @@ def test_the_precompiled_telemetry_insert_names_every_column_of_the_model():
 
 def test_the_pipeline_hands_the_store_exactly_the_telemetry_columns():
     from aura_orchestrator import pipeline
+    from aura_orchestrator.pipeline.ending import telemetry_fields
+    from aura_orchestrator.pipeline.types import Run
 
-    run = pipeline._Run(
+    run = Run(
         request=pipeline.OperationRequest(
             session_id="s",
             operation_type=pipeline.OperationType.PLANNING,
@@ -86,9 +88,7 @@ def test_the_pipeline_hands_the_store_exactly_the_telemetry_columns():
         ),
         principal=pipeline.Principal(project_id=1),
     )
-    assert set(pipeline._telemetry_fields(run, success=True, cache_hit=False)) == set(
-        TELEMETRY_COLUMNS
-    )
+    assert set(telemetry_fields(run, success=True, cache_hit=False)) == set(TELEMETRY_COLUMNS)
 
 
 @pytest.mark.asyncio

@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 
 from aura_orchestrator import pipeline
+from aura_orchestrator.pipeline import ending, plan
 from tests.pipeline.helpers import EXECUTE, body
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -30,7 +31,8 @@ class _DatabaseDown:
 
 @pytest.fixture
 def database_down(monkeypatch):
-    monkeypatch.setattr(pipeline, "get_store", lambda: _DatabaseDown())
+    for module in (pipeline, plan, ending):  # every module of the pipeline that uses the store
+        monkeypatch.setattr(module, "get_store", lambda: _DatabaseDown())
 
 
 @pytest.mark.parametrize("path", ["front", "django"])

@@ -181,8 +181,8 @@ async def test_a_finish_the_database_refuses_is_journaled_then_written_whole(
     a charge without its row (it used to settle alone and lose the row)."""
     import psycopg
 
-    from aura_orchestrator import pipeline
     from aura_orchestrator.caching.models import CacheEntry
+    from aura_orchestrator.pipeline import ending
     from aura_orchestrator.store import get_store
 
     store = get_store()
@@ -199,7 +199,7 @@ async def test_a_finish_the_database_refuses_is_journaled_then_written_whole(
     # Every try of the pipeline fails (the store's finish, then its idempotent retries):
     # it must journal. The journal's replay goes through its own path.
     monkeypatch.setattr(type(store), "finish", database_away)
-    monkeypatch.setattr(pipeline, "finish_once", still_away)
+    monkeypatch.setattr(ending, "finish_once", still_away)
     fake_upstream.enqueue(Fault(usage=(100, 50)))
     result = await _plan_a_video(enable_cache=True)
     assert result.success, result.error

@@ -13,6 +13,7 @@ from asgiref.sync import sync_to_async
 
 from aura_orchestrator import errors, pipeline
 from aura_orchestrator.deadline import Lifetimes, operation_seconds, reservation_seconds
+from aura_orchestrator.pipeline import ending
 from aura_orchestrator.providers.base import ChatMessage
 from aura_orchestrator.simulator import Fault
 from budgets.models import BudgetReservation, LlmSession
@@ -322,7 +323,7 @@ async def test_a_stream_whose_finish_cannot_be_written_ends_with_an_error_event(
         raise psycopg.OperationalError("connection refused")
 
     monkeypatch.setattr(type(get_store()), "finish", database_away)
-    monkeypatch.setattr(pipeline, "finish_once", still_away)
+    monkeypatch.setattr(ending, "finish_once", still_away)
     monkeypatch.setattr(journal, "append", disk_full)
     response = await asgi_client.post(
         "/v1/chat/completions",

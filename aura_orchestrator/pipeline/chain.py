@@ -1,0 +1,194 @@
+"""Step 5: the providers, route by route, with retries and fallback, within the deadline.
+
+Each attempt is cut at min(timeout, deadline) as a whole (`within`); a retryable error
+is tried again after a backoff with jitter (`Retry-After` honoured) only if the retry
+fits before the deadline; a non-retryable one moves on to the next route. Every attempt
+is recorded (telemetry's `attempts`, `retry_count`), and the final error is classified
+by the last failure.
+"""
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from django.conf import settings
+
+from aura_orchestrator import errors
+from aura_orchestrator.catalog.selectors import Route
+from aura_orchestrator.catalog.tokens import count_message_tokens, count_tokens
+from aura_orchestrator.pgtext import storable
+from aura_orchestrator.pipeline.plan import cost_of
+from aura_orchestrator.pipeline.types import Run, Usage
+from aura_orchestrator.providers.base import (
+    ChatMessage,
+    CompletionRequest,
+    CompletionResult,
+    ProviderAdapter,
+    ProviderConfig,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+)
+from aura_orchestrator.providers.http import get_transport
+from aura_orchestrator.providers.registry import get_adapter
+from aura_orchestrator.providers.retry import backoff_delay
+
+T = TypeVar("T")
+
+
+def provider_config(route: Route) -> ProviderConfig:
+    # Secrets are read from the environment at call time; the database holds only the
+    # variable's name.
+    secret = os.environ.get(route.api_key_env) if route.api_key_env else None
+    return ProviderConfig(
+        name=route.provider_name, kind=route.kind, base_url=route.base_url, api_key=secret
+    )
+
+
+def native_response_format(route: Route, schema: dict) -> dict | None:
+    """The `response_format` that asks the provider itself for `schema`, where its API
+    has one (OpenAI-compatible routes); None elsewhere. The answer is validated in any
+    case (step 6)."""
+    if route.kind != "openai":
+        return None
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+
+
+def completion_request(run: Run, route: Route, messages: list[ChatMessage]) -> CompletionRequest:
+    preset = run.plan.preset
+    request = run.request
+    response_format = request.response_format
+    if response_format is None and request.response_schema is not None:
+        response_format = native_response_format(route, request.response_schema)
+    return CompletionRequest(
+        model=route.model_name,
+        messages=tuple(messages),
+        temperature=preset.temperature,
+        top_p=preset.top_p,
+        max_tokens=preset.max_tokens,
+        stop=request.stop,
+        response_format=response_format,
+        user=request.user,
+        timeout_seconds=preset.timeout_seconds,
+    )
+
+
+def record_attempt(run: Run, route: Route, started: float, exc: ProviderError | None) -> None:
+    run.attempts.append(
+        {
+            "provider": route.provider_name,
+            "model": route.model_name,
+            "latency_ms": round((time.perf_counter() - started) * 1000),
+            "outcome": "ok" if exc is None else type(exc).__name__,
+            "status": None if exc is None else exc.status,
+            "error": None if exc is None else storable(str(exc)[:300]),
+        }
+    )
+
+
+async def within(run: Run, awaitable: Awaitable[T], *, seconds: float, route: Route) -> T:
+    """`awaitable`, cut at `seconds` from now or at the operation's deadline, whichever
+    comes first: the timeout bounds the whole call (headers, body, every byte of a
+    dripping upstream), not each read."""
+    loop = asyncio.get_running_loop()
+    at = min(loop.time() + seconds, run.deadline)
+    try:
+        async with asyncio.timeout_at(at):
+            return await awaitable
+    except TimeoutError:
+        if at >= run.deadline:
+            raise deadline_passed(route) from None
+        raise ProviderTimeout(
+            f"{route.provider_name}: no answer within {seconds:g}s", provider=route.provider_name
+        ) from None
+
+
+async def attempt_chain(
+    run: Run,
+    messages: list[ChatMessage],
+    attempt: Callable[[ProviderAdapter, ProviderConfig, CompletionRequest], Awaitable[T]],
+) -> T:
+    """Each route in turn, each with up to max_retries retries on retryable errors
+    (backoff with jitter, Retry-After honoured); a non-retryable error moves on to the
+    next route at once. The final error is classified by the last failure. Every attempt
+    is recorded; `run.route` is the route that served."""
+    max_retries = run.plan.preset.max_retries
+    max_retry_after = settings.AURA["MAX_RETRY_AFTER_SECONDS"]
+    last_error: ProviderError | None = None
+    for route in run.plan.chain:
+        adapter = get_adapter(route.kind)
+        config = provider_config(route)
+        provider_request = completion_request(run, route, messages)
+        for n in range(max_retries + 1):
+            if run.time_left() <= 0:
+                raise final_error(run, last_error or deadline_passed(route))
+            started = time.perf_counter()
+            try:
+                result = await within(
+                    run,
+                    attempt(adapter, config, provider_request),
+                    seconds=provider_request.timeout_seconds,
+                    route=route,
+                )
+            except ProviderError as exc:
+                record_attempt(run, route, started, exc)
+                last_error = exc
+                if not exc.retryable or n == max_retries:
+                    break
+                delay = backoff_delay(
+                    n, retry_after=exc.retry_after, max_retry_after=max_retry_after
+                )
+                if delay >= run.time_left():  # the retry could not happen in time
+                    break
+                await asyncio.sleep(delay)
+            else:
+                record_attempt(run, route, started, None)
+                run.route = route
+                return result
+    raise final_error(run, last_error)
+
+
+async def call_chain(run: Run, messages: list[ChatMessage]) -> CompletionResult:
+    """Step 5: one complete answer from the chain (see `attempt_chain`), its usage
+    counted."""
+
+    def complete(adapter, config, request):
+        return adapter.complete(get_transport(), config, request)
+
+    result = await attempt_chain(run, messages, complete)
+    run.finish_reason = result.finish_reason
+    run.usage.add(usage_of(result, run.route, messages))
+    return result
+
+
+def usage_of(result: CompletionResult, route: Route, messages: list[ChatMessage]) -> Usage:
+    """Bill from the provider's reported usage; count ourselves when it reports none."""
+    if result.usage is not None:
+        tokens_in, tokens_out = result.usage.tokens_in, result.usage.tokens_out
+    else:
+        tokens_in = count_message_tokens(
+            [(m.role, m.content) for m in messages], model=route.model_name
+        )
+        tokens_out = count_tokens(result.content, model=route.model_name)
+    cost = cost_of(route, tokens_in=tokens_in, tokens_out=tokens_out) or 0
+    return Usage(tokens_in=tokens_in, tokens_out=tokens_out, cost_micros=cost)
+
+
+def deadline_passed(route: Route) -> ProviderTimeout:
+    return ProviderTimeout(
+        f"{route.provider_name}: the operation's deadline passed", provider=route.provider_name
+    )
+
+
+def final_error(run: Run, last: ProviderError | None) -> errors.AuraError:
+    if last is None:
+        return errors.ProviderFailed("No provider could be tried.")
+    providers = ", ".join(dict.fromkeys(a["provider"] for a in run.attempts))
+    message = f"{len(run.attempts)} attempt(s) on {providers} failed; last: {last}"
+    if isinstance(last, ProviderRateLimited):
+        return errors.RateLimited(message, retry_after=last.retry_after)
+    if isinstance(last, ProviderTimeout):
+        return errors.ProviderTimedOut(message)
+    return errors.ProviderFailed(message)

@@ -1,0 +1,227 @@
+"""Step 1 (prepare) and step 4 (reserve): what an operation is, may cost and may take,
+and holding that on the session's budget.
+
+    prepare   preset (+ overrides), route chain, named budget, prompt size, cache key:
+              from the memo on the loop (a db() thread only when something must load);
+              then the store's prepare step (session ledger + cache lookup), skipped when
+              the reservation can read the caps itself
+    reserve   the operation's deadline, then the worst case (prompt + max_tokens at the
+              dearest price of the chain) with a reservation that lives until the
+              deadline + margin
+"""
+
+import asyncio
+
+from django.conf import settings
+
+from aura_orchestrator import errors
+from aura_orchestrator.caching.config_cache import MemoMiss, memo_only
+from aura_orchestrator.caching.keys import cache_key
+from aura_orchestrator.catalog.selectors import Route, route_chain_resolve
+from aura_orchestrator.catalog.tokens import count_message_tokens
+from aura_orchestrator.db import db
+from aura_orchestrator.deadline import Lifetimes, operation_seconds, reservation_seconds
+from aura_orchestrator.money import cost_micros
+from aura_orchestrator.pipeline.types import OperationRequest, Plan, Principal, Run
+from aura_orchestrator.store import get_store
+from budgets.caps import has_money_caps
+from budgets.services import Caps, Reservation
+from presets.selectors import preset_get
+
+# --- Step 1: preset, chain, session, cache lookup ------------------------------------------
+
+
+async def prepare(*, request: OperationRequest, principal: Principal) -> Plan:
+    """Step 1. The configuration from the memo on the loop (a thread when something must
+    be loaded: no query ever runs on the event loop), then the store's prepare step: the
+    session's ledger and the cache lookup. A request without cache, without caps of its
+    own and with every route priced skips that step: its reservation reads the session's
+    caps on the locked row (`reserve`), one round trip instead of two."""
+    try:
+        with memo_only():
+            plan = plan_of(request=request)
+    except MemoMiss:
+        plan = await db(plan_of, request=request)
+    if (
+        plan.cache_key is None
+        and plan.caps is None
+        and plan.chain
+        and all(r.priced for r in plan.chain)
+    ):
+        return plan  # plan.session is None until reserve
+    await prepare_session(plan, principal=principal, request=request)
+    return plan
+
+
+async def prepare_session(plan: Plan, *, principal: Principal, request: OperationRequest) -> None:
+    plan.session, plan.cached = await get_store().prepare(
+        project_id=principal.project_id,
+        session_id=request.session_id,
+        caps=plan.caps,
+        cache_key=plan.cache_key,
+    )
+
+
+def plan_of(*, request: OperationRequest) -> Plan:
+    ov = request.overrides
+    preset = preset_get(operation_type=request.operation_type).with_overrides(
+        temperature=ov.temperature,
+        top_p=ov.top_p,
+        max_tokens=ov.max_tokens,
+        timeout_seconds=ov.timeout_seconds,
+        max_retries=ov.max_retries,
+    )
+    caps = Caps.named(name=request.budget_name) if request.budget_name else request.caps
+    chain = route_chain_resolve(
+        provider_names=list(request.providers) if request.providers else None,
+        model=request.model,
+    )
+    messages = [(m.role, m.content) for m in request.messages]
+    prompt_tokens = max(
+        count_message_tokens(messages, model=m) for m in {r.model_name for r in chain}
+    )
+    use_cache = preset.cache_enabled if request.enable_cache is None else request.enable_cache
+    key = None
+    if use_cache:
+        key = cache_key(
+            chain=[f"{r.provider_name}/{r.model_name}" for r in chain],
+            operation_type=request.operation_type.value,
+            messages=messages,
+            temperature=preset.temperature,
+            top_p=preset.top_p,
+            max_tokens=preset.max_tokens,
+            response_schema=request.response_schema,
+            extra={"stop": request.stop, "response_format": request.response_format},
+        )
+    return Plan(
+        preset=preset,
+        chain=chain,
+        caps=caps,
+        cache_key=key,
+        cache_ttl=request.cache_ttl_seconds or preset.cache_ttl_seconds,
+        prompt_tokens=prompt_tokens,
+    )
+
+
+# --- Costs, deadline, lifetimes ------------------------------------------------------------
+
+
+def cost_of(route: Route, *, tokens_in: int, tokens_out: int) -> int | None:
+    """Micro-dollars at the route's prices (of a worst case or of actual usage); None
+    when the model has no price."""
+    if not route.priced:
+        return None
+    return cost_micros(
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        input_price=route.input_price,
+        output_price=route.output_price,
+    )
+
+
+def worst_costs(plan: Plan, *, tokens_in: int) -> list[int | None]:
+    """Each route's price of the worst case (None: an unpriced route)."""
+    return [cost_of(r, tokens_in=tokens_in, tokens_out=plan.preset.max_tokens) for r in plan.chain]
+
+
+def lifetimes() -> Lifetimes:
+    aura = settings.AURA
+    return Lifetimes(
+        reservation_ttl=aura["BUDGET_RESERVATION_TTL_SECONDS"],
+        margin=aura["BUDGET_RESERVATION_MARGIN_SECONDS"],
+        max_retry_after=aura["MAX_RETRY_AFTER_SECONDS"],
+    )
+
+
+def deadline_seconds(run: Run) -> float:
+    """The operation's whole time (deadline.py): every route, attempt and retry, twice
+    with a schema repair."""
+    preset = run.plan.preset
+    return operation_seconds(
+        timeout_seconds=preset.timeout_seconds,
+        max_retries=preset.max_retries,
+        routes=len(run.plan.chain),
+        schema_repair=run.request.response_schema is not None and not run.streamed,
+        lifetimes=lifetimes(),
+    )
+
+
+# --- Step 4: reserve the worst case --------------------------------------------------------
+
+
+async def reserve(run: Run, *, extra_prompt_tokens: int = 0) -> None:
+    """Step 4. Reserve prompt + max_tokens at the dearest price in the chain. Under a hard
+    cost cap, unpriced routes are dropped from the chain (they could not be held to it).
+    The first reservation fixes the operation's deadline."""
+    plan = run.plan
+    tokens_in = plan.prompt_tokens + extra_prompt_tokens
+    tokens = tokens_in + plan.preset.max_tokens
+    if run.deadline is None:
+        run.deadline = asyncio.get_running_loop().time() + deadline_seconds(run)
+    expires_in = reservation_seconds(remaining=run.time_left(), lifetimes=lifetimes())
+    reservation = None
+    if plan.session is None:  # every route is priced (see prepare)
+        reservation = await reserve_existing(
+            run,
+            tokens=tokens,
+            cost_micros=max(worst_costs(plan, tokens_in=tokens_in)),
+            expires_in=expires_in,
+        )
+    if reservation is None:
+        session = plan.session
+        hard_cost_cap = session.enforce_hard_limits and has_money_caps(session)
+        if hard_cost_cap:
+            priced = [r for r in plan.chain if r.priced]
+            plan.chain = priced or plan.chain[:1]
+        known = [c for c in worst_costs(plan, tokens_in=tokens_in) if c is not None]
+        reservation = await get_store().reserve(
+            session=session,
+            operation_id=run.operation_id,
+            tokens=tokens,
+            cost_micros=None if (not known and hard_cost_cap) else max(known, default=0),
+            model_name=plan.chain[0].model_name,
+            expires_in=expires_in,
+        )
+    run.reservation = reservation
+    run.warnings.extend(w for w in reservation.warnings if w not in run.warnings)
+
+
+async def reserve_existing(
+    run: Run, *, tokens: int, cost_micros: int, expires_in: float
+) -> Reservation | None:
+    """Reserve without having read the session (see `prepare`). None for a new session,
+    which then takes the two steps (created by prepare, then reserved)."""
+    plan, request = run.plan, run.request
+    try:
+        reservation = await get_store().reserve_existing(
+            project_id=run.principal.project_id,
+            session_id=request.session_id,
+            operation_id=run.operation_id,
+            tokens=tokens,
+            cost_micros=cost_micros,
+            model_name=plan.chain[0].model_name,
+            expires_in=expires_in,
+        )
+    except errors.BudgetExceeded:
+        # Refused: the response still shows the session's budget.
+        await prepare_session(plan, principal=run.principal, request=request)
+        raise
+    if reservation is None:
+        await prepare_session(plan, principal=run.principal, request=request)
+        return None
+    plan.session = reservation.ledger
+    return reservation
+
+
+async def settle_so_far(run: Run) -> None:
+    """Charge what the providers produced until now and drop the reservation (a schema
+    repair, step 6, then reserves its own worst case)."""
+    usage = run.unsettled
+    await get_store().settle(
+        reservation=run.reservation,
+        tokens=usage.tokens,
+        cost_micros=usage.cost_micros,
+        count_operation=False,
+    )
+    run.reservation = None
+    run.charged.add(usage)

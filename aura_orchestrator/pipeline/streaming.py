@@ -1,0 +1,215 @@
+"""Streaming operations (the gateways' `stream: true`): the same steps, a different step 5.
+
+    1 prepare · 2 [hit] the cached answer replayed in chunks · 4 reserve
+    5 the chain until a provider sends its first chunk (retries and fallback are only
+      possible before anything reached the client), then the chunks relayed as they come,
+      each within the timeout and all within the deadline
+    6 the schema checked at the end (no repair: the text has been sent)
+    7 conclude, however the relay ends: completed, the provider failing mid-way, or the
+      consumer gone (what was consumed is charged)
+
+Streams skip single-flight: each one has its own consumer.
+"""
+
+import asyncio
+import logging
+import uuid
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aura_orchestrator import errors
+from aura_orchestrator.pipeline.chain import attempt_chain, final_error, usage_of, within
+from aura_orchestrator.pipeline.ending import budget_body, conclude, one_row
+from aura_orchestrator.pipeline.plan import prepare, reserve
+from aura_orchestrator.pipeline.schema import streamed_schema_failure
+from aura_orchestrator.pipeline.types import OperationRequest, OperationResult, Principal, Run
+from aura_orchestrator.providers.base import (
+    CompletionResult,
+    ProviderBadResponse,
+    ProviderError,
+    StreamChunk,
+    Usage,
+)
+from aura_orchestrator.providers.http import get_transport
+
+logger = logging.getLogger(__name__)
+
+# How much of a cached answer one replayed chunk carries.
+_REPLAY_CHUNK_CHARS = 1024
+
+
+@dataclass(slots=True, weakref_slot=True)
+class OperationStream:
+    """A streaming operation, handed back once its first chunk has arrived (or it failed).
+
+    `error` set: nothing can be streamed (refused, or every attempt failed before a first
+    chunk) and `result` holds the failed operation. Otherwise iterate `chunks` once: it
+    relays the provider's chunks as they come (or replays a cached answer), and `result`
+    is set when the iteration ends, however it ends: completed, the provider failing after
+    the first chunk (`result.error`), or the consumer gone (closed or cancelled)."""
+
+    operation_id: uuid.UUID
+    was_cached: bool
+    provider_name: str
+    model_name: str
+    budget: dict  # the session's ledger once the worst case is reserved
+    chunks: AsyncIterator[StreamChunk] | None = None
+    error: errors.AuraError | None = None
+    result: OperationResult | None = None
+
+
+async def execute_stream(request: OperationRequest, *, principal: Principal) -> OperationStream:
+    """Start one streaming operation: steps 1, 2 and 4, then step 5 until a provider sends
+    its first chunk. Never raises for an expected failure: a failed start is a stream with
+    its `error` and `result` (its row written, as `execute`'s)."""
+    run = Run(request=request, principal=principal, streamed=True)
+    started = await one_row(run, _start(run))
+    if isinstance(started, OperationStream):
+        return started
+    return OperationStream(  # failed before anything could be streamed
+        operation_id=run.operation_id,
+        was_cached=False,
+        provider_name=started.telemetry["provider_name"],
+        model_name=started.telemetry["model_name"],
+        budget=started.budget,
+        error=started.error,
+        result=started,
+    )
+
+
+async def _start(run: Run) -> OperationStream:
+    run.plan = await prepare(request=run.request, principal=run.principal)  # step 1
+    if run.plan.cached is not None:  # step 2: the cached answer, replayed
+        run.ttft_ms = run.elapsed_ms()
+        result = await conclude(run, cached=run.plan.cached)
+        return OperationStream(
+            operation_id=run.operation_id,
+            was_cached=True,
+            provider_name=run.route.provider_name,
+            model_name=run.route.model_name,
+            budget=result.budget,
+            chunks=_replay(result.content or ""),
+            result=result,
+        )
+    await reserve(run)  # step 4
+    ledger = run.reservation.ledger
+    budget = budget_body(run, ledger) if ledger is not None and ledger.has_caps else {}
+    first, upstream = await _open_stream(run)  # step 5, until the first chunk
+    stream = OperationStream(
+        operation_id=run.operation_id,
+        was_cached=False,
+        provider_name=run.route.provider_name,
+        model_name=run.route.model_name,
+        budget=budget,
+    )
+    relay = _relay(run, weakref.ref(stream), first, upstream)
+    # Prime it (no await inside, so no cancellation here): from now on, closing the
+    # stream, or dropping it unread (a client gone before the first byte), settles it.
+    await anext(relay)
+    stream.chunks = relay
+    return stream
+
+
+async def _replay(content: str) -> AsyncIterator[StreamChunk]:
+    for start in range(0, len(content), _REPLAY_CHUNK_CHARS):
+        yield StreamChunk(content[start : start + _REPLAY_CHUNK_CHARS])
+    yield StreamChunk("", finish_reason="stop")
+
+
+async def _open_stream(run: Run) -> tuple[StreamChunk, AsyncIterator[StreamChunk]]:
+    """Like `call_chain`, but an attempt succeeds when its first chunk arrives: retries
+    and fallback are only possible before anything was sent to the client."""
+
+    async def first_chunk(adapter, config, request):
+        upstream = adapter.stream(get_transport(), config, request)
+        try:
+            return await anext(upstream), upstream
+        except StopAsyncIteration:
+            raise ProviderBadResponse(
+                f"{config.name}: the stream ended before its first chunk", provider=config.name
+            ) from None
+
+    return await attempt_chain(run, list(run.request.messages), first_chunk)
+
+
+async def _relay(
+    run: Run,
+    stream_ref: "weakref.ref[OperationStream]",
+    first: StreamChunk,
+    upstream: AsyncIterator[StreamChunk],
+) -> AsyncIterator[StreamChunk | None]:
+    """Hand each chunk on as it arrives, then conclude, however the iteration ends. The
+    first step only primes it (yields None); the stream is held by weak reference so that
+    an unread stream is collected, and its generator finalized, without waiting for the
+    cycle collector."""
+    parts: list[str] = []
+    reported: Usage | None = None
+    error: errors.AuraError | None = None
+    completed = False
+    chunk = first
+    try:
+        yield None
+        while True:
+            reported = chunk.usage or reported
+            run.finish_reason = chunk.finish_reason or run.finish_reason
+            if chunk.delta:
+                if run.ttft_ms is None:
+                    run.ttft_ms = run.elapsed_ms()
+                parts.append(chunk.delta)
+            yield chunk
+            try:
+                # Each chunk within the preset's timeout (idle), all of them within the
+                # operation's deadline (total).
+                chunk = await within(
+                    run, anext(upstream), seconds=run.plan.preset.timeout_seconds, route=run.route
+                )
+            except StopAsyncIteration:
+                completed = True
+                break
+    except ProviderError as exc:  # after the first chunk: no retry, the stream ends in error
+        attempt = run.attempts[-1]
+        attempt.update(outcome=type(exc).__name__, status=exc.status, error=str(exc)[:300])
+        error = final_error(run, exc)
+    finally:
+        if not completed and error is None:
+            error = errors.ClientDisconnected()
+        # The consumer may be cancelled (client gone): the upstream's close and the
+        # conclusion run in a task of their own, which a second cancellation cannot
+        # interrupt (conclude shields only its write).
+        end = asyncio.ensure_future(
+            _end_stream(run, stream_ref, upstream, "".join(parts), reported, error)
+        )
+        await asyncio.shield(end)
+
+
+async def _end_stream(
+    run: Run,
+    stream_ref: "weakref.ref[OperationStream]",
+    upstream: AsyncIterator[StreamChunk],
+    content: str,
+    reported: Usage | None,
+    error: errors.AuraError | None,
+) -> None:
+    """Close the upstream, count what was consumed (the provider's usage, else counted),
+    check the schema (step 6), then conclude (step 7): charged in full, cached when
+    complete and valid."""
+    try:
+        await upstream.aclose()  # stop the provider generating what nobody will read
+    except Exception:  # cleanup of a broken upstream must never prevent settlement
+        logger.debug("closing the upstream stream of %s failed", run.operation_id, exc_info=True)
+    route = run.route
+    consumed = CompletionResult(
+        content=content,
+        usage=reported,
+        model=route.model_name,
+        finish_reason=run.finish_reason,
+        raw={},
+    )
+    run.usage.add(usage_of(consumed, route, list(run.request.messages)))
+    if error is None:
+        error = streamed_schema_failure(run, content)
+    result = await conclude(run, content=content, error=error)
+    stream = stream_ref()
+    if stream is not None:  # gone when nobody read it
+        stream.result = result

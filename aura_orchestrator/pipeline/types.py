@@ -1,0 +1,156 @@
+"""What comes into the pipeline and what goes out, and the state of one run.
+
+`Principal`, `PresetOverrides`, `OperationRequest` and `OperationResult` are the public
+types (re-exported by `aura_orchestrator.pipeline`); `Plan`, `Usage` and `Run` are the
+pipeline's own bookkeeping, shared by its modules.
+"""
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+from aura_orchestrator import errors
+from aura_orchestrator.caching.services import CachedAnswer
+from aura_orchestrator.catalog.selectors import Route
+from aura_orchestrator.providers.base import ChatMessage
+from budgets.models import LlmSession
+from budgets.services import Caps, Reservation
+from presets.operation_types import OperationType
+from presets.selectors import EffectivePreset
+
+# --- What comes in and what goes out ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the project (tenant) and the API key."""
+
+    project_id: int
+    api_key_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresetOverrides:
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    timeout_seconds: float | None = None
+    max_retries: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRequest:
+    session_id: str
+    operation_type: OperationType
+    messages: tuple[ChatMessage, ...]
+    enable_cache: bool | None = None
+    cache_ttl_seconds: int | None = None
+    caps: Caps | None = None
+    budget_name: str | None = None
+    overrides: PresetOverrides = PresetOverrides()
+    providers: tuple[str, ...] | None = None
+    model: str | None = None
+    response_schema: dict | None = None
+    # OpenAI-gateway extras, passed through to the provider.
+    stop: tuple[str, ...] | None = None
+    response_format: dict | None = None
+    user: str | None = None
+    source: str = "api"
+
+
+@dataclass(slots=True)
+class OperationResult:
+    operation_id: uuid.UUID
+    success: bool
+    content: str | None
+    was_cached: bool
+    error: errors.AuraError | None
+    telemetry: dict
+    budget: dict
+    finish_reason: str | None = None
+
+    @property
+    def status(self) -> int:
+        return 200 if self.error is None else self.error.status
+
+
+# --- Internal state of one run -----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Plan:
+    """What step 1 (prepare) decided: the effective preset, the route chain, the caps,
+    the cache key, the prompt's size; the session's ledger and a cache hit once read."""
+
+    preset: EffectivePreset
+    chain: list[Route]
+    caps: Caps | None
+    cache_key: str | None
+    cache_ttl: int
+    prompt_tokens: int
+    session: LlmSession | None = None
+    cached: CachedAnswer | None = None
+
+
+@dataclass(slots=True)
+class Usage:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_micros: int = 0
+
+    def add(self, other: "Usage") -> None:
+        self.tokens_in += other.tokens_in
+        self.tokens_out += other.tokens_out
+        self.cost_micros += other.cost_micros
+
+    def minus(self, other: "Usage") -> "Usage":
+        return Usage(
+            tokens_in=self.tokens_in - other.tokens_in,
+            tokens_out=self.tokens_out - other.tokens_out,
+            cost_micros=self.cost_micros - other.cost_micros,
+        )
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+
+@dataclass(slots=True)
+class Run:
+    """One operation in flight, from `execute` (or `execute_stream`) to its row."""
+
+    request: OperationRequest
+    principal: Principal
+    operation_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    started_at: object = field(default_factory=timezone.now)
+    t0: float = field(default_factory=time.perf_counter)
+    plan: Plan | None = None
+    reservation: Reservation | None = None
+    attempts: list[dict] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)  # everything the providers reported
+    charged: Usage = field(default_factory=Usage)  # the part already settled on the ledger
+    route: Route | None = None
+    warnings: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    streamed: bool = False
+    ttft_ms: int | None = None  # streams: time to the first text delta
+    deadline: float | None = None  # the loop's clock; set when it first reserves
+    database_down: bool = False  # it failed for want of a database: its finish is journaled
+    finishing: bool = False  # its finish has begun: it writes the one row
+
+    def time_left(self) -> float:
+        return self.deadline - asyncio.get_running_loop().time()
+
+    def elapsed_ms(self) -> int:
+        return round((time.perf_counter() - self.t0) * 1000)
+
+    @property
+    def retry_count(self) -> int:
+        return max(0, len(self.attempts) - 1)
+
+    @property
+    def unsettled(self) -> Usage:
+        return self.usage.minus(self.charged)
