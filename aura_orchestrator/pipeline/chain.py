@@ -32,7 +32,7 @@ from aura_orchestrator.providers.base import (
     ProviderTimeout,
 )
 from aura_orchestrator.providers.http import get_transport
-from aura_orchestrator.providers.registry import get_adapter
+from aura_orchestrator.providers.registry import get_adapter, supports_native_json_schema
 from aura_orchestrator.providers.retry import backoff_delay
 
 T = TypeVar("T")
@@ -48,10 +48,10 @@ def provider_config(route: Route) -> ProviderConfig:
 
 
 def native_response_format(route: Route, schema: dict) -> dict | None:
-    """The `response_format` that asks the provider itself for `schema`, where its API
-    has one (OpenAI-compatible routes); None elsewhere. The answer is validated in any
-    case (step 6)."""
-    if route.kind != "openai":
+    """The `response_format` that asks the provider itself for `schema`, where its kind
+    declares one (`ProviderKindSpec.native_json_schema`); None elsewhere. The answer is
+    validated in any case (step 6)."""
+    if not supports_native_json_schema(route.kind):
         return None
     return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
 
