@@ -25,3 +25,28 @@ def provider_secrets_present(app_configs=None, **kwargs):
         for p in providers
         if not os.environ.get(p.api_key_env)
     ]
+
+
+@register()
+def fast_front_matches_configuration(app_configs=None, **kwargs):
+    """The fast front emulates a fixed middleware chain, DRF policies and two views; with
+    any other configuration it serves nothing itself (aura_orchestrator/fastpath/guard.py)."""
+    from django.conf import settings
+
+    from aura_orchestrator.fastpath import guard
+
+    if not settings.AURA.get("FAST_PATH", True):
+        return []
+    found = guard.differences()
+    if not found:
+        return []
+    return [
+        Warning(
+            "The fast front is off: the configuration differs from what it emulates, so "
+            "Django serves every request to /api/v1/operations/execute and "
+            "/v1/chat/completions. Differences: " + "; ".join(found) + ".",
+            hint="Bring the emulation in aura_orchestrator/fastpath/ up to date and pin the "
+            "new configuration in fastpath/guard.py, or set AURA_FAST_PATH=0.",
+            id="aura.W002",
+        )
+    ]

@@ -13,6 +13,7 @@ functions, so both paths answer alike.
     app.py       routing, reading the body, delegation, the disconnect watch
     validate.py  transport checks, the Bearer key from the memo, the lean validators
     respond.py   JSON and SSE responses with the headers Django's stack would add
+    guard.py     the configuration all this emulates; on any other, Django serves all
 """
 
 from django.conf import settings

@@ -13,7 +13,7 @@ from aura_orchestrator.api.exceptions import error_body, error_reply, header_fie
 from aura_orchestrator.api.jsonbody import parse_json_body
 from aura_orchestrator.api.views import execute_error_body, execute_reply, principal_for_key
 from aura_orchestrator.db import db
-from aura_orchestrator.fastpath import respond, validate
+from aura_orchestrator.fastpath import guard, respond, validate
 from aura_orchestrator.fastpath.validate import Delegate
 from aura_orchestrator.gateway import render
 from aura_orchestrator.gateway.views import chat_reply
@@ -74,6 +74,7 @@ class FastFront:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app  # Django's ASGI application
+        guard.front_serves()  # at start-up: a configuration it does not emulate is logged now
 
     async def __call__(self, scope: dict, receive: Receive, send: respond.Send) -> None:
         if scope["type"] == "http":
@@ -84,7 +85,8 @@ class FastFront:
                 return await send({"type": "http.response.body", "body": body})
             if scope["method"] == "POST":
                 path = scope["path"]
-                if path in _INTERCEPTED:
+                # Only while the configuration is the one it emulates (guard.py).
+                if path in _INTERCEPTED and guard.front_serves():
                     return await self._intercept(path, scope, receive, send)
         return await self.app(scope, receive, send)
 
