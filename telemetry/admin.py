@@ -1,10 +1,10 @@
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db import connections
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from telemetry.models import OperationTelemetry, TelemetryRollup
+from telemetry.selectors.vendor import estimated_rows
 
 # Below this many rows an exact COUNT(*) is cheap enough.
 _EXACT_COUNT_BELOW = 50_000
@@ -18,16 +18,10 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         queryset = self.object_list
-        connection = connections[queryset.db]
-        if connection.vendor == "postgresql" and not queryset.query.where:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                    [queryset.model._meta.db_table],
-                )
-                row = cursor.fetchone()
-            if row and row[0] >= _EXACT_COUNT_BELOW:
-                return row[0]
+        if not queryset.query.where:
+            estimate = estimated_rows(queryset)
+            if estimate is not None and estimate >= _EXACT_COUNT_BELOW:
+                return estimate
         return super().count
 
 
