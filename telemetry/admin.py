@@ -3,12 +3,12 @@ from typing import Any, cast
 from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.paginator import Paginator
-from django.db import connections
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from telemetry.models import OperationTelemetry, TelemetryRollup
+from telemetry.selectors.vendor import estimated_rows
 
 # Below this many rows an exact COUNT(*) is cheap enough.
 _EXACT_COUNT_BELOW = 50_000
@@ -23,16 +23,10 @@ class EstimatedCountPaginator(Paginator):
     def count(self) -> int:
         # The admin's changelist paginates a queryset (the stubs type any sequence).
         queryset = cast("QuerySet[Any]", self.object_list)
-        connection = connections[queryset.db]
-        if connection.vendor == "postgresql" and not queryset.query.where:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                    [queryset.model._meta.db_table],
-                )
-                row = cursor.fetchone()
-            if row and row[0] >= _EXACT_COUNT_BELOW:
-                return row[0]
+        if not queryset.query.where:
+            estimate = estimated_rows(queryset)
+            if estimate is not None and estimate >= _EXACT_COUNT_BELOW:
+                return estimate
         return super().count
 
 

@@ -14,15 +14,9 @@ from django.utils import timezone
 from aura_orchestrator.tenancy.services import project_get_or_create
 from telemetry.dashboard_selectors import _overview_raw, overview_get
 from telemetry.models import RollupWatermark, TelemetryRollup
-from telemetry.selectors import (
-    _Acc,
-    _period_groups,
-    _sets,
-    floor_hour,
-    overview,
-    overview_intervals,
-    raw_sums,
-)
+from telemetry.selectors import floor_hour, overview, overview_intervals, raw_sums
+from telemetry.selectors.overview_passes import _period_groups, _sets
+from telemetry.selectors.sums import Acc
 from telemetry.services import telemetry_rollup_backfill
 from tests.dashboard.conftest import make_operation
 
@@ -149,8 +143,8 @@ if connection.vendor == "postgresql":
                 bucket=bucket,
                 sums=raw_sums(),
             )
-            in_sql: dict[tuple, _Acc] = {}
-            in_python: dict[tuple, _Acc] = {}
+            in_sql: dict[tuple, Acc] = {}
+            in_python: dict[tuple, Acc] = {}
             _sets(qs, in_sql, in_sql=True)
             _sets(qs, in_python, in_sql=False)
             assert in_sql == in_python

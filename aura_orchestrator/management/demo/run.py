@@ -1,0 +1,146 @@
+"""The run: the demo's providers, budgets, project and key configured against the simulated
+upstreams, then the plan driven through the real pipeline, a few operations at a time."""
+
+import asyncio
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import transaction
+
+from aura_orchestrator.catalog.models import Provider
+from aura_orchestrator.catalog.services import provider_configure
+from aura_orchestrator.management.demo.scenario import (
+    BACKUP,
+    CONSTRAINTS,
+    PRIMARY,
+    PROJECT,
+    SECRET_ENV,
+    Work,
+)
+from aura_orchestrator.pipeline import (
+    OperationRequest,
+    OperationResult,
+    PresetOverrides,
+    Principal,
+    execute,
+)
+from aura_orchestrator.providers.base import ChatMessage
+from aura_orchestrator.providers.http import close_transports
+from aura_orchestrator.simulator import FakeUpstream
+from aura_orchestrator.tenancy.models import ApiKey, Project
+from aura_orchestrator.tenancy.services import api_key_create, project_get_or_create
+from budgets.models import BudgetConstraint
+
+
+@dataclass(slots=True)
+class Tally:
+    """What the run did so far, counted as results come in."""
+
+    done: int = 0
+    ok: int = 0
+    failed: int = 0
+    cached: int = 0
+    refused: int = 0
+    fallbacks: int = 0
+    retries: int = 0
+    cost: Decimal = Decimal(0)
+    errors: Counter = field(default_factory=Counter)
+
+    def add(self, result: OperationResult) -> None:
+        self.done += 1
+        t = result.telemetry
+        self.ok += result.success
+        self.failed += not result.success
+        self.cached += result.was_cached
+        self.retries += t.get("retry_count") or 0
+        self.cost += Decimal(str(t.get("estimated_cost") or 0))
+        if len({a["provider"] for a in t.get("attempts") or []}) > 1:
+            self.fallbacks += 1
+        if result.error is not None:
+            self.errors[result.error.code] += 1
+            self.refused += result.error.code == "budget_exceeded"
+
+
+@transaction.atomic
+def demo_setup(primary: FakeUpstream, backup: FakeUpstream) -> tuple[Project, str | None]:
+    """Providers `demo` and `demo-backup` on the two upstreams, the demo budgets, the
+    project, and an API key if it has none (its raw key, shown once; else None)."""
+    os.environ.setdefault(SECRET_ENV, "sk-demo-simulated")
+    provider_configure(
+        name=PRIMARY,
+        kind="openai",
+        base_url=primary.openai_base_url,
+        api_key_env=SECRET_ENV,
+        model="demo-gpt",
+        input_price=Decimal("2.50"),
+        output_price=Decimal("10.00"),
+    )
+    configured = provider_configure(
+        name=BACKUP,
+        kind="openai",
+        base_url=backup.openai_base_url,
+        api_key_env=SECRET_ENV,
+        model="demo-gpt-mini",
+        input_price=Decimal("0.15"),
+        output_price=Decimal("0.60"),
+    )
+    Provider.objects.filter(pk=configured.provider.pk).update(priority=200)
+    for name, caps in CONSTRAINTS.items():
+        BudgetConstraint.objects.update_or_create(name=name, defaults=caps)
+    project = project_get_or_create(name=PROJECT)
+    raw_key = None
+    if not ApiKey.objects.filter(project=project, revoked_at__isnull=True).exists():
+        raw_key = api_key_create(name="demo-service", project=project).raw_key
+    return project, raw_key
+
+
+async def demo_drive(
+    plan: list[Work],
+    *,
+    project: Project,
+    concurrency: int,
+    progress: Callable[[Tally, int], None],
+) -> Tally:
+    """Every operation of the plan through the pipeline, `concurrency` at a time;
+    `progress(tally, total)` after each one."""
+    principal = Principal(project_id=project.pk)
+    tally = Tally()
+    queue: asyncio.Queue[Work] = asyncio.Queue()
+    for work in plan:
+        queue.put_nowait(work)
+
+    async def worker() -> None:
+        while True:
+            try:
+                work = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            result = await execute(_request(work), principal=principal)
+            tally.add(result)
+            progress(tally, len(plan))
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, len(plan)))))
+    finally:
+        await close_transports()
+    return tally
+
+
+def _request(work: Work) -> OperationRequest:
+    messages = (
+        ChatMessage(role="system", content=work.system),
+        ChatMessage(role="user", content=work.prompt),
+    )
+    return OperationRequest(
+        session_id=work.session_id,
+        operation_type=work.operation_type,
+        messages=messages,
+        budget_name=work.budget,
+        providers=work.providers,
+        response_schema=work.response_schema,
+        overrides=PresetOverrides(max_retries=work.max_retries),
+        source="demo",
+    )
