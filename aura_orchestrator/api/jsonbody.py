@@ -175,19 +175,19 @@ def _walk(data: object, *, limit: int, nul: bool, surrogates: bool) -> None:
 def _check_text(text: str, path: Path, *, nul: bool, surrogates: bool) -> None:
     if nul and "\x00" in text:
         raise invalid_field(
-            _field(path),
-            f"`{_field(path)}` contains a NUL character (U+0000), which cannot be stored.",
+            field_path(path),
+            f"`{field_path(path)}` contains a NUL character (U+0000), which cannot be stored.",
         )
     if surrogates and not text.isascii() and _SURROGATE.search(text):
         raise invalid_field(
-            _field(path),
-            f"`{_field(path)}` contains a lone UTF-16 surrogate (U+D800 to U+DFFF), "
+            field_path(path),
+            f"`{field_path(path)}` contains a lone UTF-16 surrogate (U+D800 to U+DFFF), "
             "which is not a character.",
         )
 
 
 def _too_deep(path: Path, limit: int) -> errors.InvalidRequest:
-    field = _field(path[:_DEEP_PATH_STEPS])
+    field = field_path(path[:_DEEP_PATH_STEPS])
     if len(path) > _DEEP_PATH_STEPS:
         field += "…"
     where = "The request body" if field == "body" else f"`{field}`"
@@ -250,7 +250,7 @@ def _last_path(text: bytes) -> Path:
     return tuple(path)
 
 
-def _field(path: Path) -> str:
+def field_path(path: Path) -> str:
     """`messages[0].content`; `body` for the body itself. Keys are shown as sent but
     with NUL and surrogates escaped, and the whole is cut short: it goes into a JSON
     response."""

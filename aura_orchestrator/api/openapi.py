@@ -16,7 +16,8 @@ table of machine codes per status (the fuzz test checks every error body against
 
 from dataclasses import dataclass
 
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
@@ -24,6 +25,7 @@ from rest_framework import serializers
 from aura_orchestrator import errors
 from aura_orchestrator.api import serializers as s
 from aura_orchestrator.api.exceptions import error_body, openai_error_body
+from aura_orchestrator.api.fields import Shape
 from budgets.validators import SESSION_ID_MAX_LENGTH, SESSION_ID_RULE
 from presets.operation_types import OperationType
 
@@ -172,14 +174,28 @@ OPERATION_TYPE = OpenApiParameter(
 NO_SUCH_SESSION = "`not_found`: no session with this id in the key's project."
 
 
-class OperationTypeFieldSchema(OpenApiSerializerFieldExtension):
-    """`OperationTypeField` as the enum of the 13 types (other spellings, e.g. the seed's
-    PascalCase, are accepted too, as its help text says)."""
+class ShapeSchema(OpenApiSerializerExtension):
+    """A request body's table (`api/fields.Shape`, e.g. `api/bodies.EXECUTE`) as its
+    component, each nested table as a component of its own: the schema is generated from
+    what the parser accepts, never written beside it."""
 
-    target_class = "aura_orchestrator.api.serializers.OperationTypeField"
+    target_class = "aura_orchestrator.api.fields.Shape"
 
-    def map_serializer_field(self, auto_schema, direction):
-        return {"type": "string", "enum": OperationType.values}
+    def get_name(self, auto_schema, direction):
+        return self.target.name  # drf-spectacular appends "Request"
+
+    def map_serializer(self, auto_schema, direction):
+        def ref(shape: Shape) -> dict:
+            component = ResolvedComponent(
+                name=f"{shape.name}Request",
+                type=ResolvedComponent.SCHEMA,
+                object=shape,
+                schema=shape.schema(ref),
+            )
+            auto_schema.registry.register_on_missing(component)
+            return component.ref
+
+        return self.target.schema(ref)
 
 
 # --- The three body shapes -------------------------------------------------------------------

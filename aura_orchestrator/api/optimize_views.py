@@ -6,8 +6,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from aura_orchestrator.api import openapi
-from aura_orchestrator.api import serializers as s
+from aura_orchestrator.api import bodies, openapi
 from aura_orchestrator.api.render import jsonable
 from aura_orchestrator.api.views import principal_of
 from aura_orchestrator.optimization.estimate import EstimateRequest, estimate
@@ -16,36 +15,8 @@ from aura_orchestrator.optimization.suggest import OptimizeRequest, optimize
 from aura_orchestrator.optimization.types import Constraints
 
 
-class ConstraintsSerializer(serializers.Serializer):
-    max_tokens = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=1_000_000
-    )
-    max_cost = serializers.DecimalField(
-        max_digits=14, decimal_places=6, required=False, allow_null=True, min_value=0
-    )
-    max_latency_seconds = serializers.FloatField(
-        required=False, allow_null=True, min_value=1.0, max_value=3600.0
-    )
-    prioritize_quality = serializers.BooleanField(
-        required=False,
-        allow_null=True,
-        default=None,
-        help_text="true: quality first (stay near the preset); false: cost first (trim); "
-        "null: balanced.",
-    )
-
-
 class OptimizeView(AsyncAPIView):
     """Suggest parameters for an operation type, within the given constraints."""
-
-    class OptimizeInputSerializer(serializers.Serializer):
-        operation_type = s.OperationTypeField()
-        constraints = ConstraintsSerializer(required=False, allow_null=True)
-        use_case = serializers.CharField(
-            required=False, allow_blank=True, allow_null=True, max_length=2000
-        )
-        use_llm = serializers.BooleanField(required=False, default=False)
-        provider = serializers.SlugField(required=False, allow_null=True, max_length=64)
 
     class OptimizeOutputSerializer(serializers.Serializer):
         temperature = serializers.FloatField()
@@ -66,7 +37,7 @@ class OptimizeView(AsyncAPIView):
         notes = serializers.ListField(child=serializers.CharField())
 
     @extend_schema(
-        request=OptimizeInputSerializer,
+        request=bodies.OPTIMIZE,
         responses={
             200: OptimizeOutputSerializer,
             **openapi.rest_errors(
@@ -95,9 +66,7 @@ class OptimizeView(AsyncAPIView):
         tags=["optimization"],
     )
     async def post(self, request):
-        serializer = self.OptimizeInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = bodies.OPTIMIZE.parse(request.data)
         suggestion = await optimize(
             request=OptimizeRequest(
                 operation_type=data["operation_type"],
@@ -109,10 +78,6 @@ class OptimizeView(AsyncAPIView):
             principal=principal_of(request),
         )
         return Response(jsonable(suggestion.as_body()))
-
-
-class ParametersSerializer(s.CustomPresetSerializer):
-    """Any of the five tuned parameters."""
 
 
 class ChangeOutputSerializer(serializers.Serializer):
@@ -127,25 +92,6 @@ class ChangeOutputSerializer(serializers.Serializer):
 class ExplainView(AsyncAPIView):
     """Explain, in plain language, what changing a set of parameters does."""
 
-    class ExplainInputSerializer(serializers.Serializer):
-        base = ParametersSerializer(
-            required=False, allow_null=True, help_text="Defaults to the operation type's preset."
-        )
-        adjusted = ParametersSerializer()
-        operation_type = s.OperationTypeField(required=False, allow_null=True)
-        reason = serializers.CharField(
-            required=False, allow_blank=True, allow_null=True, max_length=500
-        )
-        use_llm = serializers.BooleanField(required=False, default=False)
-        provider = serializers.SlugField(required=False, allow_null=True, max_length=64)
-
-        def validate(self, attrs):
-            if not attrs.get("base") and not attrs.get("operation_type"):
-                raise serializers.ValidationError(
-                    {"base": "Give `base` parameters or an `operation_type` whose preset is base."}
-                )
-            return attrs
-
     class ExplainOutputSerializer(serializers.Serializer):
         explanation = serializers.CharField()
         source = serializers.ChoiceField(choices=["template", "llm"])
@@ -153,15 +99,13 @@ class ExplainView(AsyncAPIView):
         notes = serializers.ListField(child=serializers.CharField())
 
     @extend_schema(
-        request=ExplainInputSerializer,
+        request=bodies.EXPLAIN,
         responses={200: ExplainOutputSerializer, **openapi.rest_errors(*openapi.JSON_BODY)},
         parameters=openapi.ERROR_HEADERS,
         tags=["optimization"],
     )
     async def post(self, request):
-        serializer = self.ExplainInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = bodies.EXPLAIN.parse(request.data)
         result = await explain(
             base=dict(data["base"]) if data.get("base") else None,
             operation_type=data.get("operation_type"),
@@ -177,27 +121,6 @@ class ExplainView(AsyncAPIView):
 class EstimateView(APIView):
     """Tokens and cost of a request before running it, and whether its session's budget
     would admit it (nothing is reserved)."""
-
-    class EstimateInputSerializer(serializers.Serializer):
-        operation_type = s.OperationTypeField()
-        prompt = serializers.CharField(max_length=s.MAX_PROMPT_CHARS, trim_whitespace=False)
-        system_prompt = serializers.CharField(
-            required=False,
-            allow_blank=True,
-            allow_null=True,
-            max_length=s.MAX_PROMPT_CHARS,
-            trim_whitespace=False,
-        )
-        model = serializers.CharField(required=False, allow_null=True, max_length=200)
-        providers = serializers.ListField(
-            child=serializers.SlugField(max_length=64),
-            required=False,
-            allow_null=True,
-            allow_empty=False,
-            max_length=10,
-        )
-        custom_preset = s.CustomPresetSerializer(required=False, allow_null=True)
-        session_id = s.SessionIdField(required=False, allow_null=True)
 
     class EstimateOutputSerializer(serializers.Serializer):
         operation_type = serializers.CharField()
@@ -216,7 +139,7 @@ class EstimateView(APIView):
         budget = serializers.DictField(allow_null=True)
 
     @extend_schema(
-        request=EstimateInputSerializer,
+        request=bodies.ESTIMATE,
         responses={
             200: EstimateOutputSerializer,
             **openapi.rest_errors(
@@ -228,9 +151,7 @@ class EstimateView(APIView):
         tags=["optimization"],
     )
     def post(self, request):
-        serializer = self.EstimateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = bodies.ESTIMATE.parse(request.data)
         result = estimate(
             request=EstimateRequest(
                 operation_type=data["operation_type"],

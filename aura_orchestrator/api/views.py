@@ -8,12 +8,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aura_orchestrator import errors, pipeline
-from aura_orchestrator.api import openapi
+from aura_orchestrator.api import bodies, openapi
 from aura_orchestrator.api import serializers as s
 from aura_orchestrator.api.render import jsonable
-from aura_orchestrator.providers.base import ChatMessage
 from budgets.selectors import budget_status, session_get
-from budgets.services import Caps, session_clear
+from budgets.services import session_clear
 from budgets.validators import SESSION_ID_RULE, is_valid_session_id
 from presets.operation_types import parse_operation_type
 from presets.selectors import preset_get, preset_list
@@ -25,28 +24,6 @@ def principal_for_key(api_key) -> pipeline.Principal:
 
 def principal_of(request) -> pipeline.Principal:
     return principal_for_key(request.auth)
-
-
-def operation_request_from(data: dict, *, source: str = "api") -> pipeline.OperationRequest:
-    messages = []
-    if data.get("system_prompt"):
-        messages.append(ChatMessage(role="system", content=data["system_prompt"]))
-    messages.append(ChatMessage(role="user", content=data["prompt"]))
-    inline = data.get("budget_constraint")
-    return pipeline.OperationRequest(
-        session_id=data["session_id"],
-        operation_type=data["operation_type"],
-        messages=tuple(messages),
-        enable_cache=data.get("enable_cache"),
-        cache_ttl_seconds=data.get("cache_ttl_seconds"),
-        caps=Caps.inline(**inline) if inline else None,
-        budget_name=data.get("budget"),
-        overrides=pipeline.PresetOverrides(**(data.get("custom_preset") or {})),
-        providers=tuple(data["providers"]) if data.get("providers") else None,
-        model=data.get("model"),
-        response_schema=data.get("response_schema"),
-        source=source,
-    )
 
 
 def operation_body(result: pipeline.OperationResult) -> dict:
@@ -99,7 +76,7 @@ class ExecuteView(AsyncAPIView):
         return execute_error_body(error)
 
     @extend_schema(
-        request=s.ExecuteInputSerializer,
+        request=bodies.EXECUTE,
         responses={
             200: s.ExecuteOutputSerializer,
             **openapi.execute_errors(*openapi.JSON_BODY, *openapi.PIPELINE),
@@ -108,11 +85,8 @@ class ExecuteView(AsyncAPIView):
         tags=["operations"],
     )
     async def post(self, request):
-        serializer = s.ExecuteInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        result = await pipeline.execute(
-            operation_request_from(serializer.validated_data), principal=principal_of(request)
-        )
+        operation = bodies.execute_request(request.data)
+        result = await pipeline.execute(operation, principal=principal_of(request))
         status, body, headers = execute_reply(result)
         return Response(body, status=status, headers=headers)
 

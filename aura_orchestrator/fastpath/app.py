@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from django.conf import settings
 
 from aura_orchestrator import errors, pipeline
+from aura_orchestrator.api.bodies import execute_request
 from aura_orchestrator.api.exceptions import error_body, error_reply, header_fields_too_large
 from aura_orchestrator.api.jsonbody import parse_json_body
 from aura_orchestrator.api.views import execute_error_body, execute_reply, principal_for_key
@@ -16,6 +17,7 @@ from aura_orchestrator.db import db
 from aura_orchestrator.fastpath import guard, respond, validate
 from aura_orchestrator.fastpath.validate import Delegate
 from aura_orchestrator.gateway import render
+from aura_orchestrator.gateway.translate import chat_call_from
 from aura_orchestrator.gateway.views import chat_reply
 from aura_orchestrator.tenancy.selectors import last_used_due, last_used_write
 
@@ -69,8 +71,9 @@ def replayed(messages: list[dict], receive: Receive) -> Receive:
 
 class FastFront:
     """`POST /api/v1/operations/execute` and `POST /v1/chat/completions`, when clean and
-    authenticated from the memo, run the pipeline straight from ASGI; every other request,
-    and every one of those the fast path has the slightest doubt about, is Django's."""
+    authenticated from the memo, are parsed (or refused) and run straight from ASGI; every
+    other request, and every one whose transport or key the fast path has the slightest
+    doubt about, is Django's."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app  # Django's ASGI application
@@ -130,19 +133,28 @@ class FastFront:
         if size != length:
             return await self._delegate("body size", scope, replayed(whole, receive), send)
 
+        # Parsed as Django's views parse it; a refusal is answered here, through the one
+        # error table, exactly as the view would answer it.
+        render_error = execute_error_body if path == EXECUTE_PATH else render.error_body
         try:
-            # A body the one parser refuses is Django's to answer, through the same parser.
-            data = parse_json_body(body)
             principal = principal_for_key(api_key)
             if path == EXECUTE_PATH:
-                work = self._execute(validate.execute_request(data), principal, send, secure)
+                operation = execute_request(parse_json_body(body))
+                work = self._execute(operation, principal, send, secure)
             else:
-                call = validate.chat_call(data, headers, api_key)
+                call = chat_call_from(
+                    body=parse_json_body(body),
+                    headers=headers,
+                    default_session=f"gateway-{api_key.prefix}",
+                )
                 work = self._chat(call, principal, send, secure)
-        except (Delegate, errors.InvalidRequest) as reason:
-            return await self._delegate(reason, scope, replayed(whole, receive), send)
+        except errors.InvalidRequest as refusal:
+            status, payload, extra = error_reply(refusal, render_error, where="the fast path")
+            return await respond.send_json(
+                send, status=status, body=payload, headers=extra, secure=secure
+            )
         except Exception:
-            logger.exception("fast path: validating %s failed; delegated", path)
+            logger.exception("fast path: parsing %s failed; delegated", path)
             return await self._delegate("error", scope, replayed(whole, receive), send)
         await self._until_disconnect(receive, work)
 

@@ -27,6 +27,26 @@ MAX_TOKENS_LIMIT = 1_000_000
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 # Parameters whose meaning we cannot carry to the provider: refused rather than ignored.
 UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "audio", "prediction")
+# OpenAI parameters this gateway does not act on: ignored as OpenAI's SDKs send them, but
+# a value of the wrong JSON type is as wrong here as at OpenAI (name -> its JSON types).
+IGNORED_TYPED: dict[str, tuple[type, ...]] = {
+    "seed": (int,),
+    "frequency_penalty": (int, float),
+    "presence_penalty": (int, float),
+    "logit_bias": (dict,),
+    "top_logprobs": (int,),
+    "store": (bool,),
+    "parallel_tool_calls": (bool,),
+    "service_tier": (str,),
+    "reasoning_effort": (str,),
+    "modalities": (list,),
+    "prompt_cache_key": (str,),
+    "safety_identifier": (str,),
+    "verbosity": (str,),
+    "web_search_options": (dict,),
+}
+_JSON_TYPE = {int: "an integer", float: "a number", bool: "a boolean", str: "a string"}
+_JSON_TYPE |= {dict: "an object", list: "a list"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -60,10 +80,13 @@ def _positive_int(body: dict, name: str) -> int | None:
     return value
 
 
-def _text_of(content: object, index: int) -> str:
-    """A message's content: a string, or text parts joined by newlines."""
+def _text_of(content: object, index: int, *, role: str) -> str:
+    """A message's content: a string, or text parts joined by newlines. OpenAI requires it
+    of every message but the assistant's (which may carry tool calls instead)."""
     param = f"messages[{index}].content"
     if content is None:
+        if role != "assistant":
+            raise _invalid(param, f"`{param}` is required for a {role} message.")
         return ""
     if isinstance(content, str):
         return content
@@ -102,7 +125,10 @@ def _messages(body: dict) -> tuple[ChatMessage, ...]:
             )
         if message.get("tool_calls") or message.get("function_call"):
             raise _invalid(f"messages[{index}]", "Tool and function calls are not supported.")
-        text = _text_of(message.get("content"), index)
+        name = message.get("name")
+        if name is not None and type(name) is not str:
+            raise _invalid(f"messages[{index}].name", f"`messages[{index}].name` must be a string.")
+        text = _text_of(message.get("content"), index, role=message["role"])
         total += len(text)
         messages.append(ChatMessage(role=role, content=text))
     if total > MAX_CONTENT_CHARS:
@@ -163,6 +189,13 @@ def _metadata(body: dict) -> dict[str, str]:
     return value
 
 
+def _check_ignored(body: dict) -> None:
+    for name, types in IGNORED_TYPED.items():
+        value = body.get(name)
+        if value is not None and type(value) not in types:
+            raise _invalid(name, f"`{name}` must be {_JSON_TYPE[types[-1]]}.")
+
+
 def _session_id(value: str, *, source: str) -> str:
     if not is_valid_session_id(value):
         raise _invalid(source, f"`{source}` must be {SESSION_ID_RULE}.")
@@ -214,16 +247,24 @@ def chat_call_from(*, body: object, headers: Mapping[str, str], default_session:
     for name in UNSUPPORTED:
         if body.get(name):
             raise _invalid(name, f"`{name}` is not supported by this gateway.")
-    if body.get("logprobs"):
+    _check_ignored(body)
+    logprobs = body.get("logprobs")
+    if logprobs is not None and type(logprobs) is not bool:
+        raise _invalid("logprobs", "`logprobs` must be a boolean.")
+    if logprobs:
         raise _invalid("logprobs", "`logprobs` is not supported by this gateway.")
     n = body.get("n")
-    if n is not None and (isinstance(n, bool) or n != 1):
+    if n is not None and type(n) is not int:
+        raise _invalid("n", "`n` must be an integer.")
+    if n is not None and n != 1:
         raise _invalid("n", "Only `n: 1` is supported: ask several times for several answers.")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise _invalid("stream", "`stream` must be a boolean.")
-    options = body.get("stream_options") or {}
-    include_usage = options.get("include_usage") if isinstance(options, dict) else None
+    options = body.get("stream_options")
+    if options is not None and type(options) is not dict:
+        raise _invalid("stream_options", "`stream_options` must be an object.")
+    include_usage = options.get("include_usage") if options else None
     if include_usage is not None and not isinstance(include_usage, bool):
         raise _invalid("stream_options", "`stream_options.include_usage` must be a boolean.")
     user = body.get("user")

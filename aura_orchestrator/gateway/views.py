@@ -104,7 +104,6 @@ async def chat_reply(call: ChatCall, *, principal: pipeline.Principal) -> ChatRe
 
 @extend_schema_field(
     {
-        "nullable": True,
         "oneOf": [
             {"type": "string"},
             {
@@ -145,7 +144,9 @@ class _StopField(serializers.JSONField):
 
 class ChatMessageInputSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=list(translate.ROLES))
-    content = _ContentField(required=False)
+    content = _ContentField(
+        help_text="Required, as OpenAI requires it; only an assistant message may leave it out."
+    )
 
 
 class StreamOptionsInputSerializer(serializers.Serializer):

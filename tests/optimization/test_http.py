@@ -40,27 +40,35 @@ def test_optimize_answers_the_contracts_fields(api_client, provider):
     [
         (OPTIMIZE, {"operation_type": "teleportation"}, "operation_type"),
         (OPTIMIZE, {}, "operation_type"),
-        (OPTIMIZE, {"operation_type": "planning", "constraints": {"max_tokens": 0}}, "constraints"),
+        (
+            OPTIMIZE,
+            {"operation_type": "planning", "constraints": {"max_tokens": 0}},
+            "constraints.max_tokens",
+        ),
         (
             OPTIMIZE,
             {"operation_type": "planning", "constraints": {"max_cost": "-1"}},
-            "constraints",
+            "constraints.max_cost",
         ),
         (
             OPTIMIZE,
             {"operation_type": "planning", "constraints": {"max_cost": "abc"}},
-            "constraints",
+            "constraints.max_cost",
         ),
         (
             OPTIMIZE,
             {"operation_type": "planning", "constraints": {"max_latency_seconds": 0.1}},
-            "constraints",
+            "constraints.max_latency_seconds",
         ),
         (OPTIMIZE, {"operation_type": "planning", "constraints": [1]}, "constraints"),
         (OPTIMIZE, {"operation_type": "planning", "use_llm": "maybe"}, "use_llm"),
         (OPTIMIZE, {"operation_type": ["planning"]}, "operation_type"),
         (EXPLAIN, {"adjusted": {"max_tokens": 5}}, "base"),
-        (EXPLAIN, {"base": {"temperature": 0.2}, "adjusted": {"temperature": 9}}, "adjusted"),
+        (
+            EXPLAIN,
+            {"base": {"temperature": 0.2}, "adjusted": {"temperature": 9}},
+            "adjusted.temperature",
+        ),
         (EXPLAIN, {"base": "fast", "adjusted": {}}, "base"),
         (ESTIMATE, {"operation_type": "planning"}, "prompt"),
         (ESTIMATE, {"operation_type": "nope", "prompt": "x"}, "operation_type"),
@@ -68,7 +76,7 @@ def test_optimize_answers_the_contracts_fields(api_client, provider):
         (
             ESTIMATE,
             {"operation_type": "planning", "prompt": "x", "custom_preset": {"max_tokens": -3}},
-            "custom_preset",
+            "custom_preset.max_tokens",
         ),
     ],
 )
