@@ -15,11 +15,11 @@ from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.caching.services import CachedAnswer
 from aura_orchestrator.store import CacheWrite, Finish
 from aura_orchestrator.store.orm import OrmStore
+from aura_orchestrator.store.pg_sql import TELEMETRY_COLUMNS
 from aura_orchestrator.tenancy.services import project_get_or_create
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
 from budgets.services import Caps
 from telemetry.models import OperationTelemetry
-from telemetry.services import TELEMETRY_COLUMNS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
