@@ -2,8 +2,10 @@
 
 Each step sends its statements as one multi-statement query (PostgreSQL's simple
 protocol, client-side binding), which the server runs as one transaction: a step costs
-one network round trip whatever its statement count. The statements are the apps' own
-(budgets, caching, telemetry services), written once as SQL text.
+one network round trip whatever its statement count. The statements (`pg_sql.py`) do
+the writes of the apps' ORM services (budgets, caching, telemetry) in SQL; what a
+reservation must meet comes from `budgets/caps.py` and the refusal protocol from
+`budgets.services.reserve_steps`, the same for both stores.
 
 Durability, step by step:
 - prepare (ledger read, cache hit counter) and reserve commit without waiting for the
