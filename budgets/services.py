@@ -39,6 +39,15 @@ class Caps:
     enforce_hard_limits: bool = True
     constraint_id: int | None = None
 
+    def __getattr__(self, column: str) -> int | None:
+        """A cap by its ledger column (`caps.max_cost_per_session_micros`)."""
+        if column == "limits" or column.startswith("_"):  # not set yet (unpickling)
+            raise AttributeError(column)
+        try:
+            return self.limits[column]
+        except KeyError:
+            raise AttributeError(column) from None
+
     @classmethod
     def inline(cls, *, enforce_hard_limits: bool = True, **public: int | Decimal | None) -> "Caps":
         """Caps by their public fields (`max_tokens_per_operation=…`, costs in USD)."""
