@@ -1,37 +1,52 @@
 """Reads on the budget ledger."""
 
-from dataclasses import dataclass
+from dataclasses import make_dataclass
 from decimal import Decimal
 
-from budgets.caps import CAPS, COST, TOKENS, Counts, has_money_caps, overruns, remaining
+from budgets.caps import (
+    CAPS,
+    COST,
+    TOKENS,
+    UNITS,
+    Counts,
+    Unit,
+    has_money_caps,
+    overruns,
+    remaining,
+)
 from budgets.models import LlmSession
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetStatus:
-    """The session's budget body. Its `max_*` fields are the caps of `budgets/caps.py`
-    and its `remaining_*` the units' (tests/budgets/test_caps.py holds them together);
-    explicit here because the API's serializer and schema name them."""
-
-    session_id: str
-    total_tokens_used: int
-    total_cost_accrued: Decimal
-    tokens_reserved: int
-    cost_reserved: Decimal
-    operation_count: int
-    max_tokens_per_operation: int | None
-    max_cost_per_operation: Decimal | None
-    max_tokens_per_session: int | None
-    max_cost_per_session: Decimal | None
-    enforce_hard_limits: bool
-    constraint: str | None
-    remaining_tokens: int | None
-    remaining_cost: Decimal | None
-    created_at: object
-    last_activity_at: object
+def _public_type(unit: Unit) -> type:
+    return Decimal if unit.money else int
 
 
-def budget_status(session: LlmSession) -> BudgetStatus:
+# The session's budget body, in the order the API has always shown it; its `max_*` fields
+# are the caps of `budgets/caps.py` and its `remaining_*` the units', so a cap declared
+# there appears here (tests/budgets/test_caps.py holds them together).
+BudgetStatus = make_dataclass(
+    "BudgetStatus",
+    [
+        ("session_id", str),
+        ("total_tokens_used", int),
+        ("total_cost_accrued", Decimal),
+        ("tokens_reserved", int),
+        ("cost_reserved", Decimal),
+        ("operation_count", int),
+        *((cap.field, _public_type(cap.unit) | None) for cap in CAPS),
+        ("enforce_hard_limits", bool),
+        ("constraint", str | None),
+        *((unit.remaining, _public_type(unit) | None) for unit in UNITS),
+        ("created_at", object),
+        ("last_activity_at", object),
+    ],
+    frozen=True,
+    slots=True,
+)
+BudgetStatus.__module__ = __name__
+
+
+def budget_status(session: LlmSession) -> "BudgetStatus":
     return BudgetStatus(
         session_id=session.session_id,
         total_tokens_used=getattr(session, TOKENS.used),
