@@ -6,26 +6,30 @@ from django.db.models import Q
 from django.utils import timezone
 
 from aura_orchestrator.admin import AuraModelAdmin, ExpiryFilter, usage_bar, usd, usd_decimal
-from aura_orchestrator.money import micros_to_usd, usd_to_micros
+from budgets.caps import CAP_COLUMNS, CAPS, Cap, Counts, caps_counting, usage_shares
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
 from budgets.services import Reservation, budget_release, session_clear
 
-_CAP_FIELDS = (
-    "max_tokens_per_operation",
-    "max_cost_per_operation_micros",
-    "max_tokens_per_session",
-    "max_cost_per_session_micros",
-)
+_OPERATION_CAPS = caps_counting(Counts.OPERATION)
+_LEDGER_CAPS = caps_counting(Counts.LEDGER)
+
+
+def _public_column(cap: Cap):
+    """A money cap's list column, in USD (token caps are the model's field itself)."""
+
+    @admin.display(description=cap.label, ordering=cap.field)
+    def column(obj: BudgetConstraint) -> str:
+        return usd_decimal(getattr(obj, cap.field))
+
+    column.__name__ = cap.field
+    return column
 
 
 @admin.register(BudgetConstraint)
 class BudgetConstraintAdmin(AuraModelAdmin):
     list_display = [
         "name",
-        "max_tokens_per_operation",
-        "cost_per_operation",
-        "max_tokens_per_session",
-        "cost_per_session",
+        *(_public_column(cap) if cap.unit.money else cap.field for cap in CAPS),
         "enforce_hard_limits",
         "updated_at",
     ]
@@ -37,28 +41,20 @@ class BudgetConstraintAdmin(AuraModelAdmin):
         (
             "Per operation",
             {
-                "fields": ["max_tokens_per_operation", "max_cost_per_operation"],
+                "fields": [cap.field for cap in _OPERATION_CAPS],
                 "description": "Worst case of one call: prompt tokens + max_tokens, priced.",
             },
         ),
         (
             "Per session",
             {
-                "fields": ["max_tokens_per_session", "max_cost_per_session"],
+                "fields": [cap.field for cap in _LEDGER_CAPS],
                 "description": "Accrued + reserved over the whole session.",
             },
         ),
         ("Enforcement", {"fields": ["enforce_hard_limits"]}),
         ("Audit", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
-
-    @admin.display(description="max cost / operation", ordering="max_cost_per_operation")
-    def cost_per_operation(self, obj: BudgetConstraint) -> str:
-        return usd_decimal(obj.max_cost_per_operation)
-
-    @admin.display(description="max cost / session", ordering="max_cost_per_session")
-    def cost_per_session(self, obj: BudgetConstraint) -> str:
-        return usd_decimal(obj.max_cost_per_session)
 
 
 class HasCapsFilter(admin.SimpleListFilter):
@@ -70,8 +66,8 @@ class HasCapsFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         any_cap = Q()
-        for name in _CAP_FIELDS:
-            any_cap |= Q(**{f"{name}__isnull": False})
+        for column in CAP_COLUMNS:
+            any_cap |= Q(**{f"{column}__isnull": False})
         if self.value() == "yes":
             return queryset.filter(any_cap)
         if self.value() == "no":
@@ -79,47 +75,49 @@ class HasCapsFilter(admin.SimpleListFilter):
         return queryset
 
 
-class LlmSessionForm(forms.ModelForm):
-    """Cost caps edited in USD; the ledger keeps exact integer micro-dollars."""
+_MONEY_CAPS = tuple(cap for cap in CAPS if cap.unit.money)
 
-    max_cost_per_operation = forms.DecimalField(
-        label="Max cost per operation (USD)",
-        required=False,
-        min_value=Decimal(0),
-        max_digits=14,
-        decimal_places=6,
-    )
-    max_cost_per_session = forms.DecimalField(
-        label="Max cost per session (USD)",
-        required=False,
-        min_value=Decimal(0),
-        max_digits=14,
-        decimal_places=6,
-    )
+
+class _LedgerCapsForm(forms.ModelForm):
+    """Money caps edited in USD (form fields named by the public field); the ledger keeps
+    exact integer micro-dollars."""
 
     class Meta:
         model = LlmSession
         fields = [
             "constraint",
-            "max_tokens_per_operation",
-            "max_tokens_per_session",
+            *(cap.column for cap in CAPS if not cap.unit.money),
             "enforce_hard_limits",
         ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        session = self.instance
-        for name in ("max_cost_per_operation", "max_cost_per_session"):
-            micros = getattr(session, f"{name}_micros")
-            self.initial[name] = None if micros is None else micros_to_usd(micros)
+        for cap in _MONEY_CAPS:
+            self.initial[cap.field] = cap.public_value(self.instance)
 
     def save(self, commit=True):
-        for name in ("max_cost_per_operation", "max_cost_per_session"):
-            amount = self.cleaned_data.get(name)
+        for cap in _MONEY_CAPS:
+            amount = self.cleaned_data.get(cap.field)
             setattr(
-                self.instance, f"{name}_micros", None if amount is None else usd_to_micros(amount)
+                self.instance, cap.column, None if amount is None else cap.unit.to_ledger(amount)
             )
         return super().save(commit)
+
+
+def _usd_field(cap: Cap) -> forms.DecimalField:
+    return forms.DecimalField(
+        label=f"{cap.field.replace('_', ' ').capitalize()} (USD)",
+        required=False,
+        min_value=Decimal(0),
+        max_digits=14,
+        decimal_places=6,
+    )
+
+
+# Declared fields must exist when the class is made (the admin's form factory checks).
+LlmSessionForm = type(
+    "LlmSessionForm", (_LedgerCapsForm,), {cap.field: _usd_field(cap) for cap in _MONEY_CAPS}
+)
 
 
 class ReservationInline(admin.TabularInline):
@@ -145,13 +143,7 @@ class ReservationInline(admin.TabularInline):
 
 def _usage_fraction(session: LlmSession) -> float | None:
     """The largest share of a session cap in use (used + reserved), None without caps."""
-    shares = []
-    if session.max_tokens_per_session:
-        used = session.tokens_used + session.tokens_reserved
-        shares.append(used / session.max_tokens_per_session)
-    if session.max_cost_per_session_micros:
-        spent = session.cost_accrued_micros + session.cost_reserved_micros
-        shares.append(spent / session.max_cost_per_session_micros)
+    shares = usage_shares(session)
     return max(shares) if shares else None
 
 
@@ -214,13 +206,7 @@ class LlmSessionAdmin(AuraModelAdmin):
         (
             "Caps in force",
             {
-                "fields": [
-                    "max_tokens_per_operation",
-                    "max_cost_per_operation",
-                    "max_tokens_per_session",
-                    "max_cost_per_session",
-                    "enforce_hard_limits",
-                ],
+                "fields": [*(cap.field for cap in CAPS), "enforce_hard_limits"],
                 "description": "Copied from the constraint the session was given; edit them "
                 "here for this session only. Empty = no cap.",
             },

@@ -225,10 +225,11 @@ def remaining(ledger: Any) -> dict[str, int | Decimal | None]:
 
 
 def usage_shares(ledger: Any) -> list[float]:
-    """How much of each ledger cap is used (charged, not reserved), 0..1+ each."""
+    """How much of each ledger cap is in use (charged + reserved), 0..1+ each."""
     shares = []
     for cap in caps_counting(Counts.LEDGER):
         limit = getattr(ledger, cap.column)
         if limit:
-            shares.append(getattr(ledger, cap.unit.used) / limit)
+            in_use = getattr(ledger, cap.unit.used) + getattr(ledger, cap.unit.reserved)
+            shares.append(in_use / limit)
     return shares

@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from aura_orchestrator.money import micros_to_usd
+from budgets import caps
 
 
 class BudgetConstraint(models.Model):
@@ -85,26 +86,16 @@ class LlmSession(models.Model):
         return micros_to_usd(self.cost_reserved_micros)
 
     @property
-    def max_cost_per_session(self):
-        m = self.max_cost_per_session_micros
-        return None if m is None else micros_to_usd(m)
-
-    @property
-    def max_cost_per_operation(self):
-        m = self.max_cost_per_operation_micros
-        return None if m is None else micros_to_usd(m)
-
-    @property
     def has_caps(self) -> bool:
-        return any(
-            v is not None
-            for v in (
-                self.max_tokens_per_operation,
-                self.max_cost_per_operation_micros,
-                self.max_tokens_per_session,
-                self.max_cost_per_session_micros,
-            )
-        )
+        return caps.has_caps(self)
+
+
+# Each cap whose ledger column is not its public field (money: micro-dollars) reads in
+# public units too, under the public name: `session.max_cost_per_session` (USD).
+for _cap in caps.CAPS:
+    if _cap.column != _cap.field:
+        setattr(LlmSession, _cap.field, property(_cap.public_value))
+del _cap
 
 
 class BudgetReservation(models.Model):

@@ -1,65 +1,60 @@
 """Writes on the budget ledger: reserve, settle, release, clear.
 
-Every function here is synchronous and holds its transaction only for its own few
-statements; the pipeline calls them through `sync_to_async` before and after the
-provider call, never around it.
-
-On PostgreSQL, reserve and settle/release are each ONE statement (a data-modifying CTE):
-the conditional ledger update and the reservation insert (or the reservation delete and
-the ledger update) commit together, as the ORM's transaction did, in one round trip
-instead of four (BEGIN, two statements, COMMIT) and without the ORM's per-query CPU.
-Other databases (SQLite) take the ORM path; both have the same semantics.
+Every function here is synchronous, pure ORM, and holds its transaction only for its own
+few statements; the pipeline's store calls them through `db()` (aura_orchestrator/db.py)
+before and after the provider call, never around it. On PostgreSQL the pipeline's
+store (`aura_orchestrator/store/pg.py`) does the same writes in SQL, one round trip
+each; what a reservation must meet comes from `budgets/caps.py` for both, and the
+refusal protocol (`reserve_steps`) is written once, here, for both.
 """
 
 import uuid
+from collections.abc import Awaitable, Callable, Generator
 from copy import copy
-from dataclasses import asdict, dataclass, field, replace
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from aura_orchestrator.caching.config_cache import memoized
 from aura_orchestrator.errors import BudgetExceeded, InvalidRequest
-from aura_orchestrator.money import usd_to_micros
+from budgets.caps import CAPS, Counts, admits_q, ledger_values
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
 from budgets.selectors import ledger_get, operation_overruns, session_overruns
+
+_PUBLIC_FIELDS = frozenset(cap.field for cap in CAPS)
 
 
 @dataclass(frozen=True, slots=True)
 class Caps:
-    """The caps a request brings (inline or a named constraint); None = no cap."""
+    """The caps a request brings (inline or a named constraint): `limits` by ledger
+    column (`budgets/caps.py`), every column present, None = no cap."""
 
-    max_tokens_per_operation: int | None = None
-    max_cost_per_operation_micros: int | None = None
-    max_tokens_per_session: int | None = None
-    max_cost_per_session_micros: int | None = None
+    limits: dict[str, int | None] = field(default_factory=lambda: ledger_values({}))
     enforce_hard_limits: bool = True
     constraint_id: int | None = None
 
-    @classmethod
-    def inline(
-        cls,
-        *,
-        max_tokens_per_operation: int | None = None,
-        max_cost_per_operation: Decimal | None = None,
-        max_tokens_per_session: int | None = None,
-        max_cost_per_session: Decimal | None = None,
-        enforce_hard_limits: bool = True,
-    ) -> "Caps":
-        def micros(v: Decimal | None) -> int | None:
-            return None if v is None else usd_to_micros(v)
+    def __getattr__(self, column: str) -> int | None:
+        """A cap by its ledger column (`caps.max_cost_per_session_micros`)."""
+        if column == "limits" or column.startswith("_"):  # not set yet (unpickling)
+            raise AttributeError(column)
+        try:
+            return self.limits[column]
+        except KeyError:
+            raise AttributeError(column) from None
 
-        return cls(
-            max_tokens_per_operation=max_tokens_per_operation,
-            max_cost_per_operation_micros=micros(max_cost_per_operation),
-            max_tokens_per_session=max_tokens_per_session,
-            max_cost_per_session_micros=micros(max_cost_per_session),
-            enforce_hard_limits=enforce_hard_limits,
-        )
+    @classmethod
+    def inline(cls, *, enforce_hard_limits: bool = True, **public: int | Decimal | None) -> "Caps":
+        """Caps by their public fields (`max_tokens_per_operation=…`, costs in USD)."""
+        unknown = set(public) - _PUBLIC_FIELDS
+        if unknown:
+            raise TypeError(f"Caps.inline() got unknown caps: {', '.join(sorted(unknown))}")
+        return cls(limits=ledger_values(public), enforce_hard_limits=enforce_hard_limits)
 
     @classmethod
     def named(cls, *, name: str) -> "Caps":
@@ -77,19 +72,18 @@ class Caps:
         constraint = BudgetConstraint.objects.filter(name=name).first()
         if constraint is None:
             return None
-        caps = cls.inline(
-            max_tokens_per_operation=constraint.max_tokens_per_operation,
-            max_cost_per_operation=constraint.max_cost_per_operation,
-            max_tokens_per_session=constraint.max_tokens_per_session,
-            max_cost_per_session=constraint.max_cost_per_session,
-            enforce_hard_limits=constraint.enforce_hard_limits,
-        )
+        public = {cap.field: getattr(constraint, cap.field) for cap in CAPS}
+        caps = cls.inline(**public, enforce_hard_limits=constraint.enforce_hard_limits)
         return replace(caps, constraint_id=constraint.pk)
 
 
 def caps_columns(caps: Caps) -> dict:
-    """The session's columns a request's caps set (Caps' fields are named after them)."""
-    return asdict(caps)
+    """The session's columns a request's caps set."""
+    return {
+        **caps.limits,
+        "enforce_hard_limits": caps.enforce_hard_limits,
+        "constraint_id": caps.constraint_id,
+    }
 
 
 @dataclass(slots=True)
@@ -100,6 +94,34 @@ class Reservation:
     cost_micros: int
     warnings: list[str] = field(default_factory=list)
     ledger: LlmSession | None = None  # the session as the reservation left it
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """One reservation to write: its id, the operation, the worst case, its lifetime."""
+
+    id: uuid.UUID
+    operation_id: object
+    tokens: int
+    cost_micros: int
+    created_at: datetime
+    expires_at: datetime
+
+
+def hold_new(*, operation_id, tokens: int, cost_micros: int, expires_in: float | None) -> Hold:
+    """It lives `expires_in` seconds: the operation's deadline plus a margin
+    (aura_orchestrator/deadline.py); by default the longest a reservation may live."""
+    now = timezone.now()
+    if expires_in is None:
+        expires_in = settings.AURA["BUDGET_RESERVATION_TTL_SECONDS"]
+    return Hold(
+        id=uuid.uuid4(),
+        operation_id=operation_id,
+        tokens=tokens,
+        cost_micros=cost_micros,
+        created_at=now,
+        expires_at=now + timedelta(seconds=expires_in),
+    )
 
 
 def session_ensure(*, project_id: int, session_id: str, caps: Caps | None) -> LlmSession:
@@ -126,6 +148,145 @@ def _refuse(problems: list[str]) -> BudgetExceeded:
     )
 
 
+# --- reserve: the protocol, once for every store -------------------------------------------
+
+
+class Step(Enum):
+    WRITE = "write"  # the conditional write of `hold`: the ledger it leaves, None if refused
+    READ = "read"  # the ledger as it is now, None if there is none
+
+
+ReserveSteps = Generator[
+    tuple[Step, Hold, LlmSession | None], LlmSession | None, Reservation | None
+]
+
+# A conditional write that admitted nothing although the ledger read just after admits
+# the request lost a race (a session created, caps replaced, a reservation handed back
+# in between): it is tried again, this many times in all, before it is called a refusal.
+RESERVE_TRIES = 4
+
+
+def reserve_steps(
+    *,
+    session: LlmSession | None,
+    operation_id,
+    tokens: int,
+    cost_micros: int | None,
+    model_name: str,
+    expires_in: float | None,
+) -> ReserveSteps:
+    """What a reservation does, whatever the store: yields the steps (`Step`, the hold,
+    the ledger the step is on) and takes their results; returns the reservation, or None
+    when reserving by name (`session` None: the store knows the name) finds no session.
+
+    Per-operation caps are checked before the write when the ledger is known (by name:
+    the write holds hard ones, soft ones are read from the row it returns). A write that
+    admits nothing is explained from a fresh read: a refusal only when a cap says so."""
+    cost = cost_micros or 0
+    for attempt in range(1, RESERVE_TRIES + 1):
+        warnings = None
+        if session is not None:
+            warnings = reserve_admission(
+                session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+            )
+        hold = hold_new(
+            operation_id=operation_id, tokens=tokens, cost_micros=cost, expires_in=expires_in
+        )
+        ledger = yield Step.WRITE, hold, session
+        if ledger is not None:
+            if warnings is None:
+                warnings = reserve_admission(
+                    ledger, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+                )
+            return reservation_of(ledger, hold=hold, warnings=warnings)
+        current = yield Step.READ, hold, session
+        if session is None:  # by name
+            if current is None:
+                return None  # a new session: the caller creates it
+            reserve_admission(
+                current, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+            )
+        refused = not_admitted(current, tokens=tokens, cost=cost, last_try=attempt == RESERVE_TRIES)
+        if refused is not None:
+            raise refused
+        if session is not None:
+            session = current  # lost a race (caps replaced meanwhile): again, as it is now
+    raise AssertionError("unreachable: the last try raises")
+
+
+def run_steps(steps: ReserveSteps, act: Callable[..., LlmSession | None]) -> Reservation | None:
+    """Drive `reserve_steps` with a synchronous store's `act(step, hold, session)`."""
+    result = None
+    while True:
+        try:
+            request = steps.send(result)
+        except StopIteration as done:
+            return done.value
+        result = act(*request)
+
+
+async def run_steps_async(
+    steps: ReserveSteps, act: Callable[..., Awaitable[LlmSession | None]]
+) -> Reservation | None:
+    """`run_steps` for an async store."""
+    result = None
+    while True:
+        try:
+            request = steps.send(result)
+        except StopIteration as done:
+            return done.value
+        result = await act(*request)
+
+
+def reserve_admission(
+    session: LlmSession, *, tokens: int, cost_micros: int | None, model_name: str
+) -> list[str]:
+    """The per-operation caps, checked before the ledger is touched: a hard limit refuses
+    (BudgetExceeded), a soft one comes back as warnings."""
+    warnings = operation_overruns(
+        session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+    )
+    if warnings and session.enforce_hard_limits:
+        raise _refuse(warnings)
+    return warnings
+
+
+def reservation_of(ledger: LlmSession, *, hold: Hold, warnings: list[str]) -> Reservation:
+    """The reservation just admitted; `ledger` is the session as the reservation left it.
+    Soft limits add the session caps it passes to the warnings."""
+    tokens, cost = hold.tokens, hold.cost_micros
+    warnings = list(warnings)
+    if not ledger.enforce_hard_limits and ledger.has_caps:
+        before = copy(ledger)  # count this reservation once
+        before.tokens_reserved -= tokens
+        before.cost_reserved_micros -= cost
+        warnings += session_overruns(before, tokens=tokens, cost_micros=cost)
+    return Reservation(
+        id=hold.id,
+        session_pk=ledger.pk,
+        tokens=tokens,
+        cost_micros=cost,
+        warnings=[f"{w} (soft limit)" for w in warnings],
+        ledger=ledger,
+    )
+
+
+def not_admitted(
+    current: LlmSession | None, *, tokens: int, cost: int, last_try: bool = True
+) -> BudgetExceeded | None:
+    """Why the conditional write admitted nothing, from the ledger read just after; None
+    when that ledger admits the request (a race: the caller tries again), unless it was
+    the last try. A refusal happens only when a cap says so."""
+    if current is None:  # cleared between ensure and reserve
+        return BudgetExceeded("Budget exceeded: the session was cleared; retry.")
+    overruns = session_overruns(current, tokens=tokens, cost_micros=cost)
+    if overruns:
+        return _refuse(overruns)
+    if not last_try:
+        return None
+    return _refuse(["the session's caps changed during the request"])
+
+
 def budget_reserve(
     *,
     session: LlmSession,
@@ -138,35 +299,48 @@ def budget_reserve(
     """Hold the worst case of one operation on the session's ledger.
 
     Hard limits: one conditional UPDATE admits the reservation only if accrued +
-    reserved + this stays within every session cap, evaluated by the database on the
-    locked row, so concurrent workers can never both spend the last dollar. Soft
-    limits: the reservation always succeeds and the overruns come back as warnings.
-    `cost_micros` None means the model has no known price (counted as 0 when allowed).
-    The async store (aura_orchestrator/store) runs the same steps on PostgreSQL.
+    reserved + this stays within every session cap (`caps.admits_q`), evaluated by the
+    database on the locked row, so concurrent workers can never both spend the last
+    dollar. Soft limits: the reservation always succeeds and the overruns come back as
+    warnings. `cost_micros` None means the model has no known price (counted as 0 when
+    allowed). The SQL store (aura_orchestrator/store/pg.py) takes the same steps.
     """
-    cost = cost_micros or 0
-    for attempt in range(1, RESERVE_TRIES + 1):
-        warnings = reserve_admission(
-            session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
+    steps = reserve_steps(
+        session=session,
+        operation_id=operation_id,
+        tokens=tokens,
+        cost_micros=cost_micros,
+        model_name=model_name,
+        expires_in=expires_in,
+    )
+    return run_steps(steps, _reserve_step)
+
+
+def _reserve_step(step: Step, hold: Hold, session: LlmSession) -> LlmSession | None:
+    if step is Step.READ:
+        return ledger_get(session.pk)
+    with transaction.atomic():
+        admitted = LlmSession.objects.filter(pk=session.pk)
+        if session.enforce_hard_limits:
+            amounts = {"tokens": hold.tokens, "cost": hold.cost_micros}
+            admitted = admitted.filter(admits_q(Counts.LEDGER, amounts=amounts))
+        updated = admitted.update(
+            tokens_reserved=F("tokens_reserved") + hold.tokens,
+            cost_reserved_micros=F("cost_reserved_micros") + hold.cost_micros,
+            last_activity_at=hold.created_at,
         )
-        params = reserve_params(
-            session, operation_id=operation_id, tokens=tokens, cost=cost, expires_in=expires_in
+        if not updated:
+            return None
+        BudgetReservation.objects.create(
+            id=hold.id,
+            session_id=session.pk,
+            operation_id=hold.operation_id,
+            tokens=hold.tokens,
+            cost_micros=hold.cost_micros,
+            created_at=hold.created_at,
+            expires_at=hold.expires_at,
         )
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(reserve_sql(enforce_hard_limits=session.enforce_hard_limits), params)
-                row = cursor.fetchone()
-            ledger = ledger_from_row(row) if row is not None else None
-        else:
-            ledger = _reserve_orm(session, params)
-        if ledger is not None:
-            return reservation_of(ledger, params=params, warnings=warnings)
-        current = ledger_get(session.pk)
-        refused = not_admitted(current, tokens=tokens, cost=cost, last_try=attempt == RESERVE_TRIES)
-        if refused is not None:
-            raise refused
-        session = current
-    raise AssertionError("unreachable: the last try raises")
+        return ledger_get(session.pk)
 
 
 def budget_reserve_existing(
@@ -194,270 +368,31 @@ def budget_reserve_existing(
     )
 
 
-def reserve_admission(
-    session: LlmSession, *, tokens: int, cost_micros: int | None, model_name: str
-) -> list[str]:
-    """The per-operation caps, checked before the ledger is touched: a hard limit refuses
-    (BudgetExceeded), a soft one comes back as warnings."""
-    warnings = operation_overruns(
-        session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
-    )
-    if warnings and session.enforce_hard_limits:
-        raise _refuse(warnings)
-    return warnings
+# --- settle and release ----------------------------------------------------------------------
 
 
-def reserve_params(
-    session: LlmSession | None,
-    *,
-    operation_id,
-    tokens: int,
-    cost: int,
-    expires_in: float | None = None,
-    **where,
-) -> dict:
-    """Parameters of a reservation: of `session`, or of the session `where` names
-    (project, session_id: RESERVE_BY_NAME_SQL). It lives `expires_in` seconds: the
-    operation's deadline plus a margin (aura_orchestrator/deadline.py); by default the
-    longest a reservation may live."""
-    now = timezone.now()
-    if expires_in is None:
-        expires_in = settings.AURA["BUDGET_RESERVATION_TTL_SECONDS"]
-    ttl = timedelta(seconds=expires_in)
-    return {
-        **where,
-        "id": uuid.uuid4(),
-        "session": session.pk if session is not None else None,
-        "operation": operation_id,
-        "tokens": tokens,
-        "cost": cost,
-        "now": now,
-        "expires": now + ttl,
-    }
-
-
-def reservation_of(ledger: LlmSession, *, params: dict, warnings: list[str]) -> Reservation:
-    """The reservation just admitted; `ledger` is the session as the reservation left it.
-    Soft limits add the session caps it passes to the warnings."""
-    tokens, cost = params["tokens"], params["cost"]
-    warnings = list(warnings)
-    if not ledger.enforce_hard_limits and ledger.has_caps:
-        before = copy(ledger)  # count this reservation once
-        before.tokens_reserved -= tokens
-        before.cost_reserved_micros -= cost
-        warnings += session_overruns(before, tokens=tokens, cost_micros=cost)
-    return Reservation(
-        id=params["id"],
-        session_pk=ledger.pk,
-        tokens=tokens,
-        cost_micros=cost,
-        warnings=[f"{w} (soft limit)" for w in warnings],
-        ledger=ledger,
-    )
-
-
-# A conditional UPDATE that admitted nothing although the ledger read just after admits
-# the request lost a race (a session created, caps replaced, a reservation handed back
-# in between): it is tried again, this many times in all, before it is called a refusal.
-RESERVE_TRIES = 4
-
-
-def not_admitted(
-    current: LlmSession | None, *, tokens: int, cost: int, last_try: bool = True
-) -> BudgetExceeded | None:
-    """Why the conditional UPDATE admitted nothing, from the ledger read just after; None
-    when that ledger admits the request (a race: the caller tries again), unless it was
-    the last try. A refusal happens only when a cap says so."""
-    if current is None:  # cleared between ensure and reserve
-        return BudgetExceeded("Budget exceeded: the session was cleared; retry.")
-    overruns = session_overruns(current, tokens=tokens, cost_micros=cost)
-    if overruns:
-        return _refuse(overruns)
-    if not last_try:
-        return None
-    return _refuse(["the session's caps changed during the request"])
-
-
-_SESSION = LlmSession._meta.db_table
-_RESERVATION = BudgetReservation._meta.db_table
-_CONSTRAINT = BudgetConstraint._meta.db_table
-# The ledger as the reservation or settlement leaves it (RETURNING of the UPDATE), so
-# that answering with the session's budget needs no SELECT of its own.
-# In the model's field order, so that a row builds an instance positionally (fast path).
-LEDGER_COLUMNS = tuple(f.column for f in LlmSession._meta.concrete_fields)
-LEDGER_RETURNING = (
-    ", ".join(f"{_SESSION}.{c}" for c in LEDGER_COLUMNS)
-    + f", (SELECT name FROM {_CONSTRAINT} WHERE {_CONSTRAINT}.id = {_SESSION}.constraint_id)"
-)
-LEDGER_SELECT_SQL = f"SELECT {LEDGER_RETURNING} FROM {_SESSION} WHERE id = %(session)s"
-LEDGER_BY_NAME_SQL = (
-    f"SELECT {LEDGER_RETURNING} FROM {_SESSION}"
-    " WHERE project_id = %(project)s AND session_id = %(session_id)s"
-)
-
-
-def ledger_from_row(row) -> LlmSession:
-    """An unsaved LlmSession from a LEDGER_RETURNING row (its constraint's name loaded, so
-    `budget_status` needs no query)."""
-    session = LlmSession(*row[:-1])
-    session._state.adding = False
-    if session.constraint_id is not None:
-        session.constraint = BudgetConstraint(id=session.constraint_id, name=row[-1] or "")
-    return session
-
-
-# Hard limits: the database admits the reservation only if accrued + reserved + this stays
-# within every session cap, evaluated on the locked row (the UPDATE's WHERE).
-HARD_CAPS_SQL = (
-    " AND (max_tokens_per_session IS NULL"
-    " OR tokens_used + tokens_reserved + %(tokens)s <= max_tokens_per_session)"
-    " AND (max_cost_per_session_micros IS NULL"
-    " OR cost_accrued_micros + cost_reserved_micros + %(cost)s <= max_cost_per_session_micros)"
-)
-# One statement: the conditional ledger update (WHERE: which row, and the caps that must
-# hold on it) feeding the reservation insert; the ledger as it leaves comes back.
-_RESERVE_TEMPLATE = f"""
-WITH admitted AS (
-    UPDATE {_SESSION}
-       SET tokens_reserved = tokens_reserved + %(tokens)s,
-           cost_reserved_micros = cost_reserved_micros + %(cost)s,
-           last_activity_at = %(now)s
-     WHERE {{where}}
- RETURNING {LEDGER_RETURNING}
-), held AS (
-    INSERT INTO {_RESERVATION} (id, session_id, operation_id, tokens, cost_micros, created_at,
-                                expires_at)
-    SELECT %(id)s, id, %(operation)s, %(tokens)s, %(cost)s, %(now)s, %(expires)s FROM admitted
-)
-SELECT * FROM admitted
-"""
-_RESERVE_SQL = {
-    hard: _RESERVE_TEMPLATE.format(where="id = %(session)s" + (HARD_CAPS_SQL if hard else ""))
-    for hard in (True, False)
-}
-# The same reservation by (project, session_id), for a request that brings no caps: the
-# session's caps are read on the locked row, per-operation ones included, so the pipeline
-# needs no read of the ledger before it (one round trip less). No row: a new session, or
-# refused; the caller reads the ledger to tell which, and why.
-RESERVE_BY_NAME_SQL = _RESERVE_TEMPLATE.format(
-    where="project_id = %(project)s AND session_id = %(session_id)s"
-    " AND (NOT enforce_hard_limits OR ("
-    "(max_tokens_per_operation IS NULL OR %(tokens)s <= max_tokens_per_operation)"
-    " AND (max_cost_per_operation_micros IS NULL OR %(cost)s <= max_cost_per_operation_micros)"
-    f"{HARD_CAPS_SQL}))"
-)
-
-
-def reserve_sql(*, enforce_hard_limits: bool) -> str:
-    """The one-statement reservation (PostgreSQL); returns the ledger row, none if refused."""
-    return _RESERVE_SQL[enforce_hard_limits]
-
-
-def _reserve_orm(session: LlmSession, params: dict) -> LlmSession | None:
-    """The reservation on the ORM; the ledger as it leaves it, None if not admitted."""
-    tokens, cost = params["tokens"], params["cost"]
-    with transaction.atomic():
-        admitted = LlmSession.objects.filter(pk=session.pk)
-        if session.enforce_hard_limits:
-            admitted = admitted.alias(
-                projected_tokens=F("tokens_used") + F("tokens_reserved") + tokens,
-                projected_cost=F("cost_accrued_micros") + F("cost_reserved_micros") + cost,
-            ).filter(
-                Q(max_tokens_per_session__isnull=True)
-                | Q(projected_tokens__lte=F("max_tokens_per_session")),
-                Q(max_cost_per_session_micros__isnull=True)
-                | Q(projected_cost__lte=F("max_cost_per_session_micros")),
-            )
-        updated = admitted.update(
-            tokens_reserved=F("tokens_reserved") + tokens,
-            cost_reserved_micros=F("cost_reserved_micros") + cost,
-            last_activity_at=params["now"],
-        )
-        if not updated:
-            return None
-        BudgetReservation.objects.create(
-            id=params["id"],
-            session_id=session.pk,
-            operation_id=params["operation"],
-            tokens=tokens,
-            cost_micros=cost,
-            created_at=params["now"],
-            expires_at=params["expires"],
-        )
-        return ledger_get(session.pk)
-
-
-# The reserved amounts come from the deleted row, so only the deleter hands them back.
-# Data-modifying CTEs (run once, whether read or not) and a last statement of the
-# caller's: by default whether this statement released the reservation; the async store
-# writes the operation's telemetry row there instead (its budget_overrun read from
-# `released`: nothing released means the expiry job had handed it back already).
-HAND_BACK_SQL = f"""
-WITH released AS (
-    DELETE FROM {_RESERVATION} WHERE id = %(id)s RETURNING tokens, cost_micros
-), handed_back AS (
-    UPDATE {_SESSION}
-       SET tokens_reserved = tokens_reserved - COALESCE((SELECT tokens FROM released), 0),
-           cost_reserved_micros = cost_reserved_micros
-                                  - COALESCE((SELECT cost_micros FROM released), 0){{charge}}
-     WHERE id = %(session)s{{only_if_released}}
-)
-{{then}}
-"""
-RELEASED_SQL = "SELECT EXISTS (SELECT 1 FROM released)"
-NOT_RELEASED_SQL = "NOT EXISTS (SELECT 1 FROM released)"
-CHARGE_SQL = (
-    ",\n       tokens_used = tokens_used + %(tokens)s,"
-    "\n       cost_accrued_micros = cost_accrued_micros + %(cost)s,"
-    "\n       operation_count = operation_count + %(operations)s,"
-    "\n       last_activity_at = %(now)s"
-)
-
-
-def hand_back_statement(
-    reservation: Reservation,
-    *,
-    tokens: int | None,
-    cost: int,
-    operations: int,
-    now,
-    then: str = RELEASED_SQL,
-) -> tuple[str, dict]:
-    """The one-statement settle (`tokens` given) or release (PostgreSQL), ending with
-    `then` (which may read `released`)."""
-    charge = tokens is not None
-    sql = HAND_BACK_SQL.format(
-        charge=CHARGE_SQL if charge else "",
-        only_if_released="" if charge else " AND EXISTS (SELECT 1 FROM released)",
-        then=then,
-    )
-    params = {"id": reservation.id, "session": reservation.session_pk}
-    if charge:
-        params |= {"tokens": tokens, "cost": cost, "operations": operations, "now": now}
-    return sql, params
-
-
-def _hand_back_one_statement(reservation: Reservation, **charge) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(*hand_back_statement(reservation, **charge))
-        row = cursor.fetchone()
-    return bool(row and row[0])
-
-
-def _hand_back(reservation: Reservation, **ledger_updates) -> bool:
+def _hand_back(reservation: Reservation, charge: tuple[int, int] | None, operations: int) -> bool:
     """Delete the reservation and update the ledger in one transaction; the reserved
     amounts are handed back only by whoever deletes the row (settle, release or the
-    expiry job), so they are handed back exactly once. False if the row was gone
-    already (released by the expiry job: a settle then charges all the same)."""
+    expiry job), so they are handed back exactly once. `charge` (tokens, micro-dollars)
+    is made whether or not the row was still there. False if the row was gone already
+    (released by the expiry job: a settle then charges all the same)."""
+    updates = {}
+    if charge is not None:
+        tokens, cost = charge
+        updates = {
+            "tokens_used": F("tokens_used") + tokens,
+            "cost_accrued_micros": F("cost_accrued_micros") + cost,
+            "operation_count": F("operation_count") + operations,
+            "last_activity_at": timezone.now(),
+        }
     with transaction.atomic():
         deleted, _ = BudgetReservation.objects.filter(pk=reservation.id).delete()
         if deleted:
-            ledger_updates["tokens_reserved"] = F("tokens_reserved") - reservation.tokens
-            ledger_updates["cost_reserved_micros"] = (
-                F("cost_reserved_micros") - reservation.cost_micros
-            )
-        if ledger_updates:
-            LlmSession.objects.filter(pk=reservation.session_pk).update(**ledger_updates)
+            updates["tokens_reserved"] = F("tokens_reserved") - reservation.tokens
+            updates["cost_reserved_micros"] = F("cost_reserved_micros") - reservation.cost_micros
+        if updates:
+            LlmSession.objects.filter(pk=reservation.session_pk).update(**updates)
     return bool(deleted)
 
 
@@ -467,31 +402,14 @@ def budget_settle(
     """Charge the actual usage of a finished call and drop its reservation. The charge is
     made in full even when the reservation had already expired (the money was spent);
     returns False then, so that the caller flags the overrun."""
-    if connection.vendor == "postgresql":
-        return _hand_back_one_statement(
-            reservation,
-            tokens=tokens,
-            cost=cost_micros,
-            operations=1 if count_operation else 0,
-            now=timezone.now(),
-        )
-        return
-    updates = {
-        "tokens_used": F("tokens_used") + tokens,
-        "cost_accrued_micros": F("cost_accrued_micros") + cost_micros,
-        "last_activity_at": timezone.now(),
-    }
-    if count_operation:
-        updates["operation_count"] = F("operation_count") + 1
-    return _hand_back(reservation, **updates)
+    return _hand_back(
+        reservation, charge=(tokens, cost_micros), operations=1 if count_operation else 0
+    )
 
 
 def budget_release(*, reservation: Reservation) -> None:
     """Drop the reservation of an operation that consumed nothing."""
-    if connection.vendor == "postgresql":
-        _hand_back_one_statement(reservation, tokens=None, cost=0, operations=0, now=None)
-        return
-    _hand_back(reservation)
+    _hand_back(reservation, charge=None, operations=0)
 
 
 def _hand_back_rows(reservations) -> int:
@@ -499,7 +417,9 @@ def _hand_back_rows(reservations) -> int:
     process released meanwhile is handed back once all the same: by whoever deleted it)."""
     rows = list(reservations.values_list("pk", "session_id", "tokens", "cost_micros"))
     for pk, session_pk, tokens, cost in rows:
-        _hand_back(Reservation(id=pk, session_pk=session_pk, tokens=tokens, cost_micros=cost))
+        budget_release(
+            reservation=Reservation(id=pk, session_pk=session_pk, tokens=tokens, cost_micros=cost)
+        )
     return len(rows)
 
 

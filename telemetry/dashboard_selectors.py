@@ -7,14 +7,17 @@ with LIMIT n+1 to learn whether a next page exists, never a COUNT(*) over the te
 table.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import reduce
+from operator import or_
 
 from django.db.models import F, Q, QuerySet
 
 from aura_orchestrator.money import micros_to_usd
 from aura_orchestrator.tenancy.models import Project
+from budgets.caps import UNITS, Counts, Unit, caps_counting
 from budgets.models import LlmSession
 from telemetry.models import OperationTelemetry
 from telemetry.selectors import (
@@ -238,9 +241,18 @@ class CapUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class OperationCap:
+    """One per-operation cap of a session, in public units."""
+
+    unit: Unit
+    value: Decimal | int
+
+
+@dataclass(frozen=True, slots=True)
 class SessionRow:
     session: LlmSession
     caps: list[CapUsage]
+    operation_caps: list[OperationCap] = field(default_factory=list)
 
     @property
     def level(self) -> str:
@@ -260,40 +272,51 @@ class SessionRow:
         return micros_to_usd(self.session.cost_reserved_micros)
 
 
+# The session caps as bars, money first (as the dashboard has always shown them).
+_BAR_CAPS = sorted(caps_counting(Counts.LEDGER), key=lambda cap: not cap.unit.money)
+
+
 def session_row(session: LlmSession) -> SessionRow:
-    caps = []
-    if session.max_cost_per_session_micros is not None:
-        caps.append(
-            CapUsage(
-                kind="cost",
-                used=micros_to_usd(session.cost_accrued_micros),
-                reserved=micros_to_usd(session.cost_reserved_micros),
-                cap=micros_to_usd(session.max_cost_per_session_micros),
-            )
+    caps = [
+        CapUsage(
+            kind=cap.unit.name,
+            used=cap.unit.to_public(getattr(session, cap.unit.used)),
+            reserved=cap.unit.to_public(getattr(session, cap.unit.reserved)),
+            cap=cap.public_value(session),
         )
-    if session.max_tokens_per_session is not None:
-        caps.append(
-            CapUsage(
-                kind="tokens",
-                used=session.tokens_used,
-                reserved=session.tokens_reserved,
-                cap=session.max_tokens_per_session,
-            )
-        )
-    return SessionRow(session=session, caps=caps)
+        for cap in _BAR_CAPS
+        if getattr(session, cap.column) is not None
+    ]
+    operation_caps = [
+        OperationCap(unit=cap.unit, value=cap.public_value(session))
+        for cap in caps_counting(Counts.OPERATION)
+        if getattr(session, cap.column) is not None
+    ]
+    return SessionRow(session=session, caps=caps, operation_caps=operation_caps)
+
+
+def _usage_x10(unit: Unit) -> str:
+    return f"{unit.name}_usage_x10"
 
 
 def _at_least(share: Decimal) -> Q:
     """Sessions whose accrued + reserved reaches `share` of a session cap, in exact integer
     arithmetic: used * 10 >= cap * share * 10."""
     tenths = int(share * 10)
-    cost = Q(max_cost_per_session_micros__isnull=False) & Q(
-        cost_usage_x10__gte=F("max_cost_per_session_micros") * tenths
+    return reduce(
+        or_,
+        (
+            Q(**{f"{cap.column}__isnull": False})
+            & Q(**{f"{_usage_x10(cap.unit)}__gte": F(cap.column) * tenths})
+            for cap in caps_counting(Counts.LEDGER)
+        ),
     )
-    tokens = Q(max_tokens_per_session__isnull=False) & Q(
-        token_usage_x10__gte=F("max_tokens_per_session") * tenths
+
+
+def _capped() -> Q:
+    return reduce(
+        or_, (Q(**{f"{cap.column}__isnull": False}) for cap in caps_counting(Counts.LEDGER))
     )
-    return cost | tokens
 
 
 SESSION_STATUSES = {
@@ -311,14 +334,10 @@ def _sessions_qs(*, project_id: int | None, search: str, status: str) -> QuerySe
     if search:
         qs = qs.filter(session_id__icontains=search)
     if status in ("near", "over"):
-        qs = qs.annotate(
-            cost_usage_x10=(F("cost_accrued_micros") + F("cost_reserved_micros")) * 10,
-            token_usage_x10=(F("tokens_used") + F("tokens_reserved")) * 10,
-        ).filter(_at_least(NEAR_CAP if status == "near" else Decimal(1)))
+        usage = {_usage_x10(unit): (F(unit.used) + F(unit.reserved)) * 10 for unit in UNITS}
+        qs = qs.annotate(**usage).filter(_at_least(NEAR_CAP if status == "near" else Decimal(1)))
     elif status == "capped":
-        qs = qs.filter(
-            Q(max_cost_per_session_micros__isnull=False) | Q(max_tokens_per_session__isnull=False)
-        )
+        qs = qs.filter(_capped())
     return qs.order_by("-last_activity_at", "-pk")
 
 

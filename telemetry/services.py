@@ -3,11 +3,12 @@
 import time
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Min
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from aura_orchestrator.store.locks import transaction_lock
 from telemetry.models import (
     LATENCY_BUCKETS,
     OperationTelemetry,
@@ -27,7 +28,7 @@ from telemetry.selectors import (
 # An hour is final (no more rows will land in it) this long after it ends: an operation
 # is stamped with its start but written when it completes, after retries and fallbacks.
 SETTLE = timedelta(minutes=15)
-_ROLLUP_LOCK = 0x4155_5241  # pg_advisory_xact_lock key: one rollup writer at a time
+_ROLLUP_LOCK = 0x4155_5241  # one rollup writer at a time
 _CHUNK = timedelta(days=1)
 
 
@@ -36,57 +37,12 @@ def telemetry_record(**fields) -> OperationTelemetry:
     return OperationTelemetry.objects.create(**fields)
 
 
-# The same row as one precompiled statement, for the async store on PostgreSQL (the ORM's
-# create() compiles a 25-column INSERT on every call). A test checks these columns against
-# the model and against the pipeline's fields.
-TELEMETRY_COLUMNS = (
-    "operation_id",
-    "project_id",
-    "api_key_id",
-    "session_id",
-    "operation_type",
-    "provider_name",
-    "model_name",
-    "tokens_in",
-    "tokens_out",
-    "retry_count",
-    "latency_ms",
-    "success",
-    "cache_hit",
-    "estimated_cost",
-    "started_at",
-    "completed_at",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "error_code",
-    "error_message",
-    "attempts",
-    "source",
-    "time_to_first_token_ms",
-    "streamed",
-)
-
-
-def telemetry_insert_sql(*, budget_overrun: str) -> str:
-    """The row's INSERT; `budget_overrun` is the SQL expression of that column (the store
-    computes it on the reservation, in the same transaction)."""
-    columns = (*TELEMETRY_COLUMNS, "budget_overrun")
-    values = (*(f"%({c})s" for c in TELEMETRY_COLUMNS), budget_overrun)
-    return (
-        f"INSERT INTO {OperationTelemetry._meta.db_table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(values)})"
-    )
-
-
 def _rollup_chunk(start: datetime, end: datetime) -> int:
     """Replace the rollups of hours [start, end) with sums recomputed from raw rows."""
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # Two runs over the same hours would otherwise both delete, then collide on
-            # the unique bucket when inserting. SQLite's IMMEDIATE transactions serialise.
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ROLLUP_LOCK])
+        # Two runs over the same hours would otherwise both delete, then collide on the
+        # unique bucket when inserting.
+        transaction_lock(key=_ROLLUP_LOCK)
         TelemetryRollup.objects.filter(bucket_start__gte=start, bucket_start__lt=end).delete()
         rows = (
             OperationTelemetry.objects.filter(started_at__gte=start, started_at__lt=end)

@@ -8,9 +8,10 @@
 Two implementations with the same semantics:
 
 - `PgStore` (PostgreSQL, the production database): async psycopg on the event loop,
-  each step one pipelined round trip of precompiled (and, on pooled connections,
-  server-prepared) statements; no thread hop, no ORM.
-- `OrmStore` (SQLite, or `AURA_ASYNC_STORE=0`): the ORM services of the apps, each step
+  each step ONE multi-statement query (simple protocol, client-side binding) that the
+  server runs as one transaction; its SQL text is all in `pg_sql.py`. No thread hop, no
+  ORM.
+- `OrmStore` (SQLite, or `AURA_ASYNC_STORE=0`): the apps' services, pure ORM, each step
   one unit in `db()`'s threads.
 
 No transaction is ever open while a provider is called: each step commits before it

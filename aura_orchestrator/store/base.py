@@ -24,10 +24,17 @@ class CacheWrite:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """The last writes of one operation, committed together.
+    """The last writes of one operation, committed together: one transaction, all or
+    nothing. What they are is defined here, once; `PgStore.finish` writes them in SQL,
+    `orm.finish_writes` (the OrmStore, the journal's replay) on the ORM:
 
-    `charge` (tokens, micro-dollars) settles the reservation; None releases it. The
-    ledger of `session_pk` is read back in the same transaction for the response."""
+    1. the reservation: settled (`charge`: tokens, micro-dollars; one operation counted;
+       an overrun when the reservation had expired meanwhile), or released (no charge);
+    2. journaled finishes only (`release_unknown`): every reservation of the operation;
+    3. the cache entry (`cache`), if any;
+    4. the telemetry row, its `budget_overrun` from (1);
+    then the ledger of `session_pk` is read back in the same transaction for the response.
+    """
 
     reservation: Reservation | None
     charge: tuple[int, int] | None
@@ -38,6 +45,14 @@ class Finish:
     # have committed without its knowing (the reply lost). Any reservation of this
     # operation is handed back with it. Only journaled finishes carry it.
     release_unknown: bool = False
+
+    @property
+    def settles(self) -> bool:
+        return self.reservation is not None and self.charge is not None
+
+    @property
+    def releases(self) -> bool:
+        return self.reservation is not None and self.charge is None
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,6 @@ from budgets.services import Reservation
 logger = logging.getLogger(__name__)
 
 FAILED_NAME = "journal-failed.jsonl"
-_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 _REPLAY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # then every 5 s until the database is back
 
 
@@ -122,16 +121,13 @@ def apply_once(finish: Finish) -> bool | None:
     """Write `finish` unless its telemetry row exists already: None if it did, else
     whether the charge was an overrun. One transaction; on PostgreSQL an advisory lock on
     the operation keeps two writers of the same finish apart."""
-    from django.db import connection
-
+    from aura_orchestrator.store.locks import transaction_lock
     from aura_orchestrator.store.orm import finish_writes
     from telemetry.models import OperationTelemetry
 
     operation_id = finish.telemetry["operation_id"]
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(_LOCK_SQL, [str(operation_id)])
+        transaction_lock(key=str(operation_id))
         if OperationTelemetry.objects.filter(operation_id=operation_id).exists():
             return None
         return finish_writes(finish)

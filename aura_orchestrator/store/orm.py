@@ -32,18 +32,17 @@ def _prepare(
 
 def _hand_back(finish: Finish) -> bool:
     """Settle or release; True when a settle came after its reservation had expired."""
-    if finish.reservation is None:
-        return False
-    if finish.charge is not None:
+    if finish.settles:
         tokens, cost = finish.charge
         return not budget_settle(reservation=finish.reservation, tokens=tokens, cost_micros=cost)
-    budget_release(reservation=finish.reservation)
+    if finish.releases:
+        budget_release(reservation=finish.reservation)
     return False
 
 
 def finish_writes(finish: Finish) -> bool:
-    """The writes of one finish, in the caller's transaction; True for an overrun. Also
-    what the journal replays (store/journal.py)."""
+    """The writes of `finish` (store/base.py), in the caller's transaction; True for an
+    overrun. Also what the journal replays (store/journal.py)."""
     overrun = _hand_back(finish)
     if finish.release_unknown:
         budget_release_operation(operation_id=finish.telemetry["operation_id"])

@@ -2,8 +2,10 @@
 
 Each step sends its statements as one multi-statement query (PostgreSQL's simple
 protocol, client-side binding), which the server runs as one transaction: a step costs
-one network round trip whatever its statement count. The statements are the apps' own
-(budgets, caching, telemetry services), written once as SQL text.
+one network round trip whatever its statement count. The statements (`pg_sql.py`) do
+the writes of the apps' ORM services (budgets, caching, telemetry) in SQL; what a
+reservation must meet comes from `budgets/caps.py` and the refusal protocol from
+`budgets.services.reserve_steps`, the same for both stores.
 
 Durability, step by step:
 - prepare (ledger read, cache hit counter) and reserve commit without waiting for the
@@ -25,6 +27,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import psycopg
 from django.conf import settings
@@ -33,60 +36,38 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from aura_orchestrator.caching.services import (
-    LOOKUP_AND_COUNT_SQL,
-    STORE_SQL,
-    CachedAnswer,
-    store_params,
-)
+from aura_orchestrator.caching.services import CachedAnswer
 from aura_orchestrator.dbhealth import hung_up, purge_pools
 from aura_orchestrator.store.base import Finish, Finished
-from budgets.models import LlmSession
-from budgets.services import (
+from aura_orchestrator.store.pg_sql import (
     LEDGER_BY_NAME_SQL,
-    LEDGER_RETURNING,
     LEDGER_SELECT_SQL,
-    NOT_RELEASED_SQL,
+    LOOKUP_AND_COUNT_SQL,
+    NO_FLUSH_SQL,
     RESERVE_BY_NAME_SQL,
-    RESERVE_TRIES,
-    Caps,
-    Reservation,
-    caps_columns,
+    ROW_SQL,
+    SESSION_INSERT_SQL,
+    SESSION_RECAP_SQL,
+    SETTLED_ROW_SQL,
+    STORE_SQL,
     hand_back_statement,
     ledger_from_row,
-    not_admitted,
-    reservation_of,
-    reserve_admission,
     reserve_params,
     reserve_sql,
+    store_params,
 )
-from telemetry.services import telemetry_insert_sql
+from budgets.models import LlmSession
+from budgets.services import (
+    Caps,
+    Hold,
+    Reservation,
+    Step,
+    caps_columns,
+    reserve_steps,
+    run_steps_async,
+)
 
 logger = logging.getLogger(__name__)
-
-_NO_FLUSH = "SET LOCAL synchronous_commit TO OFF"
-# The operation's row: alone (no settle: never an overrun), or as the last statement of
-# its settle, overrun when the settle released nothing (the reservation had expired).
-_ROW_SQL = telemetry_insert_sql(budget_overrun="false") + " RETURNING budget_overrun"
-_SETTLED_ROW_SQL = (
-    telemetry_insert_sql(budget_overrun=NOT_RELEASED_SQL) + " RETURNING budget_overrun"
-)
-_SESSION = LlmSession._meta.db_table
-_CAPS = tuple(caps_columns(Caps()))  # the session columns a request's caps set
-_SESSION_INSERT_SQL = f"""
-INSERT INTO {_SESSION} (project_id, session_id, {", ".join(_CAPS)}, tokens_used,
-                        cost_accrued_micros, tokens_reserved, cost_reserved_micros,
-                        operation_count, created_at, last_activity_at)
-VALUES (%(project)s, %(session_id)s, {", ".join(f"%({c})s" for c in _CAPS)}, 0, 0, 0, 0, 0,
-        %(now)s, %(now)s)
-ON CONFLICT (project_id, session_id) DO NOTHING
-RETURNING {LEDGER_RETURNING}
-"""
-_SESSION_RECAP_SQL = f"""
-UPDATE {_SESSION} SET {", ".join(f"{c} = %({c})s" for c in _CAPS)}
- WHERE id = %(session)s
-RETURNING {LEDGER_RETURNING}
-"""
 
 
 def _conninfo() -> str:
@@ -179,7 +160,7 @@ class PgStore:
         against psycopg's pipeline mode: a third of its CPU). `flush=False` commits
         without waiting for the WAL flush. The rows of each statement (None without)."""
         cursor = psycopg.AsyncClientCursor(conn)
-        parts = [] if flush else [_NO_FLUSH]
+        parts = [] if flush else [NO_FLUSH_SQL]
         parts += [cursor.mogrify(sql, params) for sql, params in statements]
         await cursor.execute(";\n".join(parts))
         results: list[list[tuple] | None] = []
@@ -218,7 +199,7 @@ class PgStore:
         if row is None:
             params = caps_columns(caps or Caps())  # no caps: the model's defaults
             params |= {"project": project_id, "session_id": session_id, "now": now}
-            created = await (await conn.execute(_SESSION_INSERT_SQL, params)).fetchone()
+            created = await (await conn.execute(SESSION_INSERT_SQL, params)).fetchone()
             if created is not None:
                 return created
             row = await (
@@ -230,7 +211,7 @@ class PgStore:
         if caps is None or all(getattr(current, k) == v for k, v in wanted.items()):
             return row
         params = {**wanted, "session": current.pk}
-        return await (await conn.execute(_SESSION_RECAP_SQL, params)).fetchone()
+        return await (await conn.execute(SESSION_RECAP_SQL, params)).fetchone()
 
     async def cache_lookup(self, *, project_id: int, key_hash: str) -> CachedAnswer | None:
         params = {"project": project_id, "key": key_hash, "now": timezone.now()}
@@ -249,32 +230,16 @@ class PgStore:
         model_name: str,
         expires_in: float,
     ) -> Reservation:
-        cost = cost_micros or 0
+        steps = reserve_steps(
+            session=session,
+            operation_id=operation_id,
+            tokens=tokens,
+            cost_micros=cost_micros,
+            model_name=model_name,
+            expires_in=expires_in,
+        )
         async with self._connection() as conn:
-            for attempt in range(1, RESERVE_TRIES + 1):
-                warnings = reserve_admission(
-                    session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
-                )
-                params = reserve_params(
-                    session,
-                    operation_id=operation_id,
-                    tokens=tokens,
-                    cost=cost,
-                    expires_in=expires_in,
-                )
-                sql = reserve_sql(enforce_hard_limits=session.enforce_hard_limits)
-                (rows,) = await self._script(conn, [(sql, params)], flush=False)
-                row = _first(rows)
-                if row is not None:
-                    return reservation_of(ledger_from_row(row), params=params, warnings=warnings)
-                current = await _ledger(conn, LEDGER_SELECT_SQL, {"session": session.pk})
-                refused = not_admitted(
-                    current, tokens=tokens, cost=cost, last_try=attempt == RESERVE_TRIES
-                )
-                if refused is not None:
-                    raise refused
-                session = current  # lost a race (caps replaced meanwhile): again, as it is now
-        raise AssertionError("unreachable: the last try raises")
+            return await run_steps_async(steps, partial(self._reserve_step, conn, by_name=None))
 
     async def reserve_existing(
         self,
@@ -287,84 +252,72 @@ class PgStore:
         model_name: str,
         expires_in: float,
     ) -> Reservation | None:
-        by_name = {"project": project_id, "session_id": session_id}
-        params = reserve_params(
-            None,
+        steps = reserve_steps(
+            session=None,  # by name: no read of the ledger before the write
             operation_id=operation_id,
             tokens=tokens,
-            cost=cost_micros,
+            cost_micros=cost_micros,
+            model_name=model_name,
             expires_in=expires_in,
-            **by_name,
         )
+        by_name = {"project": project_id, "session_id": session_id}
         async with self._connection() as conn:
-            for attempt in range(1, RESERVE_TRIES + 1):
-                (rows,) = await self._script(conn, [(RESERVE_BY_NAME_SQL, params)], flush=False)
-                row = _first(rows)
-                if row is not None:
-                    break
-                # A new session, or refused: the ledger tells which, and why. A session
-                # created by a concurrent first request since is tried again, not refused.
-                current = await _ledger(conn, LEDGER_BY_NAME_SQL, by_name)
-                if current is None:
-                    return None
-                reserve_admission(
-                    current, tokens=tokens, cost_micros=cost_micros, model_name=model_name
-                )
-                refused = not_admitted(
-                    current, tokens=tokens, cost=cost_micros, last_try=attempt == RESERVE_TRIES
-                )
-                if refused is not None:
-                    raise refused
-        ledger = ledger_from_row(row)
-        # Per-operation caps depend on the caps alone: hard ones held in the statement,
-        # soft ones come back as warnings.
-        warnings = reserve_admission(
-            ledger, tokens=tokens, cost_micros=cost_micros, model_name=model_name
-        )
-        return reservation_of(ledger, params=params, warnings=warnings)
+            return await run_steps_async(steps, partial(self._reserve_step, conn, by_name=by_name))
+
+    async def _reserve_step(
+        self,
+        conn: psycopg.AsyncConnection,
+        step: Step,
+        hold: Hold,
+        session: LlmSession | None,
+        *,
+        by_name: dict | None,
+    ) -> LlmSession | None:
+        """One step of `budgets.services.reserve_steps`: the one-statement reservation (of
+        `session`, or of the session `by_name` names), or a read of the ledger."""
+        if step is Step.READ:
+            if by_name is not None:
+                return await _ledger(conn, LEDGER_BY_NAME_SQL, by_name)
+            return await _ledger(conn, LEDGER_SELECT_SQL, {"session": session.pk})
+        if by_name is not None:
+            statement = (RESERVE_BY_NAME_SQL, reserve_params(hold, **by_name))
+        else:
+            sql = reserve_sql(enforce_hard_limits=session.enforce_hard_limits)
+            statement = (sql, reserve_params(hold, session=session.pk))
+        (rows,) = await self._script(conn, [statement], flush=False)
+        row = _first(rows)
+        return ledger_from_row(row) if row is not None else None
 
     async def settle(
         self, *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool
     ) -> None:
         statement = hand_back_statement(
-            reservation,
-            tokens=tokens,
-            cost=cost_micros,
-            operations=1 if count_operation else 0,
-            now=timezone.now(),
+            reservation, charge=(tokens, cost_micros), operations=1 if count_operation else 0
         )
         async with self._connection() as conn:
             await conn.execute(*statement)
 
     async def release(self, *, reservation: Reservation) -> None:
-        statement = hand_back_statement(reservation, tokens=None, cost=0, operations=0, now=None)
         async with self._connection() as conn:
-            await conn.execute(*statement)
+            await conn.execute(*hand_back_statement(reservation, charge=None))
 
     async def finish(self, finish: Finish) -> Finished:
-        """One transaction: the settle (or release) and the telemetry row, the cache
-        entry, the ledger read back. A settle and its row are one statement, the row's
-        `budget_overrun` read from what the settle released. All or nothing: on failure
-        nothing is written (the pipeline journals)."""
+        """The writes of `finish` (store/base.py) as one transaction, the ledger read back.
+        A settle and its row are one statement, the row's `budget_overrun` read from what
+        the settle released. All or nothing: on failure nothing is written (the pipeline
+        journals). Journaled finishes (`release_unknown`) are replayed on the ORM only."""
+        if finish.release_unknown:
+            raise ValueError("a journaled finish is replayed by store/journal.py, not here")
         telemetry = {**finish.telemetry, "attempts": Jsonb(finish.telemetry["attempts"])}
-        reservation = finish.reservation
-        if reservation is not None and finish.charge is not None:
-            tokens, cost = finish.charge
+        if finish.settles:
             sql, params = hand_back_statement(
-                reservation,
-                tokens=tokens,
-                cost=cost,
-                operations=1,
-                now=timezone.now(),
-                then=_SETTLED_ROW_SQL,
+                finish.reservation, charge=finish.charge, then=SETTLED_ROW_SQL
             )
             statements = [(sql, params | telemetry)]
         else:
-            statements = [(_ROW_SQL, telemetry)]
-            if reservation is not None:
-                statements.append(
-                    hand_back_statement(reservation, tokens=None, cost=0, operations=0, now=None)
-                )
+            statements = [(ROW_SQL, telemetry)]
+            if finish.releases:
+                statements.append(hand_back_statement(finish.reservation, charge=None))
         if finish.cache is not None:
             statements.append((STORE_SQL, store_params(**finish.cache.kwargs())))
         if finish.session_pk is not None:
