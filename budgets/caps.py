@@ -71,6 +71,7 @@ COST = Unit(
     charged="accrued",
 )
 UNITS = (TOKENS, COST)
+REMAINING_FIELDS = tuple(unit.remaining for unit in UNITS)
 
 
 class Counts(StrEnum):

@@ -1,15 +1,15 @@
 """Reads on the budget ledger."""
 
-from dataclasses import make_dataclass
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
+from aura_orchestrator.money import micros_to_usd
 from budgets.caps import (
     CAPS,
     COST,
     TOKENS,
-    UNITS,
     Counts,
-    Unit,
     has_money_caps,
     overruns,
     remaining,
@@ -17,49 +17,56 @@ from budgets.caps import (
 from budgets.models import LlmSession
 
 
-def _public_type(unit: Unit) -> type:
-    return Decimal if unit.money else int
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """A session's ledger in public units. `caps` (by public field) and `remaining` (by
+    unit) come from `budgets/caps.py`, so a cap declared there appears here."""
+
+    session_id: str
+    total_tokens_used: int
+    total_cost_accrued: Decimal
+    tokens_reserved: int
+    cost_reserved: Decimal
+    operation_count: int
+    caps: dict[str, int | Decimal | None]
+    enforce_hard_limits: bool
+    constraint: str | None
+    remaining: dict[str, int | Decimal | None]
+    created_at: datetime
+    last_activity_at: datetime
+
+    def body(self) -> dict[str, object]:
+        """The session's budget body, flat, in the order the API has always shown it."""
+        return {
+            "session_id": self.session_id,
+            "total_tokens_used": self.total_tokens_used,
+            "total_cost_accrued": self.total_cost_accrued,
+            "tokens_reserved": self.tokens_reserved,
+            "cost_reserved": self.cost_reserved,
+            "operation_count": self.operation_count,
+            **self.caps,
+            "enforce_hard_limits": self.enforce_hard_limits,
+            "constraint": self.constraint,
+            **self.remaining,
+            "created_at": self.created_at,
+            "last_activity_at": self.last_activity_at,
+        }
 
 
-# The session's budget body, in the order the API has always shown it; its `max_*` fields
-# are the caps of `budgets/caps.py` and its `remaining_*` the units', so a cap declared
-# there appears here (tests/budgets/test_caps.py holds them together).
-BudgetStatus = make_dataclass(
-    "BudgetStatus",
-    [
-        ("session_id", str),
-        ("total_tokens_used", int),
-        ("total_cost_accrued", Decimal),
-        ("tokens_reserved", int),
-        ("cost_reserved", Decimal),
-        ("operation_count", int),
-        *((cap.field, _public_type(cap.unit) | None) for cap in CAPS),
-        ("enforce_hard_limits", bool),
-        ("constraint", str | None),
-        *((unit.remaining, _public_type(unit) | None) for unit in UNITS),
-        ("created_at", object),
-        ("last_activity_at", object),
-    ],
-    frozen=True,
-    slots=True,
-)
-BudgetStatus.__module__ = __name__
-
-
-def budget_status(session: LlmSession) -> "BudgetStatus":
+def budget_status(session: LlmSession) -> BudgetStatus:
     return BudgetStatus(
         session_id=session.session_id,
         total_tokens_used=getattr(session, TOKENS.used),
-        total_cost_accrued=COST.to_public(getattr(session, COST.used)),
+        total_cost_accrued=micros_to_usd(getattr(session, COST.used)),
         tokens_reserved=getattr(session, TOKENS.reserved),
-        cost_reserved=COST.to_public(getattr(session, COST.reserved)),
+        cost_reserved=micros_to_usd(getattr(session, COST.reserved)),
         operation_count=session.operation_count,
+        caps={cap.field: cap.public_value(session) for cap in CAPS},
         enforce_hard_limits=session.enforce_hard_limits,
         constraint=session.constraint.name if session.constraint_id else None,
+        remaining=remaining(session),
         created_at=session.created_at,
         last_activity_at=session.last_activity_at,
-        **{cap.field: cap.public_value(session) for cap in CAPS},
-        **remaining(session),
     )
 
 

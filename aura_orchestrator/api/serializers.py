@@ -3,6 +3,15 @@ tables of `api/bodies.py`."""
 
 from rest_framework import serializers
 
+from budgets.caps import CAPS, UNITS, Unit
+
+
+def _amount(unit: Unit, **kwargs: bool) -> serializers.Field:
+    """A field holding an amount of `unit` in public units (USD with 6 places, tokens)."""
+    if unit.money:
+        return serializers.DecimalField(max_digits=14, decimal_places=6, **kwargs)
+    return serializers.IntegerField(**kwargs)
+
 
 class TelemetryOutputSerializer(serializers.Serializer):
     operation_id = serializers.UUIDField()
@@ -27,18 +36,21 @@ class TelemetryOutputSerializer(serializers.Serializer):
     attempts = serializers.ListField(child=serializers.DictField())
 
 
-class BudgetOutputSerializer(serializers.Serializer):
-    session_id = serializers.CharField()
-    total_tokens_used = serializers.IntegerField()
-    total_cost_accrued = serializers.DecimalField(max_digits=14, decimal_places=6)
-    operation_count = serializers.IntegerField()
-    tokens_reserved = serializers.IntegerField(required=False)
-    cost_reserved = serializers.DecimalField(max_digits=14, decimal_places=6, required=False)
-    remaining_tokens = serializers.IntegerField(allow_null=True, required=False)
-    remaining_cost = serializers.DecimalField(
-        max_digits=14, decimal_places=6, allow_null=True, required=False
-    )
-    warnings = serializers.ListField(child=serializers.CharField())
+# Built from budgets/caps.py: what the tightest ledger cap of each unit still allows.
+BudgetOutputSerializer = type(
+    "BudgetOutputSerializer",
+    (serializers.Serializer,),
+    {
+        "session_id": serializers.CharField(),
+        "total_tokens_used": serializers.IntegerField(),
+        "total_cost_accrued": serializers.DecimalField(max_digits=14, decimal_places=6),
+        "operation_count": serializers.IntegerField(),
+        "tokens_reserved": serializers.IntegerField(required=False),
+        "cost_reserved": serializers.DecimalField(max_digits=14, decimal_places=6, required=False),
+        **{unit.remaining: _amount(unit, allow_null=True, required=False) for unit in UNITS},
+        "warnings": serializers.ListField(child=serializers.CharField()),
+    },
+)
 
 
 class ExecuteOutputSerializer(serializers.Serializer):
@@ -52,27 +64,26 @@ class ExecuteOutputSerializer(serializers.Serializer):
     budget = BudgetOutputSerializer(allow_null=True)
 
 
-class SessionBudgetSerializer(serializers.Serializer):
-    session_id = serializers.CharField()
-    total_tokens_used = serializers.IntegerField()
-    total_cost_accrued = serializers.DecimalField(max_digits=14, decimal_places=6)
-    tokens_reserved = serializers.IntegerField()
-    cost_reserved = serializers.DecimalField(max_digits=14, decimal_places=6)
-    operation_count = serializers.IntegerField()
-    max_tokens_per_operation = serializers.IntegerField(allow_null=True)
-    max_cost_per_operation = serializers.DecimalField(
-        max_digits=14, decimal_places=6, allow_null=True
-    )
-    max_tokens_per_session = serializers.IntegerField(allow_null=True)
-    max_cost_per_session = serializers.DecimalField(
-        max_digits=14, decimal_places=6, allow_null=True
-    )
-    enforce_hard_limits = serializers.BooleanField()
-    constraint = serializers.CharField(allow_null=True)
-    remaining_tokens = serializers.IntegerField(allow_null=True)
-    remaining_cost = serializers.DecimalField(max_digits=14, decimal_places=6, allow_null=True)
-    created_at = serializers.DateTimeField()
-    last_activity_at = serializers.DateTimeField()
+# The session's budget body (budgets.selectors.BudgetStatus.body): the caps of
+# budgets/caps.py, then what the tightest ledger cap of each unit still allows.
+SessionBudgetSerializer = type(
+    "SessionBudgetSerializer",
+    (serializers.Serializer,),
+    {
+        "session_id": serializers.CharField(),
+        "total_tokens_used": serializers.IntegerField(),
+        "total_cost_accrued": serializers.DecimalField(max_digits=14, decimal_places=6),
+        "tokens_reserved": serializers.IntegerField(),
+        "cost_reserved": serializers.DecimalField(max_digits=14, decimal_places=6),
+        "operation_count": serializers.IntegerField(),
+        **{cap.field: _amount(cap.unit, allow_null=True) for cap in CAPS},
+        "enforce_hard_limits": serializers.BooleanField(),
+        "constraint": serializers.CharField(allow_null=True),
+        **{unit.remaining: _amount(unit, allow_null=True) for unit in UNITS},
+        "created_at": serializers.DateTimeField(),
+        "last_activity_at": serializers.DateTimeField(),
+    },
+)
 
 
 class PresetSerializer(serializers.Serializer):

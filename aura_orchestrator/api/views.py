@@ -119,7 +119,7 @@ class SessionBudgetView(APIView):
     def get(self, request, session_id: str):
         """The session's ledger: used, reserved, caps and what remains."""
         status = budget_status(_session_or_404(request, session_id))
-        return Response(jsonable(asdict(status)))
+        return Response(jsonable(status.body()))
 
 
 class SessionView(APIView):

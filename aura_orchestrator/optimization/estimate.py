@@ -9,9 +9,10 @@ from aura_orchestrator.catalog.selectors import Route, route_chain_resolve
 from aura_orchestrator.catalog.tokens import count_message_tokens, encoding_name_for_model
 from aura_orchestrator.money import cost_micros, micros_to_usd
 from aura_orchestrator.optimization.history import history_for
-from budgets.models import LlmSession
 
 # The ledger's own checks, so an estimate can never disagree with a reservation.
+from budgets.caps import REMAINING_FIELDS
+from budgets.models import LlmSession
 from budgets.selectors import budget_status, operation_overruns, session_get, session_overruns
 from presets.operation_types import OperationType
 from presets.selectors import preset_get
@@ -52,8 +53,7 @@ def _admission(
             "would_admit": True,
             "enforce_hard_limits": None,
             "reasons": [],
-            "remaining_tokens": None,
-            "remaining_cost": None,
+            **dict.fromkeys(REMAINING_FIELDS),
             "note": "No ledger yet: a new session has no caps unless its first request "
             "brings them.",
         }
@@ -66,8 +66,7 @@ def _admission(
         "would_admit": not (problems and session.enforce_hard_limits),
         "enforce_hard_limits": session.enforce_hard_limits,
         "reasons": problems,
-        "remaining_tokens": status.remaining_tokens,
-        "remaining_cost": status.remaining_cost,
+        **status.remaining,
         "note": "Soft limits: admitted with warnings." if problems else "",
     }
 

@@ -276,7 +276,6 @@ def budget_body(run: Run, session: LlmSession | None) -> dict:
         "operation_count": status.operation_count,
         "tokens_reserved": status.tokens_reserved,
         "cost_reserved": status.cost_reserved,
-        "remaining_tokens": status.remaining_tokens,
-        "remaining_cost": status.remaining_cost,
+        **status.remaining,
         "warnings": run.warnings,
     }

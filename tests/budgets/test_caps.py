@@ -2,7 +2,6 @@
 exactly its fields, and the SQL condition, the ORM condition and the messages agree."""
 
 import itertools
-from dataclasses import fields
 from decimal import Decimal
 
 import pytest
@@ -12,7 +11,7 @@ from aura_orchestrator.tenancy.services import project_get_or_create
 from budgets import caps
 from budgets.caps import CAPS, COST, TOKENS, UNITS, Counts
 from budgets.models import BudgetConstraint, LlmSession
-from budgets.selectors import BudgetStatus, budget_status
+from budgets.selectors import budget_status
 from budgets.services import Caps, caps_columns
 
 
@@ -47,7 +46,8 @@ def test_a_session_ledger_holds_exactly_the_cap_columns_and_each_units_amounts()
 
 
 def test_the_budget_body_names_the_tables_caps_and_remaining_amounts():
-    names = [f.name for f in fields(BudgetStatus)]
+    session = LlmSession(session_id="s", project_id=1)
+    names = list(budget_status(session).body())
     assert [n for n in names if n.startswith("max_")] == [cap.field for cap in CAPS]
     assert [n for n in names if n.startswith("remaining_")] == [u.remaining for u in UNITS]
 
@@ -91,8 +91,9 @@ def test_has_caps_remaining_and_usage_follow_the_table():
     assert caps.remaining(session) == {"remaining_tokens": 60, "remaining_cost": Decimal("1")}
     assert caps.usage_shares(session) == [0.4, 5 / 1_000_005]
     status = budget_status(session)
-    assert (status.remaining_tokens, status.remaining_cost) == (60, Decimal("1"))
-    assert (status.max_tokens_per_session, status.max_cost_per_session) == (
+    body = status.body()
+    assert (body["remaining_tokens"], body["remaining_cost"]) == (60, Decimal("1"))
+    assert (body["max_tokens_per_session"], body["max_cost_per_session"]) == (
         100,
         Decimal("1.000005"),
     )
