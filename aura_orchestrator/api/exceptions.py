@@ -23,7 +23,7 @@ from aura_orchestrator.dbhealth import DATABASE_UNAVAILABLE, unavailable
 logger = logging.getLogger(__name__)
 
 # DRF exception → (our code, status). Order matters: subclasses first.
-_DRF_TABLE: list[tuple[type[Exception], str, int]] = [
+_DRF_TABLE: list[tuple[type[drf.APIException], str, int]] = [
     (drf.ParseError, "invalid_request", 400),
     (drf.ValidationError, "invalid_request", 400),
     (drf.NotAuthenticated, "unauthorized", 401),

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from aura_orchestrator import errors
 from aura_orchestrator.api.jsonbody import Path, field_path, schema_problem
@@ -181,6 +181,7 @@ class Money(Kind):
             raise Invalid("Must be a decimal string or a number.")
         # DRF's DecimalField.validate_precision, digit for digit.
         _sign, digit_tuple, exponent = amount.as_tuple()
+        exponent = cast(int, exponent)  # finite: not one of the letters 'n', 'N', 'F'
         if exponent >= 0:
             total = whole = len(digit_tuple) + exponent
             places = 0
@@ -343,6 +344,7 @@ class Shape:
         data = self.parse_into(body, (), problems)
         if problems:
             raise invalid(problems)
+        assert data is not None  # None only with a problem recorded
         return data
 
     def parse_into(self, value: object, path: Path, problems: Problems) -> dict | None:

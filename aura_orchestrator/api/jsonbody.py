@@ -11,6 +11,8 @@ encoder, hence no database, provider or response, can carry it). Anything else i
 
 import json
 import re
+from collections.abc import Iterable
+from typing import Any
 
 import jsonschema
 import orjson
@@ -51,7 +53,7 @@ def parse_json_body(raw: bytes | str) -> object:
     # A JSON text nests no deeper than its count of opening brackets, and a NUL can only
     # be written as the escape \u0000 (orjson refuses raw control characters): the walk
     # is needed only when one of these cheap scans cannot rule a problem out.
-    if type(raw) is bytes:
+    if isinstance(raw, bytes):  # else a str (the two types it is given)
         nul = b"\\u0000" in raw
         openers = raw.count(b"[") + raw.count(b"{")
     else:
@@ -63,7 +65,7 @@ def parse_json_body(raw: bytes | str) -> object:
 
 
 # Documents of every JSON type (and one level of each container) a schema is tried on.
-_SAMPLES = (None, False, 0, 0.5, "", [None], {})
+_SAMPLES: tuple[object, ...] = (None, False, 0, 0.5, "", [None], {})
 _REFERENCES = frozenset(("$ref", "$dynamicRef", "$recursiveRef"))
 
 
@@ -99,7 +101,7 @@ def schema_problem(schema: dict) -> str | None:
 
 
 def _remote_reference(schema: dict) -> str | None:
-    stack: list[object] = [schema]
+    stack: list[dict[Any, object] | list[object]] = [schema]
     while stack:
         value = stack.pop()
         items = value.items() if type(value) is dict else enumerate(value)
@@ -115,7 +117,8 @@ class JsonBodyParser(JSONParser):
     """DRF's JSON parser (still a JSONParser, so DRF keeps reading the body through
     `request.body` and its size limit) with `parse_json_body`'s rules."""
 
-    def parse(self, stream, media_type=None, parser_context=None) -> object:
+    # Any JSON value, as DRF's JSONParser returns (its stub says a dict).
+    def parse(self, stream, media_type=None, parser_context=None) -> object:  # type: ignore[override]
         encoding = get_encoding(parser_context or {})
         raw = stream.read()
         if encoding.lower().replace("-", "").replace("_", "") != "utf8":
@@ -154,6 +157,7 @@ def _walk(data: object, *, limit: int, nul: bool, surrogates: bool) -> None:
         _check_text(data, (), nul=nul, surrogates=surrogates)
     while stack:
         value, depth, path = stack.pop()
+        items: Iterable[tuple[Any, object]]
         if type(value) is dict:
             items = value.items()
         elif type(value) is list:
@@ -256,12 +260,12 @@ def field_path(path: Path) -> str:
     response."""
     if not path:
         return "body"
-    parts = []
+    parts: list[str] = []
     for key in path:
-        if type(key) is int:
-            parts.append(f"[{key}]")
-        else:
+        if type(key) is str:
             text = key.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\u0000")
             parts.append(f".{text[:64]}" if parts else text[:64])
+        else:  # an int: a list's index
+            parts.append(f"[{key}]")
     field = "".join(parts)
     return field if len(field) <= _PATH_CHARS else field[: _PATH_CHARS - 1] + "…"

@@ -26,7 +26,8 @@ class OptimizeView(AsyncAPIView):
         max_retries = serializers.IntegerField()
         rationale = serializers.CharField()
         confidence = serializers.FloatField(help_text="0..1")
-        source = serializers.ChoiceField(choices=["rules", "telemetry", "llm"])
+        # A declared field named like Field.source: DRF's metaclass collects it.
+        source = serializers.ChoiceField(choices=["rules", "telemetry", "llm"])  # type: ignore[assignment]
         operation_type = serializers.CharField()
         model = serializers.CharField(allow_null=True)
         sample_size = serializers.IntegerField(help_text="Operations learned from.")
@@ -94,7 +95,7 @@ class ExplainView(AsyncAPIView):
 
     class ExplainOutputSerializer(serializers.Serializer):
         explanation = serializers.CharField()
-        source = serializers.ChoiceField(choices=["template", "llm"])
+        source = serializers.ChoiceField(choices=["template", "llm"])  # type: ignore[assignment]
         changes = ChangeOutputSerializer(many=True)
         notes = serializers.ListField(child=serializers.CharField())
 

@@ -1,15 +1,27 @@
+from collections.abc import Iterable
+
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from aura_orchestrator.providers.base import ProviderKindSpec
 from aura_orchestrator.providers.registry import SPECS
+
+
+def provider_kind_choices(specs: Iterable[ProviderKindSpec]) -> type[models.TextChoices]:
+    """The TextChoices class of the kinds `specs` declare, in their order: member
+    KIND.upper() = (kind, label)."""
+    # Enum's functional API (a class from (name, value) pairs); django-stubs type only
+    # the member lookup TextChoices(value).
+    return models.TextChoices(  # type: ignore[call-overload]
+        "ProviderKind", [(spec.kind.upper(), (spec.kind, spec.label)) for spec in specs]
+    )
+
 
 # The kinds the provider adapters declare (providers/registry.py), in their order: adding
 # an adapter adds a choice here. Values, labels and order are what migrations recorded;
 # a change to any of them needs a migration (makemigrations --check says so).
-ProviderKind = models.TextChoices(
-    "ProviderKind", [(spec.kind.upper(), (spec.kind, spec.label)) for spec in SPECS]
-)
+ProviderKind = provider_kind_choices(SPECS)
 
 
 class Provider(models.Model):

@@ -163,6 +163,7 @@ class FastFront:
         ASGI handler does with its view): the pipeline then hands back its reservation,
         and a stream is settled for what was sent."""
         task = asyncio.current_task()
+        assert task is not None  # called from the request's task
         gone = False
 
         async def listen() -> None:
@@ -202,7 +203,7 @@ class FastFront:
                 send, status=status, body=body, headers=headers, secure=secure
             )
         if reply.events is not None:
-            return await respond.send_stream(send, reply, secure=secure)
+            return await respond.send_stream(send, reply, reply.events, secure=secure)
         await respond.send_json(
             send, status=reply.status, body=reply.body, headers=reply.headers, secure=secure
         )

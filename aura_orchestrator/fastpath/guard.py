@@ -226,7 +226,7 @@ def _view_differences(hot: HotView) -> list[str]:
     match = resolve(hot.path)
     func = match.func
     view = getattr(func, "view_class", None)
-    if dotted(view) != hot.view:
+    if view is None or dotted(view) != hot.view:  # dotted(None) is None: not hot.view
         return [f"{hot.path} resolves to {dotted(func)}, the front emulates {hot.view}"]
     found = []
     # DRF's as_view() is Django's view function wrapped by csrf_exempt, nothing more (by
@@ -253,11 +253,11 @@ def _view_differences(hot: HotView) -> list[str]:
             if own != expected:
                 found.append(f"{name} defines {', '.join(sorted(own ^ expected))}: not emulated")
     for attribute, default in _VIEW_POLICIES.items():
-        expected = hot.policies.get(attribute, REST_FRAMEWORK[default])
+        emulated = hot.policies.get(attribute, REST_FRAMEWORK[default])
         configured = dotted(getattr(view, attribute))
-        if configured != expected:
+        if configured != emulated:
             found.append(
-                f"{hot.view}.{attribute} is {configured!r}, the front emulates {expected!r}"
+                f"{hot.view}.{attribute} is {configured!r}, the front emulates {emulated!r}"
             )
     allowed = tuple(view().allowed_methods)
     if allowed != hot.allowed_methods:

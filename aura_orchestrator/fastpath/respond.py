@@ -3,7 +3,7 @@ result: the views' own bodies and headers (`api.views.execute_reply`,
 `gateway.views.chat_reply`), DRF's `Allow`, and the headers of the security and
 clickjacking middleware, from the same settings."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import orjson
 from django.conf import settings
@@ -80,13 +80,15 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-async def send_stream(send: Send, reply: ChatReply, *, secure: bool) -> None:
-    """The SSE body, part by part, as Django sends a StreamingHttpResponse. However this
-    ends (done, the client gone, the task cancelled, a send failing), the event iterator
-    and the pipeline's stream are closed here, which settles the operation at once."""
+async def send_stream(
+    send: Send, reply: ChatReply, events: AsyncGenerator[bytes, None], *, secure: bool
+) -> None:
+    """The SSE body (`events`: `reply.events`), part by part, as Django sends a
+    StreamingHttpResponse. However this ends (done, the client gone, the task cancelled, a
+    send failing), the event iterator and the pipeline's stream are closed here, which
+    settles the operation at once."""
     headers = dict(reply.headers)
     content_type = headers.pop("Content-Type")
-    events = reply.events
     try:
         await send(
             {

@@ -3,7 +3,7 @@
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 import orjson
@@ -121,11 +121,14 @@ class _ChunkShaper:
         }
 
 
-async def sse_events(stream: OperationStream, *, include_usage: bool) -> AsyncIterator[bytes]:
+async def sse_events(
+    stream: OperationStream, *, include_usage: bool
+) -> AsyncGenerator[bytes, None]:
     """The SSE body: each chunk as the provider sends it; then the usage chunk (when
     asked for) and `[DONE]`, or an error event when the provider failed mid-stream."""
     shaper = _ChunkShaper(stream)
     try:
+        assert stream.chunks is not None  # a stream that started (no `error`) has them
         # aclosing: when the server closes this body early, the pipeline's iterator is
         # closed at once too, so the operation is settled now rather than at collection.
         async with aclosing(stream.chunks) as chunks:

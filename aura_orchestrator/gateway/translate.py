@@ -116,7 +116,8 @@ def _messages(body: dict) -> tuple[ChatMessage, ...]:
     for index, message in enumerate(raw):
         if not isinstance(message, dict):
             raise _invalid(f"messages[{index}]", f"`messages[{index}]` must be an object.")
-        role = ROLES.get(message.get("role")) if isinstance(message.get("role"), str) else None
+        role_name = message.get("role")
+        role = ROLES.get(role_name) if isinstance(role_name, str) else None
         if role is None:
             raise _invalid(
                 f"messages[{index}].role",

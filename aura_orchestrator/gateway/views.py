@@ -4,7 +4,7 @@ Same Bearer keys and the same error table as the REST API; errors in OpenAI's bo
 shape (`render_error` is what the shared exception handler calls).
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from adrf.views import APIView as AsyncAPIView
@@ -47,12 +47,12 @@ class ChatReply:
     status: int
     headers: dict[str, str]
     body: dict | None = None
-    events: AsyncIterator[bytes] | None = None
+    events: AsyncGenerator[bytes, None] | None = None
     stream: pipeline.OperationStream | None = None
 
 
-def _failure(result: pipeline.OperationResult, headers: dict[str, str]) -> ChatReply:
-    error = result.error
+def _failure(error: errors.AuraError, headers: dict[str, str]) -> ChatReply:
+    """The reply of a failed operation (its result's `error`)."""
     headers = {**headers, **error.headers}
     if error.status >= 500:
         # The chain was already retried with backoff and fallback: an SDK retrying on top
@@ -74,7 +74,7 @@ async def chat_reply(call: ChatCall, *, principal: pipeline.Principal) -> ChatRe
             cost=stream.result.telemetry["estimated_cost"] if stream.result else None,
         )
         if stream.error is not None:
-            return _failure(stream.result, headers)
+            return _failure(stream.error, headers)
         return ChatReply(
             status=200,
             headers={
@@ -95,7 +95,7 @@ async def chat_reply(call: ChatCall, *, principal: pipeline.Principal) -> ChatRe
         cost=result.telemetry["estimated_cost"],
     )
     if result.error is not None:
-        return _failure(result, headers)
+        return _failure(result.error, headers)
     return ChatReply(status=200, headers=headers, body=render.completion_body(result))
 
 
@@ -240,7 +240,9 @@ class ChatCompletionEventSerializer(serializers.Serializer):
     """One server-sent event of a streamed answer."""
 
     event = serializers.CharField(required=False)
-    data = serializers.CharField(
+    # A declared field named like Serializer.data: DRF's metaclass collects it; the stubs
+    # see an override of the property.
+    data = serializers.CharField(  # type: ignore[assignment]
         help_text="A `chat.completion.chunk` object as JSON; with "
         "`stream_options.include_usage`, a last chunk with empty `choices` and `usage`; then "
         "`[DONE]`. A provider failing mid-stream ends it with an error object "
@@ -257,7 +259,7 @@ class OpenAIModelSerializer(serializers.Serializer):
 
 class OpenAIModelListSerializer(serializers.Serializer):
     object = serializers.ChoiceField(choices=["list"])
-    data = OpenAIModelSerializer(many=True)
+    data = OpenAIModelSerializer(many=True)  # type: ignore[assignment]  # a field, as above
 
 
 def _header(name: str, kind, description: str, **kwargs) -> OpenApiParameter:

@@ -8,10 +8,8 @@ source; when no parameters can meet them, `ConstraintsUnsatisfiable` (422) says 
 """
 
 import math
-import random
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import cast
 
 from aura_orchestrator.catalog.selectors import Route
 from aura_orchestrator.money import cost_micros, micros_to_usd, usd_to_micros
@@ -57,8 +55,7 @@ class _Ceiling:
 
 def backoff_ceiling(retries: int) -> float:
     """Longest total backoff of `retries` retries (the pipeline's own delay function)."""
-    # backoff_delay only calls the rng's uniform(): a stand-in for random.Random.
-    ceiling = cast(random.Random, _Ceiling())
+    ceiling = _Ceiling()  # backoff_delay only calls the rng's uniform()
     return sum(backoff_delay(attempt, rng=ceiling) for attempt in range(retries))
 
 

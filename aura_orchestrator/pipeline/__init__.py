@@ -44,6 +44,7 @@ from aura_orchestrator.providers.base import ChatMessage
 from aura_orchestrator.store import get_store
 from budgets.services import Caps
 from presets.operation_types import OperationType
+from presets.selectors import EffectivePreset
 
 __all__ = [
     "Caps",
@@ -69,14 +70,17 @@ async def execute(request: OperationRequest, *, principal: Principal) -> Operati
 
 
 async def _execute(run: Run) -> OperationResult:
-    run.plan = await prepare(request=run.request, principal=run.principal)  # 1
-    if run.plan.cached is not None:  # 2
-        return await conclude(run, cached=run.plan.cached)
-    if run.plan.cache_key is None:
+    run.plan = plan = await prepare(request=run.request, principal=run.principal)  # 1
+    if plan.cached is not None:  # 2
+        return await conclude(run, cached=plan.cached)
+    key_hash = plan.cache_key
+    if key_hash is None:
         return await _call_and_settle(run)
     # 3: one leader per question; the others take its answer as a cache hit
-    flight_key = f"{run.principal.project_id}:{run.plan.cache_key}"
-    result, led = await _single_flight.run(flight_key, lambda: _lead(run, flight_key))
+    flight_key = f"{run.principal.project_id}:{key_hash}"
+    result, led = await _single_flight.run(
+        flight_key, lambda: _lead(run, plan.preset, key_hash, flight_key)
+    )
     if led:
         return result
     if result.success:  # another request asked the same question a moment ago
@@ -94,20 +98,23 @@ async def _call(run: Run) -> OperationResult:
     await reserve(run)  # 4
     completion = await call_chain(run, list(run.request.messages))  # 5
     content = completion.content
-    if run.request.response_schema is not None:  # 6
-        content = await validated_content(run, completion)
+    schema = run.request.response_schema
+    if schema is not None:  # 6
+        content = await validated_content(run, completion, schema)
     return await conclude(run, content=content)  # 7
 
 
 # --- Step 3: single-flight -----------------------------------------------------------------
 
 
-async def _lead(run: Run, flight_key: str) -> OperationResult:
+async def _lead(
+    run: Run, preset: EffectivePreset, key_hash: str, flight_key: str
+) -> OperationResult:
     """The leader within this process. With a shared cache (Redis) it also takes a lease
-    across processes: if another worker holds it, wait for that worker's cache entry."""
+    across processes: if another worker holds it, wait for that worker's cache entry
+    (`key_hash`, the plan's cache key)."""
     if not CacheLease.shared():
         return await _call_and_settle(run)
-    preset = run.plan.preset
     lease = CacheLease(
         flight_key, ttl_seconds=preset.timeout_seconds * (preset.max_retries + 1) + 5
     )
@@ -116,20 +123,20 @@ async def _lead(run: Run, flight_key: str) -> OperationResult:
             return await _call_and_settle(run)
         finally:
             await lease.release()
-    answer = await _await_other_worker(run, lease)
+    answer = await _await_other_worker(run, lease, key_hash)
     if answer is not None:
         return await conclude(run, cached=answer)
     return await _call_and_settle(run)
 
 
-async def _await_other_worker(run: Run, lease: CacheLease) -> CachedAnswer | None:
+async def _await_other_worker(run: Run, lease: CacheLease, key_hash: str) -> CachedAnswer | None:
     """Poll for the entry the lease holder will store; None once its lease is gone."""
     delay = 0.02
     deadline = time.monotonic() + lease.ttl
     while time.monotonic() < deadline:
         await asyncio.sleep(delay)
         answer = await get_store().cache_lookup(
-            project_id=run.principal.project_id, key_hash=run.plan.cache_key
+            project_id=run.principal.project_id, key_hash=key_hash
         )
         if answer is not None:
             return answer

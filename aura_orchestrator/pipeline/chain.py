@@ -11,7 +11,7 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -34,6 +34,7 @@ from aura_orchestrator.providers.base import (
 from aura_orchestrator.providers.http import get_transport
 from aura_orchestrator.providers.registry import get_adapter, supports_native_json_schema
 from aura_orchestrator.providers.retry import backoff_delay
+from presets.selectors import EffectivePreset
 
 T = TypeVar("T")
 
@@ -47,7 +48,7 @@ def provider_config(route: Route) -> ProviderConfig:
     )
 
 
-def native_response_format(route: Route, schema: dict) -> dict | None:
+def native_response_format(route: Route, schema: dict[str, Any]) -> dict[str, Any] | None:
     """The `response_format` that asks the provider itself for `schema`, where its kind
     declares one (`ProviderKindSpec.native_json_schema`); None elsewhere. The answer is
     validated in any case (step 6)."""
@@ -56,8 +57,9 @@ def native_response_format(route: Route, schema: dict) -> dict | None:
     return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
 
 
-def completion_request(run: Run, route: Route, messages: list[ChatMessage]) -> CompletionRequest:
-    preset = run.plan.preset
+def completion_request(
+    run: Run, preset: EffectivePreset, route: Route, messages: list[ChatMessage]
+) -> CompletionRequest:
     request = run.request
     response_format = request.response_format
     if response_format is None and request.response_schema is not None:
@@ -88,17 +90,17 @@ def record_attempt(run: Run, route: Route, started: float, exc: ProviderError | 
     )
 
 
-async def within(run: Run, awaitable: Awaitable[T], *, seconds: float, route: Route) -> T:
-    """`awaitable`, cut at `seconds` from now or at the operation's deadline, whichever
-    comes first: the timeout bounds the whole call (headers, body, every byte of a
-    dripping upstream), not each read."""
+async def within(deadline: float, awaitable: Awaitable[T], *, seconds: float, route: Route) -> T:
+    """`awaitable`, cut at `seconds` from now or at the operation's `deadline` (the run's,
+    on the loop's clock), whichever comes first: the timeout bounds the whole call
+    (headers, body, every byte of a dripping upstream), not each read."""
     loop = asyncio.get_running_loop()
-    at = min(loop.time() + seconds, run.deadline)
+    at = min(loop.time() + seconds, deadline)
     try:
         async with asyncio.timeout_at(at):
             return await awaitable
     except TimeoutError:
-        if at >= run.deadline:
+        if at >= deadline:
             raise deadline_passed(route) from None
         raise ProviderTimeout(
             f"{route.provider_name}: no answer within {seconds:g}s", provider=route.provider_name
@@ -114,20 +116,23 @@ async def attempt_chain(
     (backoff with jitter, Retry-After honoured); a non-retryable error moves on to the
     next route at once. The final error is classified by the last failure. Every attempt
     is recorded; `run.route` is the route that served."""
-    max_retries = run.plan.preset.max_retries
+    plan, deadline = run.plan, run.deadline
+    assert plan is not None and deadline is not None  # prepared and reserved (steps 1, 4)
+    preset = plan.preset
+    max_retries = preset.max_retries
     max_retry_after = settings.AURA["MAX_RETRY_AFTER_SECONDS"]
     last_error: ProviderError | None = None
-    for route in run.plan.chain:
+    for route in plan.chain:
         adapter = get_adapter(route.kind)
         config = provider_config(route)
-        provider_request = completion_request(run, route, messages)
+        provider_request = completion_request(run, preset, route, messages)
         for n in range(max_retries + 1):
             if run.time_left() <= 0:
                 raise final_error(run, last_error or deadline_passed(route))
             started = time.perf_counter()
             try:
                 result = await within(
-                    run,
+                    deadline,
                     attempt(adapter, config, provider_request),
                     seconds=provider_request.timeout_seconds,
                     route=route,
@@ -154,12 +159,16 @@ async def call_chain(run: Run, messages: list[ChatMessage]) -> CompletionResult:
     """Step 5: one complete answer from the chain (see `attempt_chain`), its usage
     counted."""
 
-    def complete(adapter, config, request):
+    def complete(
+        adapter: ProviderAdapter, config: ProviderConfig, request: CompletionRequest
+    ) -> Awaitable[CompletionResult]:
         return adapter.complete(get_transport(), config, request)
 
     result = await attempt_chain(run, messages, complete)
     run.finish_reason = result.finish_reason
-    run.usage.add(usage_of(result, run.route, messages))
+    route = run.route
+    assert route is not None  # the route that served (attempt_chain)
+    run.usage.add(usage_of(result, route, messages))
     return result
 
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.utils import timezone
 
@@ -62,7 +62,7 @@ async def one_row(run: Run, work: Awaitable[T]) -> T | OperationResult:
         raise
 
 
-def expected_error(run: Run, exc: Exception) -> errors.AuraError:
+def expected_error(run: Run, exc: BaseException) -> errors.AuraError:
     """The error an exception means for the operation's result: ours as raised, a
     database that cannot be reached as 503; anything else is a bug (internal_error)."""
     if isinstance(exc, errors.AuraError):
@@ -162,10 +162,12 @@ async def conclude(
 
 def _route_of(run: Run, answer: CachedAnswer) -> Route:
     """The route a cached answer came from (for telemetry), in the chain or not."""
+    plan = run.plan
+    assert plan is not None  # a cached answer is plan.cached (step 1) or a leader's (step 3)
     return next(
         (
             r
-            for r in run.plan.chain
+            for r in plan.chain
             if r.provider_name == answer.provider_name and r.model_name == answer.model_name
         ),
         Route(answer.provider_name, "", "", "", answer.model_name, None, None, None),
@@ -199,7 +201,9 @@ async def write_finish(finish: Finish, *, database_down: bool) -> Finished | Non
 # --- What the finish writes and answers ----------------------------------------------------
 
 
-def telemetry_fields(run: Run, *, success: bool, cache_hit: bool, error=None) -> dict:
+def telemetry_fields(
+    run: Run, *, success: bool, cache_hit: bool, error: errors.AuraError | None = None
+) -> dict[str, Any]:
     """The operation's telemetry row (the store's columns)."""
     plan = run.plan
     preset = plan.preset if plan else None
@@ -258,7 +262,7 @@ def cache_write(
     )
 
 
-def budget_body(run: Run, session: LlmSession | None) -> dict:
+def budget_body(run: Run, session: LlmSession | None) -> dict[str, Any]:
     """The session's budget for the response, from the ledger the store read back."""
     if session is None:
         return {

@@ -11,6 +11,7 @@ and holding that on the session's budget.
 """
 
 import asyncio
+from typing import cast
 
 from django.conf import settings
 
@@ -109,13 +110,14 @@ def plan_of(*, request: OperationRequest) -> Plan:
 def cost_of(route: Route, *, tokens_in: int, tokens_out: int) -> int | None:
     """Micro-dollars at the route's prices (of a worst case or of actual usage); None
     when the model has no price."""
-    if not route.priced:
+    input_price, output_price = route.input_price, route.output_price
+    if input_price is None or output_price is None:  # not route.priced
         return None
     return cost_micros(
         tokens_in=tokens_in,
         tokens_out=tokens_out,
-        input_price=route.input_price,
-        output_price=route.output_price,
+        input_price=input_price,
+        output_price=output_price,
     )
 
 
@@ -133,14 +135,14 @@ def lifetimes() -> Lifetimes:
     )
 
 
-def deadline_seconds(run: Run) -> float:
+def deadline_seconds(run: Run, plan: Plan) -> float:
     """The operation's whole time (deadline.py): every route, attempt and retry, twice
     with a schema repair."""
-    preset = run.plan.preset
+    preset = plan.preset
     return operation_seconds(
         timeout_seconds=preset.timeout_seconds,
         max_retries=preset.max_retries,
-        routes=len(run.plan.chain),
+        routes=len(plan.chain),
         schema_repair=run.request.response_schema is not None and not run.streamed,
         lifetimes=lifetimes(),
     )
@@ -154,21 +156,25 @@ async def reserve(run: Run, *, extra_prompt_tokens: int = 0) -> None:
     cost cap, unpriced routes are dropped from the chain (they could not be held to it).
     The first reservation fixes the operation's deadline."""
     plan = run.plan
+    assert plan is not None  # set by prepare (step 1)
     tokens_in = plan.prompt_tokens + extra_prompt_tokens
     tokens = tokens_in + plan.preset.max_tokens
     if run.deadline is None:
-        run.deadline = asyncio.get_running_loop().time() + deadline_seconds(run)
+        run.deadline = asyncio.get_running_loop().time() + deadline_seconds(run, plan)
     expires_in = reservation_seconds(remaining=run.time_left(), lifetimes=lifetimes())
     reservation = None
-    if plan.session is None:  # every route is priced (see prepare)
+    if plan.session is None:  # every route is priced (see prepare): no None among the costs
+        costs = cast("list[int]", worst_costs(plan, tokens_in=tokens_in))
         reservation = await reserve_existing(
             run,
+            plan,
             tokens=tokens,
-            cost_micros=max(worst_costs(plan, tokens_in=tokens_in)),
+            cost_micros=max(costs),
             expires_in=expires_in,
         )
     if reservation is None:
         session = plan.session
+        assert session is not None  # read by prepare, or by reserve_existing for a new one
         hard_cost_cap = session.enforce_hard_limits and has_money_caps(session)
         if hard_cost_cap:
             priced = [r for r in plan.chain if r.priced]
@@ -187,11 +193,11 @@ async def reserve(run: Run, *, extra_prompt_tokens: int = 0) -> None:
 
 
 async def reserve_existing(
-    run: Run, *, tokens: int, cost_micros: int, expires_in: float
+    run: Run, plan: Plan, *, tokens: int, cost_micros: int, expires_in: float
 ) -> Reservation | None:
     """Reserve without having read the session (see `prepare`). None for a new session,
     which then takes the two steps (created by prepare, then reserved)."""
-    plan, request = run.plan, run.request
+    request = run.request
     try:
         reservation = await get_store().reserve_existing(
             project_id=run.principal.project_id,
@@ -217,8 +223,10 @@ async def settle_so_far(run: Run) -> None:
     """Charge what the providers produced until now and drop the reservation (a schema
     repair, step 6, then reserves its own worst case)."""
     usage = run.unsettled
+    reservation = run.reservation
+    assert reservation is not None  # held since reserve (step 4)
     await get_store().settle(
-        reservation=run.reservation,
+        reservation=reservation,
         tokens=usage.tokens,
         cost_micros=usage.cost_micros,
         count_operation=False,

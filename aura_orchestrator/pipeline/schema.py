@@ -6,6 +6,7 @@ without a repair (its text has already been sent).
 """
 
 import json
+from typing import Any
 
 import jsonschema
 import referencing
@@ -23,7 +24,7 @@ from aura_orchestrator.providers.base import ChatMessage, CompletionResult
 _NO_REMOTE_SCHEMAS = referencing.Registry()
 
 
-def schema_error(content: str, schema: dict) -> str | None:
+def schema_error(content: str, schema: dict[str, Any]) -> str | None:
     """What is wrong with `content` as a document of `schema`; None when it matches."""
     text = content.strip()
     if text.startswith("```"):  # tolerate a fenced answer: ```json … ```
@@ -43,10 +44,10 @@ def schema_error(content: str, schema: dict) -> str | None:
     return f"at {where}: {error.message}"
 
 
-async def validated_content(run: Run, first: CompletionResult) -> str:
-    """Step 6. The content if it validates; else ask once more with the error appended
-    (charged to the same budget), then fail with schema_validation_failed."""
-    schema = run.request.response_schema
+async def validated_content(run: Run, first: CompletionResult, schema: dict[str, Any]) -> str:
+    """Step 6. The content if it validates against `schema` (the request's
+    response_schema); else ask once more with the error appended (charged to the same
+    budget), then fail with schema_validation_failed."""
     problem = schema_error(first.content, schema)
     if problem is None:
         return first.content
@@ -61,7 +62,9 @@ async def validated_content(run: Run, first: CompletionResult) -> str:
         ChatMessage(role="assistant", content=first.content),
         ChatMessage(role="user", content=correction),
     ]
-    extra = count_tokens(first.content + correction, model=run.plan.chain[0].model_name) + 8
+    plan = run.plan
+    assert plan is not None  # set by prepare (step 1)
+    extra = count_tokens(first.content + correction, model=plan.chain[0].model_name) + 8
     await reserve(run, extra_prompt_tokens=extra)
     second = await call_chain(run, messages)
     problem = schema_error(second.content, schema)
@@ -75,9 +78,10 @@ async def validated_content(run: Run, first: CompletionResult) -> str:
 
 def streamed_schema_failure(run: Run, content: str) -> errors.SchemaValidationFailed | None:
     """Step 6 for a stream that completed: the error if its text does not match."""
-    if run.request.response_schema is None:
+    schema = run.request.response_schema
+    if schema is None:
         return None
-    problem = schema_error(content, run.request.response_schema)
+    problem = schema_error(content, schema)
     if problem is None:
         return None
     return errors.SchemaValidationFailed(

@@ -15,18 +15,23 @@ import asyncio
 import logging
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Any, cast
 
 from aura_orchestrator import errors
+from aura_orchestrator.catalog.selectors import Route
 from aura_orchestrator.pipeline.chain import attempt_chain, final_error, usage_of, within
 from aura_orchestrator.pipeline.ending import budget_body, conclude, one_row
 from aura_orchestrator.pipeline.plan import prepare, reserve
 from aura_orchestrator.pipeline.schema import streamed_schema_failure
 from aura_orchestrator.pipeline.types import OperationRequest, OperationResult, Principal, Run
 from aura_orchestrator.providers.base import (
+    CompletionRequest,
     CompletionResult,
+    ProviderAdapter,
     ProviderBadResponse,
+    ProviderConfig,
     ProviderError,
     StreamChunk,
     Usage,
@@ -53,8 +58,8 @@ class OperationStream:
     was_cached: bool
     provider_name: str
     model_name: str
-    budget: dict  # the session's ledger once the worst case is reserved
-    chunks: AsyncIterator[StreamChunk] | None = None
+    budget: dict[str, Any]  # the session's ledger once the worst case is reserved
+    chunks: AsyncGenerator[StreamChunk, None] | None = None
     error: errors.AuraError | None = None
     result: OperationResult | None = None
 
@@ -79,49 +84,66 @@ async def execute_stream(request: OperationRequest, *, principal: Principal) -> 
 
 
 async def _start(run: Run) -> OperationStream:
-    run.plan = await prepare(request=run.request, principal=run.principal)  # step 1
-    if run.plan.cached is not None:  # step 2: the cached answer, replayed
+    run.plan = plan = await prepare(request=run.request, principal=run.principal)  # step 1
+    if plan.cached is not None:  # step 2: the cached answer, replayed
         run.ttft_ms = run.elapsed_ms()
-        result = await conclude(run, cached=run.plan.cached)
+        result = await conclude(run, cached=plan.cached)
+        route = run.route
+        assert route is not None  # the cached answer's (conclude)
         return OperationStream(
             operation_id=run.operation_id,
             was_cached=True,
-            provider_name=run.route.provider_name,
-            model_name=run.route.model_name,
+            provider_name=route.provider_name,
+            model_name=route.model_name,
             budget=result.budget,
             chunks=_replay(result.content or ""),
             result=result,
         )
     await reserve(run)  # step 4
-    ledger = run.reservation.ledger
+    reservation, deadline = run.reservation, run.deadline
+    assert reservation is not None and deadline is not None  # both set by reserve
+    ledger = reservation.ledger
     budget = budget_body(run, ledger) if ledger is not None and ledger.has_caps else {}
     first, upstream = await _open_stream(run)  # step 5, until the first chunk
+    route = run.route
+    assert route is not None  # the route that sent the first chunk (attempt_chain)
     stream = OperationStream(
         operation_id=run.operation_id,
         was_cached=False,
-        provider_name=run.route.provider_name,
-        model_name=run.route.model_name,
+        provider_name=route.provider_name,
+        model_name=route.model_name,
         budget=budget,
     )
-    relay = _relay(run, weakref.ref(stream), first, upstream)
+    relay = _relay(
+        run,
+        weakref.ref(stream),
+        first,
+        upstream,
+        route=route,
+        deadline=deadline,
+        seconds=plan.preset.timeout_seconds,
+    )
     # Prime it (no await inside, so no cancellation here): from now on, closing the
     # stream, or dropping it unread (a client gone before the first byte), settles it.
     await anext(relay)
-    stream.chunks = relay
+    # Primed: the one None it yields is consumed; chunks follow.
+    stream.chunks = cast("AsyncGenerator[StreamChunk, None]", relay)
     return stream
 
 
-async def _replay(content: str) -> AsyncIterator[StreamChunk]:
+async def _replay(content: str) -> AsyncGenerator[StreamChunk, None]:
     for start in range(0, len(content), _REPLAY_CHUNK_CHARS):
         yield StreamChunk(content[start : start + _REPLAY_CHUNK_CHARS])
     yield StreamChunk("", finish_reason="stop")
 
 
-async def _open_stream(run: Run) -> tuple[StreamChunk, AsyncIterator[StreamChunk]]:
+async def _open_stream(run: Run) -> tuple[StreamChunk, AsyncGenerator[StreamChunk, None]]:
     """Like `call_chain`, but an attempt succeeds when its first chunk arrives: retries
     and fallback are only possible before anything was sent to the client."""
 
-    async def first_chunk(adapter, config, request):
+    async def first_chunk(
+        adapter: ProviderAdapter, config: ProviderConfig, request: CompletionRequest
+    ) -> tuple[StreamChunk, AsyncGenerator[StreamChunk, None]]:
         upstream = adapter.stream(get_transport(), config, request)
         try:
             return await anext(upstream), upstream
@@ -137,12 +159,17 @@ async def _relay(
     run: Run,
     stream_ref: "weakref.ref[OperationStream]",
     first: StreamChunk,
-    upstream: AsyncIterator[StreamChunk],
-) -> AsyncIterator[StreamChunk | None]:
-    """Hand each chunk on as it arrives, then conclude, however the iteration ends. The
-    first step only primes it (yields None); the stream is held by weak reference so that
-    an unread stream is collected, and its generator finalized, without waiting for the
-    cycle collector."""
+    upstream: AsyncGenerator[StreamChunk, None],
+    *,
+    route: Route,
+    deadline: float,
+    seconds: float,
+) -> AsyncGenerator[StreamChunk | None, None]:
+    """Hand each chunk on as it arrives, each within `seconds` (the preset's timeout) and
+    all by `deadline` (the run's), then conclude, however the iteration ends. The first
+    step only primes it (yields None); the stream is held by weak reference so that an
+    unread stream is collected, and its generator finalized, without waiting for the
+    cycle collector. `route` is the one that sent `first`."""
     parts: list[str] = []
     reported: Usage | None = None
     error: errors.AuraError | None = None
@@ -161,9 +188,7 @@ async def _relay(
             try:
                 # Each chunk within the preset's timeout (idle), all of them within the
                 # operation's deadline (total).
-                chunk = await within(
-                    run, anext(upstream), seconds=run.plan.preset.timeout_seconds, route=run.route
-                )
+                chunk = await within(deadline, anext(upstream), seconds=seconds, route=route)
             except StopAsyncIteration:
                 completed = True
                 break
@@ -178,7 +203,7 @@ async def _relay(
         # conclusion run in a task of their own, which a second cancellation cannot
         # interrupt (conclude shields only its write).
         end = asyncio.ensure_future(
-            _end_stream(run, stream_ref, upstream, "".join(parts), reported, error)
+            _end_stream(run, stream_ref, upstream, route, "".join(parts), reported, error)
         )
         await asyncio.shield(end)
 
@@ -186,7 +211,8 @@ async def _relay(
 async def _end_stream(
     run: Run,
     stream_ref: "weakref.ref[OperationStream]",
-    upstream: AsyncIterator[StreamChunk],
+    upstream: AsyncGenerator[StreamChunk, None],
+    route: Route,
     content: str,
     reported: Usage | None,
     error: errors.AuraError | None,
@@ -198,7 +224,6 @@ async def _end_stream(
         await upstream.aclose()  # stop the provider generating what nobody will read
     except Exception:  # cleanup of a broken upstream must never prevent settlement
         logger.debug("closing the upstream stream of %s failed", run.operation_id, exc_info=True)
-    route = run.route
     consumed = CompletionResult(
         content=content,
         usage=reported,

@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.utils import timezone
 
@@ -53,10 +54,10 @@ class OperationRequest:
     overrides: PresetOverrides = PresetOverrides()
     providers: tuple[str, ...] | None = None
     model: str | None = None
-    response_schema: dict | None = None
+    response_schema: dict[str, Any] | None = None
     # OpenAI-gateway extras, passed through to the provider.
     stop: tuple[str, ...] | None = None
-    response_format: dict | None = None
+    response_format: dict[str, Any] | None = None
     user: str | None = None
     source: str = "api"
 
@@ -68,8 +69,8 @@ class OperationResult:
     content: str | None
     was_cached: bool
     error: errors.AuraError | None
-    telemetry: dict
-    budget: dict
+    telemetry: dict[str, Any]
+    budget: dict[str, Any]
     finish_reason: str | None = None
 
     @property
@@ -129,7 +130,7 @@ class Run:
     t0: float = field(default_factory=time.perf_counter)
     plan: Plan | None = None
     reservation: Reservation | None = None
-    attempts: list[dict] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)  # everything the providers reported
     charged: Usage = field(default_factory=Usage)  # the part already settled on the ledger
     route: Route | None = None
@@ -142,7 +143,9 @@ class Run:
     finishing: bool = False  # its finish has begun: it writes the one row
 
     def time_left(self) -> float:
-        return self.deadline - asyncio.get_running_loop().time()
+        deadline = self.deadline
+        assert deadline is not None  # asked only once reserve (step 4) has set it
+        return deadline - asyncio.get_running_loop().time()
 
     def elapsed_ms(self) -> int:
         return round((time.perf_counter() - self.t0) * 1000)

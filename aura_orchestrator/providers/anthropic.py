@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
+
+import httpx
 
 from .base import (
     CompletionRequest,
@@ -95,7 +97,7 @@ class AnthropicAdapter:
 
     async def stream(
         self, client: Sender, config: ProviderConfig, request: CompletionRequest
-    ) -> AsyncIterator[StreamChunk]:
+    ) -> AsyncGenerator[StreamChunk, None]:
         translator = _StreamTranslator(model=request.model)
         with translate_transport_errors(config, request.timeout_seconds):
             response = await send(
@@ -237,7 +239,7 @@ class _StreamTranslator:
         }
 
 
-def _post(config: ProviderConfig, request: CompletionRequest, *, stream: bool):
+def _post(config: ProviderConfig, request: CompletionRequest, *, stream: bool) -> httpx.Request:
     return json_request(
         messages_url(config.base_url),
         request_body(request, stream=stream),

@@ -6,9 +6,9 @@ the pipeline never sees an httpx exception or a vendor-specific body.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -60,7 +60,7 @@ class CompletionRequest:
     top_p: float | None = None
     max_tokens: int | None = None
     stop: tuple[str, ...] | None = None
-    response_format: dict | None = None  # OpenAI response_format, passed through as is
+    response_format: dict[str, Any] | None = None  # OpenAI response_format, passed through as is
     n: int | None = None
     user: str | None = None
     timeout_seconds: float = 60.0
@@ -79,7 +79,7 @@ class CompletionResult:
     usage: Usage | None  # None when the provider reported none
     model: str  # the model the provider says served the request
     finish_reason: str | None
-    raw: dict  # parsed provider body
+    raw: dict[str, Any]  # parsed provider body
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ class StreamChunk:
     delta: str  # text delta, "" for role-only, usage-only and final chunks
     finish_reason: str | None = None
     usage: Usage | None = None
-    raw: dict | None = None  # an OpenAI chat.completion.chunk dict, whatever the vendor
+    raw: dict[str, Any] | None = None  # an OpenAI chat.completion.chunk dict, whatever the vendor
 
 
 class ProviderError(Exception):
@@ -163,4 +163,4 @@ class ProviderAdapter(Protocol):
         client: httpx.AsyncClient | httpx.AsyncBaseTransport,
         config: ProviderConfig,
         request: CompletionRequest,
-    ) -> AsyncIterator[StreamChunk]: ...
+    ) -> AsyncGenerator[StreamChunk, None]: ...

@@ -111,7 +111,9 @@ async def send(via: Sender, request: httpx.Request, *, stream: bool = False) -> 
 USER_AGENT = "aura-orchestrator"
 
 
-def json_request(url: str, body: dict[str, Any], *, headers: dict[str, str], timeout: float):
+def json_request(
+    url: str, body: dict[str, Any], *, headers: dict[str, str], timeout: float
+) -> httpx.Request:
     """A POST with a JSON body, built directly (no client-wide defaults to merge: we set
     none), the body encoded with orjson."""
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -67,7 +67,7 @@ class OpenAICompatAdapter:
 
     async def stream(
         self, client: Sender, config: ProviderConfig, request: CompletionRequest
-    ) -> AsyncIterator[StreamChunk]:
+    ) -> AsyncGenerator[StreamChunk, None]:
         finished = False
         with translate_transport_errors(config, request.timeout_seconds):
             response = await send(
@@ -170,7 +170,7 @@ def _stream_chunk(chunk: dict[str, Any]) -> StreamChunk:
     )
 
 
-def _post(config: ProviderConfig, request: CompletionRequest, *, stream: bool):
+def _post(config: ProviderConfig, request: CompletionRequest, *, stream: bool) -> httpx.Request:
     return json_request(
         _url(config, "/chat/completions"),
         request_body(request, stream=stream),

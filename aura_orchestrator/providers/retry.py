@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import random
+from typing import Protocol
+
+
+class UniformSource(Protocol):
+    """What backoff_delay draws its jitter from: `random.Random`, or a stand-in."""
+
+    def uniform(self, a: float, b: float, /) -> float: ...
+
 
 _rng = random.Random()
 
@@ -19,7 +27,7 @@ def backoff_delay(
     cap: float = BACKOFF_CAP_SECONDS,
     retry_after: float | None = None,
     max_retry_after: float = 30.0,
-    rng: random.Random | None = None,
+    rng: UniformSource | None = None,
 ) -> float:
     """Seconds to sleep before retry number `attempt` (0 for the first retry).
 

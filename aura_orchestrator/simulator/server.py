@@ -180,7 +180,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, str(value))
         self.end_headers()
         dripping = fault is not None and fault.drip > 0
-        pieces = self._dripped("".join(events).encode(), fault) if dripping else self._paced(events)
+        pieces = (
+            self._dripped("".join(events).encode(), fault)
+            if dripping and fault is not None  # dripping says fault is set
+            else self._paced(events)
+        )
         for data in pieces:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()

@@ -160,7 +160,14 @@ def overview(
     accs: dict[tuple, Acc] = {}
     with transaction.atomic():
         work_mem_for_transaction(OVERVIEW_WORK_MEM)
-        passes = [(TelemetryRollup, "bucket_start", rolled, rollup_sums())]
+        passes: list[
+            tuple[
+                type[TelemetryRollup | OperationTelemetry],
+                str,
+                list[tuple[datetime, datetime]],
+                dict,
+            ]
+        ] = [(TelemetryRollup, "bucket_start", rolled, rollup_sums())]
         if raw:
             passes.append((OperationTelemetry, "started_at", raw, raw_sums()))
         for model, time_field, intervals, sums in passes:

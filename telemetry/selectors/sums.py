@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db.models import BigIntegerField, Count, Max, Q, QuerySet, Sum
+from django.db.models import Aggregate, BigIntegerField, Count, Max, Q, QuerySet, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, TruncDay, TruncHour
 
@@ -141,7 +141,7 @@ def raw_sums() -> dict:
 
 def rollup_sums() -> dict:
     """The same aggregates over rollup rows."""
-    sums = {name: Sum(name) for name in ADDITIVE}
+    sums: dict[str, Aggregate] = {name: Sum(name) for name in ADDITIVE}
     sums["latency_max_ms"] = Max("latency_max_ms")
     for i in range(LATENCY_BUCKETS):
         sums[f"h{i}"] = Sum(

@@ -87,7 +87,7 @@ SENTENCES = (
     "The middle act contrasts two explanations and shows why the evidence favours one of them.",
     "The closing scene returns to the opening image with what the viewer now understands.",
 )
-STYLE_GUIDE = (
+STYLE_GUIDE: tuple[str, str, dict] = (
     "You retrieve facts from the knowledge base and cite them.",
     "Retrieve the channel's style guide: tone of voice, pacing, words to avoid.",
     {},
