@@ -1,8 +1,11 @@
+from collections.abc import Callable
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Q
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
 from django.utils import timezone
 
 from aura_orchestrator.admin import AuraModelAdmin, ExpiryFilter, usage_bar, usd, usd_decimal
@@ -10,11 +13,20 @@ from budgets.caps import CAP_COLUMNS, CAPS, Cap, Counts, caps_counting, usage_sh
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
 from budgets.services import Reservation, budget_release, session_clear
 
+if TYPE_CHECKING:  # generic for the type checker only (no runtime __class_getitem__)
+    _LedgerFormBase = forms.ModelForm[LlmSession]
+    _ReservationInlineBase = admin.TabularInline[BudgetReservation, LlmSession]
+    _ReservationAdminBase = admin.ModelAdmin[BudgetReservation]
+else:
+    _LedgerFormBase = forms.ModelForm
+    _ReservationInlineBase = admin.TabularInline
+    _ReservationAdminBase = admin.ModelAdmin
+
 _OPERATION_CAPS = caps_counting(Counts.OPERATION)
 _LEDGER_CAPS = caps_counting(Counts.LEDGER)
 
 
-def _public_column(cap: Cap):
+def _public_column(cap: Cap) -> Callable[[BudgetConstraint], str]:
     """A money cap's list column, in USD (token caps are the model's field itself)."""
 
     @admin.display(description=cap.label, ordering=cap.field)
@@ -61,10 +73,14 @@ class HasCapsFilter(admin.SimpleListFilter):
     title = "caps"
     parameter_name = "has_caps"
 
-    def lookups(self, request, model_admin):
+    def lookups(
+        self, request: HttpRequest, model_admin: "admin.ModelAdmin[Any]"
+    ) -> list[tuple[str, str]]:
         return [("yes", "Has caps"), ("no", "No caps")]
 
-    def queryset(self, request, queryset):
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[LlmSession]
+    ) -> QuerySet[LlmSession]:
         any_cap = Q()
         for column in CAP_COLUMNS:
             any_cap |= Q(**{f"{column}__isnull": False})
@@ -78,7 +94,7 @@ class HasCapsFilter(admin.SimpleListFilter):
 _MONEY_CAPS = tuple(cap for cap in CAPS if cap.unit.money)
 
 
-class _LedgerCapsForm(forms.ModelForm):
+class _LedgerCapsForm(_LedgerFormBase):
     """Money caps edited in USD (form fields named by the public field); the ledger keeps
     exact integer micro-dollars."""
 
@@ -90,12 +106,12 @@ class _LedgerCapsForm(forms.ModelForm):
             "enforce_hard_limits",
         ]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for cap in _MONEY_CAPS:
             self.initial[cap.field] = cap.public_value(self.instance)
 
-    def save(self, commit=True):
+    def save(self, commit: bool = True) -> LlmSession:
         for cap in _MONEY_CAPS:
             amount = self.cleaned_data.get(cap.field)
             setattr(
@@ -120,20 +136,20 @@ LlmSessionForm = type(
 )
 
 
-class ReservationInline(admin.TabularInline):
+class ReservationInline(_ReservationInlineBase):
     """In-flight reservations of the session (read-only: release them from the list)."""
 
     model = BudgetReservation
     fields = ["operation_id", "tokens", "cost", "created_at", "expires_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # the stubs' list types are invariant
     extra = 0
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: LlmSession | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: LlmSession | None = None) -> bool:
         return False
 
     @admin.display(description="cost")
@@ -213,7 +229,7 @@ class LlmSessionAdmin(AuraModelAdmin):
         ),
     ]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # sessions are opened by the API
 
     @admin.display(description="cost accrued", ordering="cost_accrued_micros")
@@ -225,13 +241,14 @@ class LlmSessionAdmin(AuraModelAdmin):
         return usd(obj.cost_reserved_micros)
 
     @admin.display(description="usage of cap")
-    def usage(self, obj: LlmSession):
+    def usage(self, obj: LlmSession) -> str:
         return usage_bar(_usage_fraction(obj))
 
     @admin.action(description="Clear ledger of selected sessions (telemetry stays)")
-    def clear_ledger(self, request, queryset):
+    def clear_ledger(self, request: HttpRequest, queryset: QuerySet[LlmSession]) -> None:
         sessions = list(queryset.select_related("project"))
-        self.log_deletions(request, sessions)
+        # Django iterates what it is given; the list spares a second read of the sessions.
+        self.log_deletions(request, sessions)  # type: ignore[arg-type]
         cleared = sum(
             session_clear(project_id=s.project_id, session_id=s.session_id) for s in sessions
         )
@@ -244,7 +261,7 @@ class ExpiredFilter(ExpiryFilter):
 
 
 @admin.register(BudgetReservation)
-class BudgetReservationAdmin(admin.ModelAdmin):
+class BudgetReservationAdmin(_ReservationAdminBase):
     """Read-only: a reservation is handed back to its ledger by releasing it, never by
     deleting the row (which would leave the reserved amounts on the ledger)."""
 
@@ -263,15 +280,19 @@ class BudgetReservationAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ["release_now"]
     readonly_fields = ["session", "operation_id", "tokens", "cost_usd", "created_at", "expires_at"]
-    fields = readonly_fields
+    fields = readonly_fields  # type: ignore[assignment]  # the stubs' list types are invariant
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(
+        self, request: HttpRequest, obj: BudgetReservation | None = None
+    ) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(
+        self, request: HttpRequest, obj: BudgetReservation | None = None
+    ) -> bool:
         return False
 
     @admin.display(description="cost", ordering="cost_micros")
@@ -283,7 +304,7 @@ class BudgetReservationAdmin(admin.ModelAdmin):
         return obj.expires_at <= timezone.now()
 
     @admin.action(description="Release selected reservations now (hand back to the ledger)")
-    def release_now(self, request, queryset):
+    def release_now(self, request: HttpRequest, queryset: QuerySet[BudgetReservation]) -> None:
         rows = list(queryset.values_list("pk", "session_id", "tokens", "cost_micros"))
         for pk, session_pk, tokens, cost_micros in rows:
             budget_release(

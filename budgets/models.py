@@ -1,4 +1,5 @@
 import uuid
+from decimal import Decimal
 
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -78,11 +79,11 @@ class LlmSession(models.Model):
         return f"{self.project_id}:{self.session_id}"
 
     @property
-    def cost_accrued(self):
+    def cost_accrued(self) -> Decimal:
         return micros_to_usd(self.cost_accrued_micros)
 
     @property
-    def cost_reserved(self):
+    def cost_reserved(self) -> Decimal:
         return micros_to_usd(self.cost_reserved_micros)
 
     @property
@@ -122,5 +123,5 @@ class BudgetReservation(models.Model):
         return f"{self.tokens} tokens for {self.operation_id}"
 
     @property
-    def cost(self):
+    def cost(self) -> Decimal:
         return micros_to_usd(self.cost_micros)

@@ -54,6 +54,7 @@ class BudgetStatus:
 
 
 def budget_status(session: LlmSession) -> BudgetStatus:
+    constraint = session.constraint if session.constraint_id else None
     return BudgetStatus(
         session_id=session.session_id,
         total_tokens_used=getattr(session, TOKENS.used),
@@ -63,7 +64,7 @@ def budget_status(session: LlmSession) -> BudgetStatus:
         operation_count=session.operation_count,
         caps={cap.field: cap.public_value(session) for cap in CAPS},
         enforce_hard_limits=session.enforce_hard_limits,
-        constraint=session.constraint.name if session.constraint_id else None,
+        constraint=constraint.name if constraint is not None else None,
         remaining=remaining(session),
         created_at=session.created_at,
         last_activity_at=session.last_activity_at,

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
+from typing import TypeVar, overload
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from aura_orchestrator.caching.config_cache import memoized
@@ -77,7 +78,7 @@ class Caps:
         return replace(caps, constraint_id=constraint.pk)
 
 
-def caps_columns(caps: Caps) -> dict:
+def caps_columns(caps: Caps) -> dict[str, object]:
     """The session's columns a request's caps set."""
     return {
         **caps.limits,
@@ -88,7 +89,7 @@ def caps_columns(caps: Caps) -> dict:
 
 @dataclass(slots=True)
 class Reservation:
-    id: object
+    id: uuid.UUID
     session_pk: int
     tokens: int
     cost_micros: int
@@ -101,14 +102,16 @@ class Hold:
     """One reservation to write: its id, the operation, the worst case, its lifetime."""
 
     id: uuid.UUID
-    operation_id: object
+    operation_id: uuid.UUID
     tokens: int
     cost_micros: int
     created_at: datetime
     expires_at: datetime
 
 
-def hold_new(*, operation_id, tokens: int, cost_micros: int, expires_in: float | None) -> Hold:
+def hold_new(
+    *, operation_id: uuid.UUID, tokens: int, cost_micros: int, expires_in: float | None
+) -> Hold:
     """It lives `expires_in` seconds: the operation's deadline plus a margin
     (aura_orchestrator/deadline.py); by default the longest a reservation may live."""
     now = timezone.now()
@@ -156,9 +159,9 @@ class Step(Enum):
     READ = "read"  # the ledger as it is now, None if there is none
 
 
-ReserveSteps = Generator[
-    tuple[Step, Hold, LlmSession | None], LlmSession | None, Reservation | None
-]
+# What the steps return: a Reservation; by name (no session given), None as well.
+_R = TypeVar("_R", Reservation, Reservation | None)
+ReserveSteps = Generator[tuple[Step, Hold, LlmSession | None], LlmSession | None, _R]
 
 # A conditional write that admitted nothing although the ledger read just after admits
 # the request lost a race (a session created, caps replaced, a reservation handed back
@@ -166,15 +169,35 @@ ReserveSteps = Generator[
 RESERVE_TRIES = 4
 
 
+@overload
 def reserve_steps(
     *,
-    session: LlmSession | None,
-    operation_id,
+    session: LlmSession,
+    operation_id: uuid.UUID,
     tokens: int,
     cost_micros: int | None,
     model_name: str,
     expires_in: float | None,
-) -> ReserveSteps:
+) -> ReserveSteps[Reservation]: ...
+@overload
+def reserve_steps(
+    *,
+    session: None,
+    operation_id: uuid.UUID,
+    tokens: int,
+    cost_micros: int | None,
+    model_name: str,
+    expires_in: float | None,
+) -> ReserveSteps[Reservation | None]: ...
+def reserve_steps(
+    *,
+    session: LlmSession | None,
+    operation_id: uuid.UUID,
+    tokens: int,
+    cost_micros: int | None,
+    model_name: str,
+    expires_in: float | None,
+) -> ReserveSteps[Reservation | None]:
     """What a reservation does, whatever the store: yields the steps (`Step`, the hold,
     the ledger the step is on) and takes their results; returns the reservation, or None
     when reserving by name (`session` None: the store knows the name) finds no session.
@@ -214,27 +237,29 @@ def reserve_steps(
     raise AssertionError("unreachable: the last try raises")
 
 
-def run_steps(steps: ReserveSteps, act: Callable[..., LlmSession | None]) -> Reservation | None:
+def run_steps(steps: ReserveSteps[_R], act: Callable[..., LlmSession | None]) -> _R:
     """Drive `reserve_steps` with a synchronous store's `act(step, hold, session)`."""
     result = None
     while True:
         try:
             request = steps.send(result)
         except StopIteration as done:
-            return done.value
+            reservation: _R = done.value
+            return reservation
         result = act(*request)
 
 
 async def run_steps_async(
-    steps: ReserveSteps, act: Callable[..., Awaitable[LlmSession | None]]
-) -> Reservation | None:
+    steps: ReserveSteps[_R], act: Callable[..., Awaitable[LlmSession | None]]
+) -> _R:
     """`run_steps` for an async store."""
     result = None
     while True:
         try:
             request = steps.send(result)
         except StopIteration as done:
-            return done.value
+            reservation: _R = done.value
+            return reservation
         result = await act(*request)
 
 
@@ -290,7 +315,7 @@ def not_admitted(
 def budget_reserve(
     *,
     session: LlmSession,
-    operation_id,
+    operation_id: uuid.UUID,
     tokens: int,
     cost_micros: int | None,
     model_name: str,
@@ -347,7 +372,7 @@ def budget_reserve_existing(
     *,
     project_id: int,
     session_id: str,
-    operation_id,
+    operation_id: uuid.UUID,
     tokens: int,
     cost_micros: int,
     model_name: str,
@@ -412,7 +437,7 @@ def budget_release(*, reservation: Reservation) -> None:
     _hand_back(reservation, charge=None, operations=0)
 
 
-def _hand_back_rows(reservations) -> int:
+def _hand_back_rows(reservations: QuerySet[BudgetReservation]) -> int:
     """Hand back each reservation of a queryset; how many rows it read (one another
     process released meanwhile is handed back once all the same: by whoever deleted it)."""
     rows = list(reservations.values_list("pk", "session_id", "tokens", "cost_micros"))
@@ -423,13 +448,13 @@ def _hand_back_rows(reservations) -> int:
     return len(rows)
 
 
-def budget_release_operation(*, operation_id) -> int:
+def budget_release_operation(*, operation_id: uuid.UUID) -> int:
     """Hand back every reservation of one operation (one whose reserve may have committed
     although the operation never learned of it: the database went away mid-reply)."""
     return _hand_back_rows(BudgetReservation.objects.filter(operation_id=operation_id))
 
 
-def budget_release_expired(*, now=None, batch_size: int = 500) -> int:
+def budget_release_expired(*, now: datetime | None = None, batch_size: int = 500) -> int:
     """Hand back reservations whose worker died (past their expiry). Returns how many."""
     now = now or timezone.now()
     return _hand_back_rows(BudgetReservation.objects.filter(expires_at__lte=now)[:batch_size])

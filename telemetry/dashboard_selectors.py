@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import reduce
 from operator import or_
+from typing import TypedDict
 
 from django.db.models import F, Q, QuerySet
 
@@ -170,13 +171,19 @@ def overview_get(*, project_id: int | None, since: datetime, until: datetime) ->
     )
 
 
+class _Range(TypedDict):
+    project_id: int | None
+    since: datetime
+    until: datetime
+
+
 def _overview_raw(
     *, project_id: int | None, since: datetime, until: datetime, bucket: str
 ) -> OverviewData:
     """The same from the per-widget selectors (two `statistics`, one `timeseries`, three
     `breakdown`s): exact percentiles from raw rows when no rollup covers the range."""
     length = until - since
-    kwargs = {"project_id": project_id, "since": since, "until": until}
+    kwargs: _Range = {"project_id": project_id, "since": since, "until": until}
     return OverviewData(
         current=statistics(**kwargs, prefer_rollups=True),
         previous=statistics(
@@ -282,13 +289,13 @@ def session_row(session: LlmSession) -> SessionRow:
             kind=cap.unit.name,
             used=cap.unit.to_public(getattr(session, cap.unit.used)),
             reserved=cap.unit.to_public(getattr(session, cap.unit.reserved)),
-            cap=cap.public_value(session),
+            cap=cap.unit.to_public(getattr(session, cap.column)),  # not None: filtered
         )
         for cap in _BAR_CAPS
         if getattr(session, cap.column) is not None
     ]
     operation_caps = [
-        OperationCap(unit=cap.unit, value=cap.public_value(session))
+        OperationCap(unit=cap.unit, value=cap.unit.to_public(getattr(session, cap.column)))
         for cap in caps_counting(Counts.OPERATION)
         if getattr(session, cap.column) is not None
     ]

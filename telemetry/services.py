@@ -2,9 +2,10 @@
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Min, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -44,12 +45,14 @@ def _rollup_chunk(start: datetime, end: datetime) -> int:
         # unique bucket when inserting.
         transaction_lock(key=_ROLLUP_LOCK)
         TelemetryRollup.objects.filter(bucket_start__gte=start, bucket_start__lt=end).delete()
-        rows = (
+        # The sums' names come from `raw_sums()`: rows the type checker cannot spell.
+        rows = cast(
+            "QuerySet[OperationTelemetry, dict[str, Any]]",
             OperationTelemetry.objects.filter(started_at__gte=start, started_at__lt=end)
             .annotate(bucket=TruncHour("started_at", tzinfo=UTC))
             .values("bucket", "project_id", "provider_name", "model_name", "operation_type")
             .annotate(**raw_sums())
-            .order_by()
+            .order_by(),
         )
         rollups = [
             TelemetryRollup(

@@ -2,7 +2,7 @@
 
 import uuid
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import Any, Protocol
 
 from aura_orchestrator.caching.services import CachedAnswer
 from budgets.models import LlmSession
@@ -17,7 +17,7 @@ class CacheWrite:
     answer: CachedAnswer
     ttl_seconds: int
 
-    def kwargs(self) -> dict:
+    def kwargs(self) -> dict[str, Any]:
         """As keyword arguments of `cache_store` / `store_params` (a shallow copy)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -40,7 +40,7 @@ class Finish:
     charge: tuple[int, int] | None
     session_pk: int | None
     cache: CacheWrite | None
-    telemetry: dict
+    telemetry: dict[str, Any]
     # The operation failed while the database was away: a reservation it asked for may
     # have committed without its knowing (the reply lost). Any reservation of this
     # operation is handed back with it. Only journaled finishes carry it.

@@ -158,7 +158,7 @@ class Journal:
         self._fd: int | None = None
         self._pid: int | None = None
         self._pending: list[bytes] = []
-        self._replaying: asyncio.Task | None = None
+        self._replaying: asyncio.Task[None] | None = None
 
     @property
     def pending(self) -> int:

@@ -1,5 +1,8 @@
 """The store on the ORM: each step one unit of the apps' services in `db()`'s threads."""
 
+import uuid
+from typing import cast
+
 from django.db import transaction
 
 from aura_orchestrator.caching.services import CachedAnswer, cache_lookup, cache_store
@@ -32,11 +35,12 @@ def _prepare(
 
 def _hand_back(finish: Finish) -> bool:
     """Settle or release; True when a settle came after its reservation had expired."""
-    if finish.settles:
-        tokens, cost = finish.charge
-        return not budget_settle(reservation=finish.reservation, tokens=tokens, cost_micros=cost)
-    if finish.releases:
-        budget_release(reservation=finish.reservation)
+    if finish.settles:  # reservation and charge set
+        reservation = cast(Reservation, finish.reservation)
+        tokens, cost = cast(tuple[int, int], finish.charge)
+        return not budget_settle(reservation=reservation, tokens=tokens, cost_micros=cost)
+    if finish.releases:  # reservation set
+        budget_release(reservation=cast(Reservation, finish.reservation))
     return False
 
 
@@ -60,20 +64,68 @@ def _finish(finish: Finish) -> Finished:
 
 
 class OrmStore:
-    async def prepare(self, **kwargs) -> tuple[LlmSession, CachedAnswer | None]:
-        return await db(_prepare, **kwargs)
+    async def prepare(
+        self, *, project_id: int, session_id: str, caps: Caps | None, cache_key: str | None
+    ) -> tuple[LlmSession, CachedAnswer | None]:
+        return await db(
+            _prepare, project_id=project_id, session_id=session_id, caps=caps, cache_key=cache_key
+        )
 
     async def cache_lookup(self, *, project_id: int, key_hash: str) -> CachedAnswer | None:
         return await db(cache_lookup, project_id=project_id, key_hash=key_hash)
 
-    async def reserve(self, **kwargs) -> Reservation:
-        return await db(budget_reserve, **kwargs)
+    async def reserve(
+        self,
+        *,
+        session: LlmSession,
+        operation_id: uuid.UUID,
+        tokens: int,
+        cost_micros: int | None,
+        model_name: str,
+        expires_in: float,
+    ) -> Reservation:
+        return await db(
+            budget_reserve,
+            session=session,
+            operation_id=operation_id,
+            tokens=tokens,
+            cost_micros=cost_micros,
+            model_name=model_name,
+            expires_in=expires_in,
+        )
 
-    async def reserve_existing(self, **kwargs) -> Reservation | None:
-        return await db(budget_reserve_existing, **kwargs)
+    async def reserve_existing(
+        self,
+        *,
+        project_id: int,
+        session_id: str,
+        operation_id: uuid.UUID,
+        tokens: int,
+        cost_micros: int,
+        model_name: str,
+        expires_in: float,
+    ) -> Reservation | None:
+        return await db(
+            budget_reserve_existing,
+            project_id=project_id,
+            session_id=session_id,
+            operation_id=operation_id,
+            tokens=tokens,
+            cost_micros=cost_micros,
+            model_name=model_name,
+            expires_in=expires_in,
+        )
 
-    async def settle(self, **kwargs) -> None:
-        await db(budget_settle, **kwargs)
+    async def settle(
+        self, *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool
+    ) -> None:
+        await db(
+            budget_settle,
+            reservation=reservation,
+            tokens=tokens,
+            cost_micros=cost_micros,
+            count_operation=count_operation,
+        )
 
     async def release(self, *, reservation: Reservation) -> None:
         await db(budget_release, reservation=reservation)

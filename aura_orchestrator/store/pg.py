@@ -27,7 +27,9 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from functools import partial
+from typing import cast
 
 import psycopg
 from django.conf import settings
@@ -50,6 +52,9 @@ from aura_orchestrator.store.pg_sql import (
     SESSION_RECAP_SQL,
     SETTLED_ROW_SQL,
     STORE_SQL,
+    Params,
+    Row,
+    Statement,
     hand_back_statement,
     ledger_from_row,
     reserve_params,
@@ -76,7 +81,7 @@ def _conninfo() -> str:
     keep = {k: v for k, v in params.items() if isinstance(v, str | int) and k not in ("context",)}
     keep.pop("prepare_threshold", None)
     keep["options"] = (str(keep.get("options", "")) + " -c TimeZone=UTC").strip()
-    return psycopg.conninfo.make_conninfo(**keep)
+    return psycopg.conninfo.make_conninfo("", **keep)
 
 
 class PgStore:
@@ -84,24 +89,26 @@ class PgStore:
         self._conninfo: str | None = None
         self._pool: AsyncConnectionPool | None = None
         self._pool_loop: asyncio.AbstractEventLoop | None = None
-        self._opened: asyncio.Task | None = None
+        self._opened: asyncio.Task[None] | None = None
 
     # --- connections ---------------------------------------------------------------
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        if self._conninfo is None:
-            self._conninfo = _conninfo()
+        conninfo = self._conninfo
+        if conninfo is None:
+            conninfo = self._conninfo = _conninfo()
         if not settings.AURA["ASYNC_POOL"]:
-            conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
             try:
                 yield conn
             finally:
                 await conn.close()
             return
-        pool = self._pool_of_this_loop()
-        if not self._opened.done():
-            await asyncio.shield(self._opened)
+        pool = self._pool_of_this_loop(conninfo)
+        opened = cast("asyncio.Task[None]", self._opened)  # set with the pool
+        if not opened.done():
+            await asyncio.shield(opened)
         conn = await self._live_connection(pool)
         try:
             yield conn
@@ -129,14 +136,14 @@ class PgStore:
         if self._pool is not None and self._pool_loop is asyncio.get_running_loop():
             await self._pool.check()
 
-    def _pool_of_this_loop(self) -> AsyncConnectionPool:
+    def _pool_of_this_loop(self, conninfo: str) -> AsyncConnectionPool:
         """One pool per worker process; a new one should the event loop change (a pool's
         connections belong to the loop that opened them)."""
         loop = asyncio.get_running_loop()
         if self._pool is None or self._pool_loop is not loop:
             sizes = settings.AURA["DB_POOL"]
             self._pool = AsyncConnectionPool(
-                self._conninfo,
+                conninfo,
                 min_size=sizes["min_size"],
                 max_size=sizes["max_size"],
                 timeout=sizes["timeout"],
@@ -152,8 +159,8 @@ class PgStore:
 
     @staticmethod
     async def _script(
-        conn: psycopg.AsyncConnection, statements: list[tuple[str, dict]], *, flush: bool
-    ) -> list[list[tuple] | None]:
+        conn: psycopg.AsyncConnection, statements: list[Statement], *, flush: bool
+    ) -> list[list[Row] | None]:
         """Run `statements` as ONE simple-protocol query: PostgreSQL runs a multi-statement
         query as one implicit transaction (all or nothing, one commit), and client-side
         binding makes the whole step one round trip at the least client CPU (measured
@@ -163,10 +170,11 @@ class PgStore:
         parts = [] if flush else [NO_FLUSH_SQL]
         parts += [cursor.mogrify(sql, params) for sql, params in statements]
         await cursor.execute(";\n".join(parts))
-        results: list[list[tuple] | None] = []
+        results: list[list[Row] | None] = []
         while True:
             # pgresult, not `description`: that builds a Column per column of every result.
-            has_rows = cursor.pgresult.status == psycopg.pq.ExecStatus.TUPLES_OK
+            # (set by execute() and by each nextset(): never None here)
+            has_rows = cursor.pgresult.status == psycopg.pq.ExecStatus.TUPLES_OK  # type: ignore[union-attr]
             results.append(await cursor.fetchall() if has_rows else None)
             if not cursor.nextset():
                 break
@@ -179,7 +187,7 @@ class PgStore:
     ) -> tuple[LlmSession, CachedAnswer | None]:
         now = timezone.now()
         by_name = {"project": project_id, "session_id": session_id}
-        statements = [(LEDGER_BY_NAME_SQL, by_name)]
+        statements: list[Statement] = [(LEDGER_BY_NAME_SQL, by_name)]
         if cache_key is not None:  # the hit counter, in the same round trip
             statements.append(
                 (LOOKUP_AND_COUNT_SQL, {"project": project_id, "key": cache_key, "now": now})
@@ -192,7 +200,15 @@ class PgStore:
                 row = await self._ensure(conn, row, project_id, session_id, caps, now)
         return ledger_from_row(row), (CachedAnswer(*answer) if answer else None)
 
-    async def _ensure(self, conn, row, project_id, session_id, caps, now):
+    async def _ensure(
+        self,
+        conn: psycopg.AsyncConnection,
+        row: Row | None,
+        project_id: int,
+        session_id: str,
+        caps: Caps | None,
+        now: datetime,
+    ) -> Row:
         """As `budgets.services.session_ensure`: create on first use; caps a request
         brings replace the session's when they differ."""
         wanted = caps_columns(caps) if caps else {}
@@ -207,11 +223,14 @@ class PgStore:
                     LEDGER_BY_NAME_SQL, {"project": project_id, "session_id": session_id}
                 )
             ).fetchone()
-        current = ledger_from_row(row)
+        # `row` (read after a conflicting insert) and the recap's row are None only if the
+        # session was cleared meanwhile (a race with `session_clear`). Not handled:
+        # `ledger_from_row` then raises TypeError.
+        current = ledger_from_row(cast(Row, row))
         if caps is None or all(getattr(current, k) == v for k, v in wanted.items()):
-            return row
+            return cast(Row, row)
         params = {**wanted, "session": current.pk}
-        return await (await conn.execute(SESSION_RECAP_SQL, params)).fetchone()
+        return cast(Row, await (await conn.execute(SESSION_RECAP_SQL, params)).fetchone())
 
     async def cache_lookup(self, *, project_id: int, key_hash: str) -> CachedAnswer | None:
         params = {"project": project_id, "key": key_hash, "now": timezone.now()}
@@ -239,7 +258,7 @@ class PgStore:
             expires_in=expires_in,
         )
         async with self._connection() as conn:
-            return await run_steps_async(steps, partial(self._reserve_step, conn, by_name=None))
+            return await run_steps_async(steps, partial(self._reserve_step, conn))
 
     async def reserve_existing(
         self,
@@ -260,30 +279,39 @@ class PgStore:
             model_name=model_name,
             expires_in=expires_in,
         )
-        by_name = {"project": project_id, "session_id": session_id}
+        by_name: Params = {"project": project_id, "session_id": session_id}
         async with self._connection() as conn:
-            return await run_steps_async(steps, partial(self._reserve_step, conn, by_name=by_name))
+            return await run_steps_async(
+                steps, partial(self._reserve_step_by_name, conn, by_name=by_name)
+            )
 
     async def _reserve_step(
+        self, conn: psycopg.AsyncConnection, step: Step, hold: Hold, session: LlmSession
+    ) -> LlmSession | None:
+        """One step of `budgets.services.reserve_steps` on `session`: the one-statement
+        reservation, or a read of the ledger."""
+        if step is Step.READ:
+            return await _ledger(conn, LEDGER_SELECT_SQL, {"session": session.pk})
+        sql = reserve_sql(enforce_hard_limits=session.enforce_hard_limits)
+        statement = (sql, reserve_params(hold, session=session.pk))
+        (rows,) = await self._script(conn, [statement], flush=False)
+        row = _first(rows)
+        return ledger_from_row(row) if row is not None else None
+
+    async def _reserve_step_by_name(
         self,
         conn: psycopg.AsyncConnection,
         step: Step,
         hold: Hold,
-        session: LlmSession | None,
+        session: None,
         *,
-        by_name: dict | None,
+        by_name: Params,
     ) -> LlmSession | None:
-        """One step of `budgets.services.reserve_steps`: the one-statement reservation (of
-        `session`, or of the session `by_name` names), or a read of the ledger."""
+        """`_reserve_step` on the session `by_name` names (`reserve_steps` by name: no
+        session known)."""
         if step is Step.READ:
-            if by_name is not None:
-                return await _ledger(conn, LEDGER_BY_NAME_SQL, by_name)
-            return await _ledger(conn, LEDGER_SELECT_SQL, {"session": session.pk})
-        if by_name is not None:
-            statement = (RESERVE_BY_NAME_SQL, reserve_params(hold, **by_name))
-        else:
-            sql = reserve_sql(enforce_hard_limits=session.enforce_hard_limits)
-            statement = (sql, reserve_params(hold, session=session.pk))
+            return await _ledger(conn, LEDGER_BY_NAME_SQL, by_name)
+        statement = (RESERVE_BY_NAME_SQL, reserve_params(hold, **by_name))
         (rows,) = await self._script(conn, [statement], flush=False)
         row = _first(rows)
         return ledger_from_row(row) if row is not None else None
@@ -310,14 +338,16 @@ class PgStore:
             raise ValueError("a journaled finish is replayed by store/journal.py, not here")
         telemetry = {**finish.telemetry, "attempts": Jsonb(finish.telemetry["attempts"])}
         if finish.settles:
+            reservation = cast(Reservation, finish.reservation)  # settles: set
             sql, params = hand_back_statement(
-                finish.reservation, charge=finish.charge, then=SETTLED_ROW_SQL
+                reservation, charge=finish.charge, then=SETTLED_ROW_SQL
             )
-            statements = [(sql, params | telemetry)]
+            statements: list[Statement] = [(sql, params | telemetry)]
         else:
             statements = [(ROW_SQL, telemetry)]
             if finish.releases:
-                statements.append(hand_back_statement(finish.reservation, charge=None))
+                reservation = cast(Reservation, finish.reservation)  # releases: set
+                statements.append(hand_back_statement(reservation, charge=None))
         if finish.cache is not None:
             statements.append((STORE_SQL, store_params(**finish.cache.kwargs())))
         if finish.session_pk is not None:
@@ -332,11 +362,11 @@ class PgStore:
         return Finished(ledger=ledger, budget_overrun=overrun)
 
 
-async def _ledger(conn: psycopg.AsyncConnection, sql: str, params: dict) -> LlmSession | None:
+async def _ledger(conn: psycopg.AsyncConnection, sql: str, params: Params) -> LlmSession | None:
     """The ledger as it is now (a refusal explains itself from it)."""
     row = await (await conn.execute(sql, params)).fetchone()
     return ledger_from_row(row) if row is not None else None
 
 
-def _first(rows: list[tuple] | None) -> tuple | None:
+def _first(rows: list[Row] | None) -> Row | None:
     return rows[0] if rows else None

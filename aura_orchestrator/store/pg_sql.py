@@ -6,6 +6,7 @@ the caps' conditions from `budgets/caps.py`, so neither is written twice.
 """
 
 from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 
@@ -27,6 +28,10 @@ NO_FLUSH_SQL = "SET LOCAL synchronous_commit TO OFF"
 XACT_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
 XACT_LOCK_BY_NAME_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
+Row = tuple[Any, ...]  # a result row, as psycopg returns it
+Params = dict[str, Any]  # a statement's named parameters
+Statement = tuple[str, Params]
+
 # --- the ledger ----------------------------------------------------------------------------
 
 # The ledger as the reservation or settlement leaves it (RETURNING of the UPDATE), so
@@ -44,10 +49,10 @@ LEDGER_BY_NAME_SQL = (
 )
 
 
-def ledger_from_row(row) -> LlmSession:
+def ledger_from_row(row: Row) -> LlmSession:
     """An unsaved LlmSession from a LEDGER_RETURNING row (its constraint's name loaded, so
     `budget_status` needs no query)."""
-    session = LlmSession(*row[:-1])
+    session = LlmSession(*row[:-1])  # type: ignore[misc]  # the plugin reads *row as the pk
     session._state.adding = False
     if session.constraint_id is not None:
         session.constraint = BudgetConstraint(id=session.constraint_id, name=row[-1] or "")
@@ -113,7 +118,7 @@ def reserve_sql(*, enforce_hard_limits: bool) -> str:
     return _RESERVE_SQL[enforce_hard_limits]
 
 
-def reserve_params(hold: Hold, **where) -> dict:
+def reserve_params(hold: Hold, **where: object) -> Params:
     """Parameters of the reservation `hold` on the session `where` names: `session` (its
     pk, `reserve_sql`) or `project` and `session_id` (RESERVE_BY_NAME_SQL)."""
     return {
@@ -162,7 +167,7 @@ def hand_back_statement(
     charge: tuple[int, int] | None,
     operations: int = 1,
     then: str = RELEASED_SQL,
-) -> tuple[str, dict]:
+) -> Statement:
     """The one-statement settle (`charge`: tokens, micro-dollars) or release (None),
     ending with `then` (which may read `released`)."""
     sql = HAND_BACK_SQL.format(
@@ -204,7 +209,7 @@ ON CONFLICT (project_id, key_hash) DO UPDATE SET
 
 def store_params(
     *, project_id: int, key_hash: str, operation_type: str, answer: CachedAnswer, ttl_seconds: int
-) -> dict:
+) -> Params:
     now = timezone.now()
     return {
         "project": project_id,
