@@ -6,11 +6,13 @@ from rest_framework import serializers
 from budgets.caps import CAPS, UNITS, Unit
 
 
-def _amount(unit: Unit, **kwargs: bool) -> serializers.Field:
-    """A field holding an amount of `unit` in public units (USD with 6 places, tokens)."""
+def _amount(unit: Unit, *, required: bool = True) -> serializers.Field:
+    """A nullable amount of `unit` in public units (USD with 6 places, or tokens)."""
     if unit.money:
-        return serializers.DecimalField(max_digits=14, decimal_places=6, **kwargs)
-    return serializers.IntegerField(**kwargs)
+        return serializers.DecimalField(
+            max_digits=14, decimal_places=6, allow_null=True, required=required
+        )
+    return serializers.IntegerField(allow_null=True, required=required)
 
 
 class TelemetryOutputSerializer(serializers.Serializer):
@@ -47,7 +49,7 @@ BudgetOutputSerializer = type(
         "operation_count": serializers.IntegerField(),
         "tokens_reserved": serializers.IntegerField(required=False),
         "cost_reserved": serializers.DecimalField(max_digits=14, decimal_places=6, required=False),
-        **{unit.remaining: _amount(unit, allow_null=True, required=False) for unit in UNITS},
+        **{unit.remaining: _amount(unit, required=False) for unit in UNITS},
         "warnings": serializers.ListField(child=serializers.CharField()),
     },
 )
@@ -76,10 +78,10 @@ SessionBudgetSerializer = type(
         "tokens_reserved": serializers.IntegerField(),
         "cost_reserved": serializers.DecimalField(max_digits=14, decimal_places=6),
         "operation_count": serializers.IntegerField(),
-        **{cap.field: _amount(cap.unit, allow_null=True) for cap in CAPS},
+        **{cap.field: _amount(cap.unit) for cap in CAPS},
         "enforce_hard_limits": serializers.BooleanField(),
         "constraint": serializers.CharField(allow_null=True),
-        **{unit.remaining: _amount(unit, allow_null=True) for unit in UNITS},
+        **{unit.remaining: _amount(unit) for unit in UNITS},
         "created_at": serializers.DateTimeField(),
         "last_activity_at": serializers.DateTimeField(),
     },
