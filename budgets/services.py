@@ -40,15 +40,6 @@ class Caps:
     enforce_hard_limits: bool = True
     constraint_id: int | None = None
 
-    def __getattr__(self, column: str) -> int | None:
-        """A cap by its ledger column (`caps.max_cost_per_session_micros`)."""
-        if column == "limits" or column.startswith("_"):  # not set yet (unpickling)
-            raise AttributeError(column)
-        try:
-            return self.limits[column]
-        except KeyError:
-            raise AttributeError(column) from None
-
     @classmethod
     def inline(cls, *, enforce_hard_limits: bool = True, **public: int | Decimal | None) -> "Caps":
         """Caps by their public fields (`max_tokens_per_operation=…`, costs in USD)."""
@@ -143,6 +134,11 @@ def session_ensure(*, project_id: int, session_id: str, caps: Caps | None) -> Ll
             for k, v in changed.items():
                 setattr(session, k, v)
     return session
+
+
+def session_cleared() -> BudgetExceeded:
+    """The session's ledger was deleted (`session_clear`) while a request used it."""
+    return BudgetExceeded("Budget exceeded: the session was cleared; retry.")
 
 
 def _refuse(problems: list[str]) -> BudgetExceeded:
@@ -303,7 +299,7 @@ def not_admitted(
     when that ledger admits the request (a race: the caller tries again), unless it was
     the last try. A refusal happens only when a cap says so."""
     if current is None:  # cleared between ensure and reserve
-        return BudgetExceeded("Budget exceeded: the session was cleared; retry.")
+        return session_cleared()
     overruns = session_overruns(current, tokens=tokens, cost_micros=cost)
     if overruns:
         return _refuse(overruns)

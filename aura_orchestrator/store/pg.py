@@ -70,6 +70,7 @@ from budgets.services import (
     caps_columns,
     reserve_steps,
     run_steps_async,
+    session_cleared,
 )
 
 logger = logging.getLogger(__name__)
@@ -224,13 +225,18 @@ class PgStore:
                 )
             ).fetchone()
         # `row` (read after a conflicting insert) and the recap's row are None only if the
-        # session was cleared meanwhile (a race with `session_clear`). Not handled:
-        # `ledger_from_row` then raises TypeError.
-        current = ledger_from_row(cast(Row, row))
+        # session was cleared meanwhile (a race with `session_clear`): refused as the
+        # reservation would be.
+        if row is None:
+            raise session_cleared()
+        current = ledger_from_row(row)
         if caps is None or all(getattr(current, k) == v for k, v in wanted.items()):
-            return cast(Row, row)
+            return row
         params = {**wanted, "session": current.pk}
-        return cast(Row, await (await conn.execute(SESSION_RECAP_SQL, params)).fetchone())
+        recapped = await (await conn.execute(SESSION_RECAP_SQL, params)).fetchone()
+        if recapped is None:
+            raise session_cleared()
+        return recapped
 
     async def cache_lookup(self, *, project_id: int, key_hash: str) -> CachedAnswer | None:
         params = {"project": project_id, "key": key_hash, "now": timezone.now()}

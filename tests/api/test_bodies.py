@@ -99,7 +99,8 @@ def test_the_built_request_has_the_expected_values():
     op = execute_request(body)
     assert op.session_id == "s" and op.operation_type is OperationType.SSML_PLANNING
     assert [m.role for m in op.messages] == ["system", "user"]
-    assert op.caps.max_cost_per_operation_micros == 500_000 and op.caps.enforce_hard_limits
+    assert op.caps.limits["max_cost_per_operation_micros"] == 500_000
+    assert op.caps.enforce_hard_limits
     assert op.overrides.temperature == 1.0 and isinstance(op.overrides.temperature, float)
     assert op.providers == ("a",) and op.model == "m"
     assert op.enable_cache is None and op.budget_name is None
@@ -107,7 +108,7 @@ def test_the_built_request_has_the_expected_values():
 
 def test_money_takes_decimal_strings_and_json_numbers_exactly():
     op = execute_request({**BASE, "budget_constraint": {"max_cost_per_session": 0.1}})
-    assert op.caps.max_cost_per_session_micros == 100_000
+    assert op.caps.limits["max_cost_per_session_micros"] == 100_000
     data = bodies.EXECUTE.parse({**BASE, "budget_constraint": {"max_cost_per_session": "0.1"}})
     assert data["budget_constraint"]["max_cost_per_session"] == Decimal("0.100000")
     assert data["budget_constraint"]["enforce_hard_limits"] is True  # the default

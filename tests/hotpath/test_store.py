@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.caching.services import CachedAnswer
+from aura_orchestrator.errors import BudgetExceeded
 from aura_orchestrator.store import CacheWrite, Finish
 from aura_orchestrator.store.orm import OrmStore
 from aura_orchestrator.store.pg_sql import TELEMETRY_COLUMNS
@@ -526,3 +527,26 @@ async def test_the_orm_store_and_the_sql_store_give_the_same_answers_and_leave_t
         assert orm == pg, f"step {step}"
     assert orm_rows == pg_rows
     assert orm_rows["telemetry"] and orm_rows["cache"] and orm_rows["sessions"]
+
+
+@pytest.mark.asyncio
+async def test_a_session_cleared_while_its_caps_are_replaced_is_refused_not_a_500():
+    """The SQL store's prepare read the session, then an operator cleared it before the
+    caps the request brings replaced its own: a refusal (as the reservation would give),
+    never a TypeError from an empty row."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the SQL store exists on PostgreSQL only")
+    from aura_orchestrator.store.pg_sql import LEDGER_BY_NAME_SQL
+
+    store = _store("pg")
+    project = await _project()
+    caps = Caps.inline(max_tokens_per_session=10)
+    await store.prepare(project_id=project, session_id="gone", caps=caps, cache_key=None)
+    async with store._connection() as conn:
+        where = {"project": project, "session_id": "gone"}
+        row = await (await conn.execute(LEDGER_BY_NAME_SQL, where)).fetchone()
+        await LlmSession.objects.filter(project_id=project, session_id="gone").adelete()
+        with pytest.raises(BudgetExceeded, match="the session was cleared"):
+            await store._ensure(
+                conn, row, project, "gone", Caps.inline(max_tokens_per_session=5), timezone.now()
+            )
