@@ -11,7 +11,8 @@ from django.utils import timezone
 from aura_orchestrator.admin import AuraModelAdmin, ExpiryFilter, usage_bar, usd, usd_decimal
 from budgets.caps import CAP_COLUMNS, CAPS, Cap, Counts, caps_counting, usage_shares
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
-from budgets.services import Reservation, budget_release, session_clear
+from budgets.reserving import Reservation
+from budgets.services import budget_release, session_clear
 
 if TYPE_CHECKING:  # generic for the type checker only (no runtime __class_getitem__)
     _LedgerFormBase = forms.ModelForm[LlmSession]

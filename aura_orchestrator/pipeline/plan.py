@@ -26,7 +26,8 @@ from aura_orchestrator.money import cost_micros
 from aura_orchestrator.pipeline.types import OperationRequest, Plan, Principal, Run
 from aura_orchestrator.store import get_store
 from budgets.caps import has_money_caps
-from budgets.services import Caps, Reservation
+from budgets.reserving import Reservation
+from budgets.services import Caps
 from presets.selectors import preset_get
 
 # --- Step 1: preset, chain, session, cache lookup ------------------------------------------

@@ -18,7 +18,8 @@ from aura_orchestrator.caching.services import CachedAnswer
 from aura_orchestrator.catalog.selectors import Route
 from aura_orchestrator.providers.base import ChatMessage
 from budgets.models import LlmSession
-from budgets.services import Caps, Reservation
+from budgets.reserving import Reservation
+from budgets.services import Caps
 from presets.operation_types import OperationType
 from presets.selectors import EffectivePreset
 

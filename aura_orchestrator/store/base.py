@@ -6,7 +6,8 @@ from typing import Any, Protocol
 
 from aura_orchestrator.caching.services import CachedAnswer
 from budgets.models import LlmSession
-from budgets.services import Caps, Reservation
+from budgets.reserving import Reservation
+from budgets.services import Caps
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from aura_orchestrator import metrics
 from aura_orchestrator.caching.services import CachedAnswer
 from aura_orchestrator.dbhealth import DATABASE_UNAVAILABLE
 from aura_orchestrator.store.base import CacheWrite, Finish, Finished
-from budgets.services import Reservation
+from budgets.reserving import Reservation
 
 logger = logging.getLogger(__name__)
 

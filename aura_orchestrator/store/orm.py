@@ -9,10 +9,10 @@ from aura_orchestrator.caching.services import CachedAnswer, cache_lookup, cache
 from aura_orchestrator.db import db
 from aura_orchestrator.store.base import Finish, Finished
 from budgets.models import LlmSession
+from budgets.reserving import Reservation
 from budgets.selectors import ledger_get
 from budgets.services import (
     Caps,
-    Reservation,
     budget_release,
     budget_release_operation,
     budget_reserve,

@@ -5,7 +5,7 @@ protocol, client-side binding), which the server runs as one transaction: a step
 one network round trip whatever its statement count. The statements (`pg_sql.py`) do
 the writes of the apps' ORM services (budgets, caching, telemetry) in SQL; what a
 reservation must meet comes from `budgets/caps.py` and the refusal protocol from
-`budgets.services.reserve_steps`, the same for both stores.
+`budgets.reserving.reserve_steps`, the same for both stores.
 
 Durability, step by step:
 - prepare (ledger read, cache hit counter) and reserve commit without waiting for the
@@ -62,16 +62,15 @@ from aura_orchestrator.store.pg_sql import (
     store_params,
 )
 from budgets.models import LlmSession
-from budgets.services import (
-    Caps,
+from budgets.reserving import (
     Hold,
     Reservation,
     Step,
-    caps_columns,
     reserve_steps,
     run_steps_async,
     session_cleared,
 )
+from budgets.services import Caps, caps_columns
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +293,7 @@ class PgStore:
     async def _reserve_step(
         self, conn: psycopg.AsyncConnection, step: Step, hold: Hold, session: LlmSession
     ) -> LlmSession | None:
-        """One step of `budgets.services.reserve_steps` on `session`: the one-statement
+        """One step of `budgets.reserving.reserve_steps` on `session`: the one-statement
         reservation, or a read of the ledger."""
         if step is Step.READ:
             return await _ledger(conn, LEDGER_SELECT_SQL, {"session": session.pk})

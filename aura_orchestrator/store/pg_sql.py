@@ -14,7 +14,7 @@ from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.caching.services import CachedAnswer
 from budgets.caps import CAP_COLUMNS, Counts, admits_sql
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
-from budgets.services import Hold, Reservation
+from budgets.reserving import Hold, Reservation
 from telemetry.models import OperationTelemetry
 
 _SESSION = LlmSession._meta.db_table
