@@ -27,9 +27,10 @@ MAX_TOKENS_LIMIT = 1_000_000
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 # Parameters whose meaning we cannot carry to the provider: refused rather than ignored.
 UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "audio", "prediction")
-# OpenAI parameters this gateway does not act on: ignored as OpenAI's SDKs send them, but
-# a value of the wrong JSON type is as wrong here as at OpenAI (name -> its JSON types).
-IGNORED_TYPED: dict[str, tuple[type, ...]] = {
+# Parameters whose JSON type is checked before their meaning (name -> its JSON types), in
+# the order they are checked. Those this gateway does not act on are then ignored, as
+# OpenAI's SDKs send them, but a value of the wrong type is as wrong here as at OpenAI.
+JSON_TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "frequency_penalty": (int, float),
     "presence_penalty": (int, float),
@@ -44,6 +45,10 @@ IGNORED_TYPED: dict[str, tuple[type, ...]] = {
     "safety_identifier": (str,),
     "verbosity": (str,),
     "web_search_options": (dict,),
+    "logprobs": (bool,),
+    "n": (int,),
+    "stream": (bool,),
+    "stream_options": (dict,),
 }
 _JSON_TYPE = {int: "an integer", float: "a number", bool: "a boolean", str: "a string"}
 _JSON_TYPE |= {dict: "an object", list: "a list"}
@@ -190,8 +195,8 @@ def _metadata(body: dict) -> dict[str, str]:
     return value
 
 
-def _check_ignored(body: dict) -> None:
-    for name, types in IGNORED_TYPED.items():
+def _check_types(body: dict) -> None:
+    for name, types in JSON_TYPES.items():
         value = body.get(name)
         if value is not None and type(value) not in types:
             raise _invalid(name, f"`{name}` must be {_JSON_TYPE[types[-1]]}.")
@@ -248,23 +253,14 @@ def chat_call_from(*, body: object, headers: Mapping[str, str], default_session:
     for name in UNSUPPORTED:
         if body.get(name):
             raise _invalid(name, f"`{name}` is not supported by this gateway.")
-    _check_ignored(body)
-    logprobs = body.get("logprobs")
-    if logprobs is not None and type(logprobs) is not bool:
-        raise _invalid("logprobs", "`logprobs` must be a boolean.")
-    if logprobs:
+    _check_types(body)
+    if body.get("logprobs"):
         raise _invalid("logprobs", "`logprobs` is not supported by this gateway.")
     n = body.get("n")
-    if n is not None and type(n) is not int:
-        raise _invalid("n", "`n` must be an integer.")
     if n is not None and n != 1:
         raise _invalid("n", "Only `n: 1` is supported: ask several times for several answers.")
     stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise _invalid("stream", "`stream` must be a boolean.")
     options = body.get("stream_options")
-    if options is not None and type(options) is not dict:
-        raise _invalid("stream_options", "`stream_options` must be an object.")
     include_usage = options.get("include_usage") if options else None
     if include_usage is not None and not isinstance(include_usage, bool):
         raise _invalid("stream_options", "`stream_options.include_usage` must be a boolean.")
