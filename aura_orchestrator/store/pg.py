@@ -298,10 +298,7 @@ class PgStore:
         if step is Step.READ:
             return await _ledger(conn, LEDGER_SELECT_SQL, {"session": session.pk})
         sql = reserve_sql(enforce_hard_limits=session.enforce_hard_limits)
-        statement = (sql, reserve_params(hold, session=session.pk))
-        (rows,) = await self._script(conn, [statement], flush=False)
-        row = _first(rows)
-        return ledger_from_row(row) if row is not None else None
+        return await self._reserve_write(conn, (sql, reserve_params(hold, session=session.pk)))
 
     async def _reserve_step_by_name(
         self,
@@ -317,9 +314,14 @@ class PgStore:
         if step is Step.READ:
             return await _ledger(conn, LEDGER_BY_NAME_SQL, by_name)
         statement = (RESERVE_BY_NAME_SQL, reserve_params(hold, **by_name))
+        return await self._reserve_write(conn, statement)
+
+    async def _reserve_write(
+        self, conn: psycopg.AsyncConnection, statement: Statement
+    ) -> LlmSession | None:
+        """The conditional write: the ledger it leaves, None when it admitted nothing."""
         (rows,) = await self._script(conn, [statement], flush=False)
-        row = _first(rows)
-        return ledger_from_row(row) if row is not None else None
+        return _ledger_of(_first(rows))
 
     async def settle(
         self, *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool
@@ -360,16 +362,16 @@ class PgStore:
         async with self._connection() as conn:
             results = await self._script(conn, statements, flush=True)
         overrun = bool((_first(results[0]) or (False,))[0])
-        ledger = None
-        if finish.session_pk is not None:
-            row = _first(results[-1])
-            ledger = ledger_from_row(row) if row is not None else None
+        ledger = _ledger_of(_first(results[-1])) if finish.session_pk is not None else None
         return Finished(ledger=ledger, budget_overrun=overrun)
 
 
 async def _ledger(conn: psycopg.AsyncConnection, sql: str, params: Params) -> LlmSession | None:
     """The ledger as it is now (a refusal explains itself from it)."""
-    row = await (await conn.execute(sql, params)).fetchone()
+    return _ledger_of(await (await conn.execute(sql, params)).fetchone())
+
+
+def _ledger_of(row: Row | None) -> LlmSession | None:
     return ledger_from_row(row) if row is not None else None
 
 

@@ -12,9 +12,10 @@ from django.utils import timezone
 
 from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.caching.services import CachedAnswer
-from budgets.caps import CAP_COLUMNS, Counts, admits_sql
+from budgets.caps import Counts, admits_sql
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
 from budgets.reserving import Hold, Reservation
+from budgets.services import Caps, caps_columns
 from telemetry.models import OperationTelemetry
 
 _SESSION = LlmSession._meta.db_table
@@ -60,7 +61,7 @@ def ledger_from_row(row: Row) -> LlmSession:
 
 
 # The session columns a request's caps set (`budgets.services.caps_columns`).
-SESSION_CAPS_COLUMNS = (*CAP_COLUMNS, "enforce_hard_limits", "constraint_id")
+SESSION_CAPS_COLUMNS = tuple(caps_columns(Caps()))
 SESSION_INSERT_SQL = f"""
 INSERT INTO {_SESSION} (project_id, session_id, {", ".join(SESSION_CAPS_COLUMNS)}, tokens_used,
                         cost_accrued_micros, tokens_reserved, cost_reserved_micros,
