@@ -125,8 +125,11 @@ CAPS: tuple[Cap, ...] = (
 CAP_COLUMNS = tuple(cap.column for cap in CAPS)
 
 
+_COUNTING = {counts: tuple(cap for cap in CAPS if cap.counts is counts) for counts in Counts}
+
+
 def caps_counting(counts: Counts) -> tuple[Cap, ...]:
-    return tuple(cap for cap in CAPS if cap.counts is counts)
+    return _COUNTING[counts]
 
 
 def has_caps(ledger: Any) -> bool:
