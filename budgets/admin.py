@@ -4,12 +4,12 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from aura_orchestrator.admin import AuraModelAdmin, ExpiryFilter, usage_bar, usd, usd_decimal
-from budgets.caps import CAP_COLUMNS, CAPS, Cap, Counts, caps_counting, usage_shares
+from budgets.caps import CAPS, Cap, Counts, capped_q, caps_counting, usage_shares
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
 from budgets.reserving import Reservation
 from budgets.services import budget_release, session_clear
@@ -82,9 +82,7 @@ class HasCapsFilter(admin.SimpleListFilter):
     def queryset(
         self, request: HttpRequest, queryset: QuerySet[LlmSession]
     ) -> QuerySet[LlmSession]:
-        any_cap = Q()
-        for column in CAP_COLUMNS:
-            any_cap |= Q(**{f"{column}__isnull": False})
+        any_cap = capped_q()
         if self.value() == "yes":
             return queryset.filter(any_cap)
         if self.value() == "no":

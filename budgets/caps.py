@@ -136,6 +136,15 @@ def has_caps(ledger: Any) -> bool:
     return any(getattr(ledger, column) is not None for column in CAP_COLUMNS)
 
 
+def capped_q(counts: Counts | None = None) -> Q:
+    """`has_caps` on the ORM: ledgers with a cap (of `counts`; of any kind by default)."""
+    caps = CAPS if counts is None else caps_counting(counts)
+    condition = Q()
+    for cap in caps:
+        condition |= Q(**{f"{cap.column}__isnull": False})
+    return condition
+
+
 def has_money_caps(ledger: Any) -> bool:
     """A cost cap applies: an unpriced model cannot be held to it."""
     return any(cap.unit.money and getattr(ledger, cap.column) is not None for cap in CAPS)

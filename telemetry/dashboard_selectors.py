@@ -18,7 +18,7 @@ from django.db.models import F, Q, QuerySet
 
 from aura_orchestrator.money import micros_to_usd
 from aura_orchestrator.tenancy.models import Project
-from budgets.caps import UNITS, Counts, Unit, caps_counting
+from budgets.caps import UNITS, Counts, Unit, capped_q, caps_counting
 from budgets.models import LlmSession
 from telemetry.models import OperationTelemetry
 from telemetry.selectors import (
@@ -320,12 +320,6 @@ def _at_least(share: Decimal) -> Q:
     )
 
 
-def _capped() -> Q:
-    return reduce(
-        or_, (Q(**{f"{cap.column}__isnull": False}) for cap in caps_counting(Counts.LEDGER))
-    )
-
-
 SESSION_STATUSES = {
     "": "All sessions",
     "near": "Near or over a cap",
@@ -344,7 +338,7 @@ def _sessions_qs(*, project_id: int | None, search: str, status: str) -> QuerySe
         usage = {_usage_x10(unit): (F(unit.used) + F(unit.reserved)) * 10 for unit in UNITS}
         qs = qs.annotate(**usage).filter(_at_least(NEAR_CAP if status == "near" else Decimal(1)))
     elif status == "capped":
-        qs = qs.filter(_capped())
+        qs = qs.filter(capped_q(Counts.LEDGER))
     return qs.order_by("-last_activity_at", "-pk")
 
 

@@ -144,3 +144,15 @@ def test_sql_and_orm_conditions_admit_exactly_what_the_messages_do_not_refuse(gr
         assert _sql_admitted(counts, amounts) == expected, (counts, amounts)
     # The grid reaches both answers.
     assert 0 < len(expected) < len(grid)
+
+
+@pytest.mark.parametrize("counts", [None, *Counts])
+def test_the_orm_filter_of_capped_ledgers_is_has_caps(grid, counts):
+    """`capped_q` (the admin's and the dashboard's filters) picks exactly the ledgers that
+    have a cap of the kind asked for, as `has_caps` says in Python."""
+    columns = [cap.column for cap in (CAPS if counts is None else caps.caps_counting(counts))]
+    expected = {s.pk for s in grid if any(getattr(s, c) is not None for c in columns)}
+    picked = set(LlmSession.objects.filter(caps.capped_q(counts)).values_list("pk", flat=True))
+    assert picked == expected and 0 < len(picked) < len(grid)
+    if counts is None:
+        assert expected == {s.pk for s in grid if caps.has_caps(s)}
