@@ -36,6 +36,14 @@ class OperationTelemetry(models.Model):
         default=list, blank=True, help_text="Every provider attempt: provider, model, outcome."
     )
     source = models.CharField(max_length=16, default="api")  # api | gateway
+    tools_sent = models.PositiveSmallIntegerField(default=0, help_text="Tool definitions sent.")
+    images_sent = models.PositiveIntegerField(default=0, help_text="Images in the messages.")
+    choices = models.PositiveSmallIntegerField(default=1, help_text="Choices asked for (n).")
+    tool_calls = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The tool calls answered: name and arguments (truncated).",
+    )
     streamed = models.BooleanField(default=False)
     budget_overrun = models.BooleanField(
         default=False,

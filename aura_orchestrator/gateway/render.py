@@ -29,33 +29,57 @@ def error_body(error: errors.AuraError) -> dict:
     return body
 
 
-def usage_body(telemetry: dict) -> dict:
-    """What this request was billed: zero tokens for a cache hit."""
+def usage_body(telemetry: dict, details: dict | None = None) -> dict:
+    """What this request was billed (zero tokens for a cache hit), with the provider's
+    usage details (cached and reasoning tokens) when it sent them."""
     tokens_in, tokens_out = telemetry["tokens_in"], telemetry["tokens_out"]
-    return {
+    usage = {
         "prompt_tokens": tokens_in,
         "completion_tokens": tokens_out,
         "total_tokens": tokens_in + tokens_out,
     }
+    if details and not telemetry["cache_hit"]:
+        usage |= details
+    return usage
 
 
-def completion_body(result: OperationResult) -> dict:
-    return {
-        "id": completion_id(result.operation_id),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": result.telemetry["model_name"],
-        "choices": [
+def completion_body(result: OperationResult, *, legacy_functions: bool = False) -> dict:
+    answer = result.answer
+    passthrough = answer.passthrough if answer else {}
+    if answer is not None and answer.choices:
+        choices = [_choice(c, legacy_functions) for c in answer.choices]
+    else:
+        choices = [
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": result.content, "refusal": None},
                 "logprobs": None,
                 "finish_reason": result.finish_reason or "stop",
             }
-        ],
-        "usage": usage_body(result.telemetry),
-        "system_fingerprint": None,
+        ]
+    return {
+        "id": completion_id(result.operation_id),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": result.telemetry["model_name"],
+        "choices": choices,
+        "usage": usage_body(result.telemetry, passthrough.get("usage")),
+        "system_fingerprint": passthrough.get("system_fingerprint"),
+        **({"service_tier": passthrough["service_tier"]} if "service_tier" in passthrough else {}),
     }
+
+
+def _choice(choice: dict, legacy_functions: bool) -> dict:
+    """A provider's choice as we answer it; asked with legacy `functions`, its first tool
+    call comes back as `function_call`."""
+    choice = {"logprobs": None, **choice}
+    message = choice.get("message") or {}
+    calls = message.get("tool_calls")
+    if legacy_functions and calls:
+        message = {k: v for k, v in message.items() if k != "tool_calls"}
+        message["function_call"] = calls[0]["function"]
+        choice = {**choice, "message": message, "finish_reason": "function_call"}
+    return choice
 
 
 def aura_headers(
@@ -87,7 +111,8 @@ class _ChunkShaper:
     their content under our id and model; replayed cache chunks are built here. Usage
     is taken off every chunk: the settled usage goes in one last chunk when asked for."""
 
-    def __init__(self, stream: OperationStream) -> None:
+    def __init__(self, stream: OperationStream, *, legacy_functions: bool = False) -> None:
+        self.legacy_functions = legacy_functions
         self.id = completion_id(stream.operation_id)
         self.model = stream.model_name
         self.created = int(time.time())
@@ -99,6 +124,8 @@ class _ChunkShaper:
                 return None  # a usage-only chunk
             body = {**chunk.raw, "id": self.id, "model": self.model}
             body.pop("usage", None)
+            if self.legacy_functions:
+                body["choices"] = [_legacy_delta(c) for c in body["choices"]]
             self.sent_role = True
             return body
         delta: dict = {}
@@ -121,12 +148,29 @@ class _ChunkShaper:
         }
 
 
+def _legacy_delta(choice: dict) -> dict:
+    """A streamed tool call as the legacy `function_call` delta (the first call only)."""
+    delta = choice.get("delta") or {}
+    calls = delta.get("tool_calls")
+    if choice.get("finish_reason") == "tool_calls":
+        choice = {**choice, "finish_reason": "function_call"}
+    if not calls:
+        return choice
+    rest = {k: v for k, v in delta.items() if k != "tool_calls"}
+    first = [c for c in calls if c.get("index", 0) == 0]
+    if first:
+        rest["function_call"] = {
+            k: v for k, v in (first[0].get("function") or {}).items() if k in ("name", "arguments")
+        }
+    return {**choice, "delta": rest}
+
+
 async def sse_events(
-    stream: OperationStream, *, include_usage: bool
+    stream: OperationStream, *, include_usage: bool, legacy_functions: bool = False
 ) -> AsyncGenerator[bytes, None]:
     """The SSE body: each chunk as the provider sends it; then the usage chunk (when
     asked for) and `[DONE]`, or an error event when the provider failed mid-stream."""
-    shaper = _ChunkShaper(stream)
+    shaper = _ChunkShaper(stream, legacy_functions=legacy_functions)
     try:
         assert stream.chunks is not None  # a stream that started (no `error`) has them
         # aclosing: when the server closes this body early, the pipeline's iterator is

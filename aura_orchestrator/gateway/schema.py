@@ -5,6 +5,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 
+from aura_orchestrator.api import chat
 from aura_orchestrator.gateway import translate
 from budgets.validators import SESSION_ID_MAX_LENGTH, SESSION_ID_RULE
 from presets.operation_types import OperationType
@@ -51,7 +52,7 @@ class _StopField(serializers.JSONField):
 
 
 class ChatMessageInputSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=list(translate.ROLES))
+    role = serializers.ChoiceField(choices=[*chat.ROLES, "function"])
     content = _ContentField(
         help_text="Required, as OpenAI requires it; only an assistant message may leave it out."
     )
@@ -82,7 +83,7 @@ class ChatCompletionInputSerializer(serializers.Serializer):
         max_length=200, help_text="A configured model or `provider/model` (GET /v1/models)."
     )
     messages = serializers.ListField(
-        child=ChatMessageInputSerializer(), min_length=1, max_length=translate.MAX_MESSAGES
+        child=ChatMessageInputSerializer(), min_length=1, max_length=chat.MAX_MESSAGES
     )
     temperature = serializers.FloatField(
         required=False, allow_null=True, min_value=0.0, max_value=2.0
@@ -98,7 +99,9 @@ class ChatCompletionInputSerializer(serializers.Serializer):
         max_value=translate.MAX_TOKENS_LIMIT,
         help_text="Wins over `max_tokens`.",
     )
-    n = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1)
+    n = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=translate.MAX_CHOICES
+    )
     stop = _StopField(required=False)
     stream = serializers.BooleanField(
         required=False, allow_null=True, help_text="true: server-sent events."

@@ -1,18 +1,26 @@
 """An OpenAI chat-completions body (plus our headers) → one `OperationRequest`.
 
 What the request sets overrides the preset of its operation type; what it leaves out
-comes from the preset. Anything we cannot honour faithfully (tools, n > 1, images) is
-refused with a 400 naming the parameter, never silently dropped.
+comes from the preset. Anything no provider of the chain can honour faithfully is
+refused with a 400 naming the parameter, never silently dropped. Messages and tools
+are parsed by `api/chat.py` (shared with `/execute`); fields this gateway does not read
+go to the provider verbatim (`OWN_FIELDS`).
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aura_orchestrator import errors
+from aura_orchestrator.api.chat import (
+    legacy_tools,
+    parse_messages,
+    parse_tool_choice,
+    parse_tools,
+)
 from aura_orchestrator.api.exceptions import invalid_field
 from aura_orchestrator.api.jsonbody import schema_problem
 from aura_orchestrator.pipeline import OperationRequest, PresetOverrides
-from aura_orchestrator.providers.base import ChatMessage
+from aura_orchestrator.providers.base import Tool, ToolChoice
 from budgets.validators import SESSION_ID_RULE, is_valid_session_id
 from presets.operation_types import OperationType, parse_operation_type
 
@@ -21,15 +29,20 @@ OPERATION_TYPE_HEADER = "X-Aura-Operation-Type"
 BUDGET_HEADER = "X-Aura-Budget"
 ENABLE_CACHE_HEADER = "X-Aura-Enable-Cache"
 
-MAX_MESSAGES = 10_000
-MAX_CONTENT_CHARS = 2_000_000  # the REST API's prompt limit
 MAX_TOKENS_LIMIT = 1_000_000
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-# Parameters whose meaning we cannot carry to the provider: refused rather than ignored.
-UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "audio", "prediction")
-# Parameters whose JSON type is checked before their meaning (name -> its JSON types), in
-# the order they are checked. Those this gateway does not act on are then ignored, as
-# OpenAI's SDKs send them, but a value of the wrong type is as wrong here as at OpenAI.
+MAX_CHOICES = 128  # OpenAI's limit for `n`
+# The body fields this gateway reads; every other field goes to the provider verbatim
+# (`CompletionRequest.extra`): OpenAI-compatible kinds send it on, so next year's fields
+# work without a release; other kinds map it or refuse it (`ProviderAdapter.refusal`).
+OWN_FIELDS = frozenset(
+    {
+        "model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens",
+        "stop", "response_format", "user", "metadata", "stream", "stream_options", "n",
+        "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
+    }
+)  # fmt: skip
+# The JSON types of the fields we know (name -> its JSON types), checked in this order
+# before anything is sent: a value of the wrong type is as wrong here as at OpenAI.
 JSON_TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "frequency_penalty": (int, float),
@@ -41,6 +54,7 @@ JSON_TYPES: dict[str, tuple[type, ...]] = {
     "service_tier": (str,),
     "reasoning_effort": (str,),
     "modalities": (list,),
+    "prediction": (dict,),
     "prompt_cache_key": (str,),
     "safety_identifier": (str,),
     "verbosity": (str,),
@@ -61,6 +75,7 @@ class ChatCall:
     operation: OperationRequest
     stream: bool
     include_usage: bool
+    legacy_functions: bool = False  # asked with `functions`: answered with `function_call`
 
 
 def _invalid(param: str, message: str) -> errors.InvalidRequest:
@@ -85,61 +100,17 @@ def _positive_int(body: dict, name: str) -> int | None:
     return value
 
 
-def _text_of(content: object, index: int, *, role: str) -> str:
-    """A message's content: a string, or text parts joined by newlines. OpenAI requires it
-    of every message but the assistant's (which may carry tool calls instead)."""
-    param = f"messages[{index}].content"
-    if content is None:
-        if role != "assistant":
-            raise _invalid(param, f"`{param}` is required for a {role} message.")
-        return ""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise _invalid(param, f"`{param}` must be a string or a list of content parts.")
-    texts = []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind != "text" or not isinstance(part.get("text"), str):
-            raise _invalid(
-                param,
-                f"`{param}`: only text parts are supported (got {str(kind)[:40]!r}); "
-                "images, audio and files are not.",
-            )
-        texts.append(part["text"])
-    return "\n".join(texts)
-
-
-def _messages(body: dict) -> tuple[ChatMessage, ...]:
-    raw = body.get("messages")
-    if not isinstance(raw, list) or not raw:
-        raise _invalid("messages", "`messages` must be a non-empty list of messages.")
-    if len(raw) > MAX_MESSAGES:
-        raise _invalid("messages", f"`messages` may hold at most {MAX_MESSAGES} messages.")
-    messages = []
-    total = 0
-    for index, message in enumerate(raw):
-        if not isinstance(message, dict):
-            raise _invalid(f"messages[{index}]", f"`messages[{index}]` must be an object.")
-        role_name = message.get("role")
-        role = ROLES.get(role_name) if isinstance(role_name, str) else None
-        if role is None:
-            raise _invalid(
-                f"messages[{index}].role",
-                f"`messages[{index}].role` must be one of system, developer, user, assistant "
-                "(tool calls are not supported).",
-            )
-        if message.get("tool_calls") or message.get("function_call"):
-            raise _invalid(f"messages[{index}]", "Tool and function calls are not supported.")
-        name = message.get("name")
-        if name is not None and type(name) is not str:
-            raise _invalid(f"messages[{index}].name", f"`messages[{index}].name` must be a string.")
-        text = _text_of(message.get("content"), index, role=message["role"])
-        total += len(text)
-        messages.append(ChatMessage(role=role, content=text))
-    if total > MAX_CONTENT_CHARS:
-        raise _invalid("messages", f"The messages exceed {MAX_CONTENT_CHARS} characters.")
-    return tuple(messages)
+def _tools(body: dict) -> tuple[tuple[Tool, ...], ToolChoice | None, bool]:
+    """(tools, tool choice, whether they came as legacy `functions`)."""
+    if body.get("functions") is not None:
+        if body.get("tools") is not None:
+            raise _invalid("functions", "Give either `tools` or the legacy `functions`.")
+        tools, choice = legacy_tools(body)
+        return tools, choice, True
+    if body.get("function_call") is not None:
+        raise _invalid("function_call", "`function_call` is only allowed with `functions`.")
+    tools = parse_tools(body.get("tools"))
+    return tools, parse_tool_choice(body.get("tool_choice"), tools), False
 
 
 def _stop(body: dict) -> tuple[str, ...] | None:
@@ -250,15 +221,14 @@ def chat_call_from(*, body: object, headers: Mapping[str, str], default_session:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip() or len(model) > 200:
         raise _invalid("model", "`model` must name a configured model (see GET /v1/models).")
-    for name in UNSUPPORTED:
-        if body.get(name):
-            raise _invalid(name, f"`{name}` is not supported by this gateway.")
     _check_types(body)
-    if body.get("logprobs"):
-        raise _invalid("logprobs", "`logprobs` is not supported by this gateway.")
     n = body.get("n")
-    if n is not None and n != 1:
-        raise _invalid("n", "Only `n: 1` is supported: ask several times for several answers.")
+    if n is not None and not 1 <= n <= MAX_CHOICES:
+        raise _invalid("n", f"`n` must be between 1 and {MAX_CHOICES}.")
+    top_logprobs = body.get("top_logprobs")
+    if top_logprobs is not None and not 0 <= top_logprobs <= 20:
+        raise _invalid("top_logprobs", "`top_logprobs` must be between 0 and 20.")
+    tools, tool_choice, legacy = _tools(body)
     stream = body.get("stream")
     options = body.get("stream_options")
     include_usage = options.get("include_usage") if options else None
@@ -282,7 +252,7 @@ def chat_call_from(*, body: object, headers: Mapping[str, str], default_session:
     operation = OperationRequest(
         session_id=default_session if session is None else _session_id(session, source=source),
         operation_type=_operation_type(op, source=op_source),
-        messages=_messages(body),
+        messages=parse_messages(body.get("messages")),
         enable_cache=_flag(cache, source=cache_source),
         budget_name=budget.strip() if budget else None,
         overrides=PresetOverrides(
@@ -295,6 +265,16 @@ def chat_call_from(*, body: object, headers: Mapping[str, str], default_session:
         stop=_stop(body),
         response_format=response_format,
         user=user,
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=body.get("parallel_tool_calls"),
+        n=n,
+        extra={k: v for k, v in body.items() if k not in OWN_FIELDS},
         source="gateway",
     )
-    return ChatCall(operation=operation, stream=bool(stream), include_usage=bool(include_usage))
+    return ChatCall(
+        operation=operation,
+        stream=bool(stream),
+        include_usage=bool(include_usage),
+        legacy_functions=legacy,
+    )

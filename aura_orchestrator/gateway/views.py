@@ -90,7 +90,9 @@ async def chat_reply(call: ChatCall, *, principal: pipeline.Principal) -> ChatRe
                 "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no",
             },
-            events=render.sse_events(stream, include_usage=call.include_usage),
+            events=render.sse_events(
+                stream, include_usage=call.include_usage, legacy_functions=call.legacy_functions
+            ),
             stream=stream,
         )
     result = await pipeline.execute(call.operation, principal=principal)
@@ -103,7 +105,8 @@ async def chat_reply(call: ChatCall, *, principal: pipeline.Principal) -> ChatRe
     )
     if result.error is not None:
         return _failure(result.error, headers)
-    return ChatReply(status=200, headers=headers, body=render.completion_body(result))
+    body = render.completion_body(result, legacy_functions=call.legacy_functions)
+    return ChatReply(status=200, headers=headers, body=body)
 
 
 class AnswerAsOpenAIDoes(BaseContentNegotiation):

@@ -155,4 +155,5 @@ def _answer_of(result: OperationResult) -> CachedAnswer:
         model_name=t["model_name"],
         tokens_in=t["tokens_in"],
         tokens_out=t["tokens_out"],
+        answer=result.answer if result.answer and result.answer.choices else None,
     )

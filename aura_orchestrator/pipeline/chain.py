@@ -8,19 +8,20 @@ by the last failure.
 """
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from django.conf import settings
 
 from aura_orchestrator import errors
+from aura_orchestrator.caching.services import Answer
 from aura_orchestrator.catalog.selectors import Route
 from aura_orchestrator.catalog.tokens import count_message_tokens, count_tokens
 from aura_orchestrator.pgtext import storable
 from aura_orchestrator.pipeline.plan import cost_of
 from aura_orchestrator.pipeline.types import Run, Usage
+from aura_orchestrator.pipeline.wire import completion_request, provider_config
 from aura_orchestrator.providers.base import (
     ChatMessage,
     CompletionRequest,
@@ -32,49 +33,10 @@ from aura_orchestrator.providers.base import (
     ProviderTimeout,
 )
 from aura_orchestrator.providers.http import get_transport
-from aura_orchestrator.providers.registry import get_adapter, supports_native_json_schema
+from aura_orchestrator.providers.registry import get_adapter
 from aura_orchestrator.providers.retry import backoff_delay
-from presets.selectors import EffectivePreset
 
 T = TypeVar("T")
-
-
-def provider_config(route: Route) -> ProviderConfig:
-    # Secrets are read from the environment at call time; the database holds only the
-    # variable's name.
-    secret = os.environ.get(route.api_key_env) if route.api_key_env else None
-    return ProviderConfig(
-        name=route.provider_name, kind=route.kind, base_url=route.base_url, api_key=secret
-    )
-
-
-def native_response_format(route: Route, schema: dict[str, Any]) -> dict[str, Any] | None:
-    """The `response_format` that asks the provider itself for `schema`, where its kind
-    declares one (`ProviderKindSpec.native_json_schema`); None elsewhere. The answer is
-    validated in any case (step 6)."""
-    if not supports_native_json_schema(route.kind):
-        return None
-    return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
-
-
-def completion_request(
-    run: Run, preset: EffectivePreset, route: Route, messages: list[ChatMessage]
-) -> CompletionRequest:
-    request = run.request
-    response_format = request.response_format
-    if response_format is None and request.response_schema is not None:
-        response_format = native_response_format(route, request.response_schema)
-    return CompletionRequest(
-        model=route.model_name,
-        messages=tuple(messages),
-        temperature=preset.temperature,
-        top_p=preset.top_p,
-        max_tokens=preset.max_tokens,
-        stop=request.stop,
-        response_format=response_format,
-        user=request.user,
-        timeout_seconds=preset.timeout_seconds,
-    )
 
 
 def record_attempt(run: Run, route: Route, started: float, exc: ProviderError | None) -> None:
@@ -125,7 +87,7 @@ async def attempt_chain(
     for route in plan.chain:
         adapter = get_adapter(route.kind)
         config = provider_config(route)
-        provider_request = completion_request(run, preset, route, messages)
+        provider_request = completion_request(run.request, preset, route, messages)
         for n in range(max_retries + 1):
             if run.time_left() <= 0:
                 raise final_error(run, last_error or deadline_passed(route))
@@ -166,10 +128,18 @@ async def call_chain(run: Run, messages: list[ChatMessage]) -> CompletionResult:
 
     result = await attempt_chain(run, messages, complete)
     run.finish_reason = result.finish_reason
+    run.answer = answer_of(result)
     route = run.route
     assert route is not None  # the route that served (attempt_chain)
     run.usage.add(usage_of(result, route, messages))
     return result
+
+
+def answer_of(result: CompletionResult) -> Answer | None:
+    """What the answer holds beyond its text (None: a plain text answer)."""
+    if not result.choices and not result.passthrough:
+        return None
+    return Answer(choices=result.choices, passthrough=result.passthrough)
 
 
 def usage_of(result: CompletionResult, route: Route, messages: list[ChatMessage]) -> Usage:

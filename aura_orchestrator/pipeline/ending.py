@@ -20,13 +20,14 @@ from typing import Any, TypeVar
 from django.utils import timezone
 
 from aura_orchestrator import errors, metrics
-from aura_orchestrator.caching.services import CachedAnswer
+from aura_orchestrator.caching.services import Answer, CachedAnswer
 from aura_orchestrator.catalog.selectors import Route
 from aura_orchestrator.db import db
 from aura_orchestrator.dbhealth import DATABASE_UNAVAILABLE, unavailable
 from aura_orchestrator.money import micros_to_usd
 from aura_orchestrator.pgtext import is_storable, storable
-from aura_orchestrator.pipeline.types import OperationResult, Run
+from aura_orchestrator.pipeline.types import OperationRequest, OperationResult, Run
+from aura_orchestrator.providers.base import ImagePart
 from aura_orchestrator.store import CacheWrite, Finish, get_store
 from aura_orchestrator.store.base import Finished
 from aura_orchestrator.store.journal import finish_once, journal
@@ -39,6 +40,10 @@ T = TypeVar("T")
 
 # Telemetry fields the result does not show.
 _NOT_IN_RESULT = ("project_id", "api_key_id", "attempts")
+
+# Telemetry keeps at most this many tool calls per operation, arguments cut to this length.
+MAX_CALLS_KEPT = 32
+TOOL_ARGUMENTS_KEPT = 500
 
 # A finish the database refuses is tried again after these pauses, then journaled.
 FINISH_RETRY_DELAYS = (0.05, 0.25)
@@ -118,6 +123,8 @@ async def conclude(
     if cached is not None:
         run.route = _route_of(run, cached)
         content = cached.content
+        run.answer = cached.answer
+        run.finish_reason = _cached_finish(cached)
         charge = None
     else:
         charge = run.unsettled
@@ -156,7 +163,16 @@ async def conclude(
         error=error,
         telemetry=telemetry,
         budget=budget_body(run, finished.ledger),
-        finish_reason="stop" if cache_hit else None if content is None else run.finish_reason,
+        finish_reason=None if content is None else run.finish_reason,
+        answer=run.answer,
+    )
+
+
+def _cached_finish(cached: CachedAnswer) -> str:
+    """A cached answer's finish: its choice 0's (tool_calls...), else it stopped."""
+    choices = cached.answer.choices if cached.answer else ()
+    return next(
+        (c.get("finish_reason") or "stop" for c in choices if c.get("index", 0) == 0), "stop"
     )
 
 
@@ -235,7 +251,34 @@ def telemetry_fields(
         "source": run.request.source,
         "time_to_first_token_ms": run.ttft_ms,
         "streamed": run.streamed,
+        **request_counts(run.request),
+        "tool_calls": answered_calls(run.answer),
     }
+
+
+def request_counts(request: OperationRequest) -> dict[str, int]:
+    """Telemetry's counts of what a request sent beyond text."""
+    if request.plain:
+        return {"tools_sent": 0, "images_sent": 0, "choices": 1}
+    images = sum(isinstance(p, ImagePart) for m in request.messages for p in m.parts or ())
+    return {"tools_sent": len(request.tools), "images_sent": images, "choices": request.choices}
+
+
+def answered_calls(answer: Answer | None) -> list[dict[str, Any]]:
+    """The tool calls of every choice, for telemetry: name and arguments (truncated)."""
+    if answer is None:
+        return []
+    calls = []
+    for choice in answer.choices:
+        for call in (choice.get("message") or {}).get("tool_calls") or ():
+            function = call.get("function") or {}
+            calls.append(
+                {
+                    "name": storable(str(function.get("name", ""))[:64]),
+                    "arguments": storable(str(function.get("arguments", ""))[:TOOL_ARGUMENTS_KEPT]),
+                }
+            )
+    return calls[:MAX_CALLS_KEPT]
 
 
 def cache_write(
@@ -257,6 +300,7 @@ def cache_write(
             model_name=run.route.model_name,
             tokens_in=run.usage.tokens_in,
             tokens_out=run.usage.tokens_out,
+            answer=run.answer if run.answer and run.answer.choices else None,
         ),
         ttl_seconds=plan.cache_ttl,
     )

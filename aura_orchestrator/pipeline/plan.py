@@ -5,25 +5,27 @@ and holding that on the session's budget.
               from the memo on the loop (a db() thread only when something must load);
               then the store's prepare step (session ledger + cache lookup), skipped when
               the reservation can read the caps itself
-    reserve   the operation's deadline, then the worst case (prompt + max_tokens at the
-              dearest price of the chain) with a reservation that lives until the
+    reserve   the operation's deadline, then the worst case (prompt + n x max_tokens at
+              the dearest price of the chain) with a reservation that lives until the
               deadline + margin
 """
 
 import asyncio
-from typing import cast
+from typing import Any, cast
 
 from django.conf import settings
 
 from aura_orchestrator import errors
 from aura_orchestrator.caching.config_cache import MemoMiss, memo_only
-from aura_orchestrator.caching.keys import cache_key
+from aura_orchestrator.caching.keys import cache_key, request_material
 from aura_orchestrator.catalog.selectors import Route, route_chain_resolve
-from aura_orchestrator.catalog.tokens import count_message_tokens
+from aura_orchestrator.catalog.tokens import count_chat_tokens, count_message_tokens
 from aura_orchestrator.db import db
 from aura_orchestrator.deadline import Lifetimes, operation_seconds, reservation_seconds
 from aura_orchestrator.money import cost_micros
 from aura_orchestrator.pipeline.types import OperationRequest, Plan, Principal, Run
+from aura_orchestrator.pipeline.wire import capable_routes
+from aura_orchestrator.providers.base import Refusal
 from aura_orchestrator.store import get_store
 from budgets.caps import has_money_caps
 from budgets.reserving import Reservation
@@ -78,13 +80,30 @@ def plan_of(*, request: OperationRequest) -> Plan:
         provider_names=list(request.providers) if request.providers else None,
         model=request.model,
     )
+    chain, skipped = capable_routes(request, preset, chain)
     messages = [(m.role, m.content) for m in request.messages]
-    prompt_tokens = max(
-        count_message_tokens(messages, model=m) for m in {r.model_name for r in chain}
-    )
+    if request.plain:
+        prompt_tokens = max(
+            count_message_tokens(messages, model=m) for m in {r.model_name for r in chain}
+        )
+    else:
+        prompt_tokens = max(
+            count_chat_tokens(request.messages, tools=request.tools, model=m, kind=k)
+            for m, k in {(r.model_name, r.kind) for r in chain}
+        )
     use_cache = preset.cache_enabled if request.enable_cache is None else request.enable_cache
     key = None
     if use_cache:
+        extra: dict[str, Any] = {"stop": request.stop, "response_format": request.response_format}
+        if not request.plain:
+            extra |= request_material(
+                messages=request.messages,
+                tools=request.tools,
+                tool_choice=request.tool_choice,
+                parallel_tool_calls=request.parallel_tool_calls,
+                n=request.n,
+                extra=request.extra,
+            )
         key = cache_key(
             chain=[f"{r.provider_name}/{r.model_name}" for r in chain],
             operation_type=request.operation_type.value,
@@ -93,7 +112,7 @@ def plan_of(*, request: OperationRequest) -> Plan:
             top_p=preset.top_p,
             max_tokens=preset.max_tokens,
             response_schema=request.response_schema,
-            extra={"stop": request.stop, "response_format": request.response_format},
+            extra=extra,
         )
     return Plan(
         preset=preset,
@@ -102,6 +121,8 @@ def plan_of(*, request: OperationRequest) -> Plan:
         cache_key=key,
         cache_ttl=request.cache_ttl_seconds or preset.cache_ttl_seconds,
         prompt_tokens=prompt_tokens,
+        max_output_tokens=preset.max_tokens * request.choices,
+        skipped=skipped,
     )
 
 
@@ -124,7 +145,7 @@ def cost_of(route: Route, *, tokens_in: int, tokens_out: int) -> int | None:
 
 def worst_costs(plan: Plan, *, tokens_in: int) -> list[int | None]:
     """Each route's price of the worst case (None: an unpriced route)."""
-    return [cost_of(r, tokens_in=tokens_in, tokens_out=plan.preset.max_tokens) for r in plan.chain]
+    return [cost_of(r, tokens_in=tokens_in, tokens_out=plan.max_output_tokens) for r in plan.chain]
 
 
 def lifetimes() -> Lifetimes:
@@ -159,9 +180,10 @@ async def reserve(run: Run, *, extra_prompt_tokens: int = 0) -> None:
     plan = run.plan
     assert plan is not None  # set by prepare (step 1)
     tokens_in = plan.prompt_tokens + extra_prompt_tokens
-    tokens = tokens_in + plan.preset.max_tokens
-    if run.deadline is None:
+    tokens = tokens_in + plan.max_output_tokens
+    if run.deadline is None:  # the first reservation
         run.deadline = asyncio.get_running_loop().time() + deadline_seconds(run, plan)
+        run.attempts.extend(skipped_attempt(route, refusal) for route, refusal in plan.skipped)
     expires_in = reservation_seconds(remaining=run.time_left(), lifetimes=lifetimes())
     reservation = None
     if plan.session is None:  # every route is priced (see prepare): no None among the costs
@@ -191,6 +213,18 @@ async def reserve(run: Run, *, extra_prompt_tokens: int = 0) -> None:
         )
     run.reservation = reservation
     run.warnings.extend(w for w in reservation.warnings if w not in run.warnings)
+
+
+def skipped_attempt(route: Route, refusal: Refusal) -> dict[str, Any]:
+    """A route of the chain that cannot take the request, as telemetry's attempts show it."""
+    return {
+        "provider": route.provider_name,
+        "model": route.model_name,
+        "latency_ms": 0,
+        "outcome": "skipped",
+        "status": None,
+        "error": f"{refusal.param}: {refusal.reason}"[:300],
+    }
 
 
 async def reserve_existing(

@@ -13,6 +13,7 @@ Streams skip single-flight: each one has its own consumer.
 
 import asyncio
 import logging
+import time
 import uuid
 import weakref
 from collections.abc import AsyncGenerator
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from aura_orchestrator import errors
+from aura_orchestrator.caching.services import Answer
 from aura_orchestrator.catalog.selectors import Route
 from aura_orchestrator.pipeline.chain import attempt_chain, final_error, usage_of, within
 from aura_orchestrator.pipeline.ending import budget_body, conclude, one_row
@@ -36,6 +38,7 @@ from aura_orchestrator.providers.base import (
     StreamChunk,
     Usage,
 )
+from aura_orchestrator.providers.chunks import ChoicesAssembler, replay_deltas
 from aura_orchestrator.providers.http import get_transport
 
 logger = logging.getLogger(__name__)
@@ -96,7 +99,7 @@ async def _start(run: Run) -> OperationStream:
             provider_name=route.provider_name,
             model_name=route.model_name,
             budget=result.budget,
-            chunks=_replay(result.content or ""),
+            chunks=_replay(result),
             result=result,
         )
     await reserve(run)  # step 4
@@ -131,10 +134,22 @@ async def _start(run: Run) -> OperationStream:
     return stream
 
 
-async def _replay(content: str) -> AsyncGenerator[StreamChunk, None]:
-    for start in range(0, len(content), _REPLAY_CHUNK_CHARS):
-        yield StreamChunk(content[start : start + _REPLAY_CHUNK_CHARS])
-    yield StreamChunk("", finish_reason="stop")
+async def _replay(result: OperationResult) -> AsyncGenerator[StreamChunk, None]:
+    """A cached answer as a stream: its text in pieces, or, when it holds more (tool
+    calls, several choices, logprobs), every choice's deltas as OpenAI chunks."""
+    content = result.content or ""
+    answer = result.answer
+    if answer is None or not answer.choices:
+        for start in range(0, len(content), _REPLAY_CHUNK_CHARS):
+            yield StreamChunk(content[start : start + _REPLAY_CHUNK_CHARS])
+        yield StreamChunk("", finish_reason="stop")
+        return
+    created = int(time.time())
+    for choice in answer.choices:
+        for delta in replay_deltas(choice, chunk_chars=_REPLAY_CHUNK_CHARS):
+            raw = {"object": "chat.completion.chunk", "created": created, "choices": [delta]}
+            text = delta["delta"].get("content") if delta["index"] == 0 else None
+            yield StreamChunk(text or "", finish_reason=delta["finish_reason"], raw=raw)
 
 
 async def _open_stream(run: Run) -> tuple[StreamChunk, AsyncGenerator[StreamChunk, None]]:
@@ -171,6 +186,7 @@ async def _relay(
     unread stream is collected, and its generator finalized, without waiting for the
     cycle collector. `route` is the one that sent `first`."""
     parts: list[str] = []
+    assembler = ChoicesAssembler()  # tool calls, other choices, logprobs: for cache and row
     reported: Usage | None = None
     error: errors.AuraError | None = None
     completed = False
@@ -184,6 +200,8 @@ async def _relay(
                 if run.ttft_ms is None:
                     run.ttft_ms = run.elapsed_ms()
                 parts.append(chunk.delta)
+            if chunk.raw is not None:
+                assembler.feed(chunk.raw)
             yield chunk
             try:
                 # Each chunk within the preset's timeout (idle), all of them within the
@@ -202,6 +220,8 @@ async def _relay(
         # The consumer may be cancelled (client gone): the upstream's close and the
         # conclusion run in a task of their own, which a second cancellation cannot
         # interrupt (conclude shields only its write).
+        choices = assembler.choices()
+        run.answer = Answer(choices=choices) if choices else None
         end = asyncio.ensure_future(
             _end_stream(run, stream_ref, upstream, route, "".join(parts), reported, error)
         )

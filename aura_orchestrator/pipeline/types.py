@@ -14,9 +14,9 @@ from typing import Any
 from django.utils import timezone
 
 from aura_orchestrator import errors
-from aura_orchestrator.caching.services import CachedAnswer
+from aura_orchestrator.caching.services import Answer, CachedAnswer
 from aura_orchestrator.catalog.selectors import Route
-from aura_orchestrator.providers.base import ChatMessage
+from aura_orchestrator.providers.base import ChatMessage, Refusal, Tool, ToolChoice
 from budgets.models import LlmSession
 from budgets.reserving import Reservation
 from budgets.services import Caps
@@ -56,11 +56,34 @@ class OperationRequest:
     providers: tuple[str, ...] | None = None
     model: str | None = None
     response_schema: dict[str, Any] | None = None
-    # OpenAI-gateway extras, passed through to the provider.
+    # Passed through to the provider (adapters translate them for their kind).
     stop: tuple[str, ...] | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    n: int | None = None  # choices asked for; the worst case holds n times one choice
+    extra: dict[str, Any] = field(default_factory=dict)  # CompletionRequest.extra
     source: str = "api"
+
+    @property
+    def choices(self) -> int:
+        return self.n or 1
+
+    @property
+    def plain(self) -> bool:
+        """Text messages only, one choice, nothing for a kind to refuse: most requests,
+        which skip the work the others need (capabilities, images, tools)."""
+        return (
+            not self.tools
+            and not self.extra
+            and self.choices == 1
+            and all(
+                m.parts is None and not m.tool_calls and m.tool_call_id is None
+                for m in self.messages
+            )
+        )
 
 
 @dataclass(slots=True)
@@ -73,6 +96,12 @@ class OperationResult:
     telemetry: dict[str, Any]
     budget: dict[str, Any]
     finish_reason: str | None = None
+    answer: Answer | None = None  # every choice, tool calls and provider fields (gateways)
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """Choice 0's tool calls, in OpenAI's shape."""
+        return self.answer.tool_calls() if self.answer else []
 
     @property
     def status(self) -> int:
@@ -93,6 +122,8 @@ class Plan:
     cache_key: str | None
     cache_ttl: int
     prompt_tokens: int
+    max_output_tokens: int  # the worst case's output: n choices of max_tokens
+    skipped: list[tuple[Route, Refusal]] = field(default_factory=list)  # cannot take it
     session: LlmSession | None = None
     cached: CachedAnswer | None = None
 
@@ -137,6 +168,7 @@ class Run:
     route: Route | None = None
     warnings: list[str] = field(default_factory=list)
     finish_reason: str | None = None
+    answer: Answer | None = None  # beyond the text: choices, tool calls, provider fields
     streamed: bool = False
     ttft_ms: int | None = None  # streams: time to the first text delta
     deadline: float | None = None  # the loop's clock; set when it first reserves

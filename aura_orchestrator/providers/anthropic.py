@@ -19,6 +19,7 @@ from .base import (
     ProviderRequestRejected,
     ProviderTimeout,
     ProviderUnavailable,
+    Refusal,
     StreamChunk,
     Usage,
 )
@@ -118,6 +119,19 @@ class AnthropicAdapter:
                     if chunk is not None:
                         yield chunk
         raise bad_response(config, "stream ended before message_stop")
+
+    def refusal(self, request: CompletionRequest) -> Refusal | None:
+        # Until the Messages translation of tools and images lands: text only.
+        if request.tools:
+            return Refusal("tools", "Anthropic routes do not take tools yet.")
+        if (request.n or 1) > 1:
+            return Refusal("n", "The Messages API answers one choice (`n` must be 1).")
+        for index, message in enumerate(request.messages):
+            if message.parts is not None or message.tool_calls or message.tool_call_id:
+                return Refusal(f"messages[{index}]", "Anthropic routes take text messages only.")
+        for name in request.extra:
+            return Refusal(name, f"The Messages API has no `{name}`.")
+        return None
 
 
 def messages_url(base_url: str) -> str:

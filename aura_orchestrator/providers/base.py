@@ -47,9 +47,82 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image: an http(s) URL, or a `data:` URL whose base64 payload is the image."""
+
+    url: str
+    detail: str | None = None  # auto | low | high (OpenAI's); None: the provider's default
+
+    @property
+    def inline(self) -> tuple[str, str] | None:
+        """(media type, base64 data) of a `data:` URL; None for an http(s) URL."""
+        if not self.url.startswith("data:"):
+            return None
+        header, _, data = self.url[5:].partition(",")
+        return header.removesuffix(";base64"), data
+
+
+@dataclass(frozen=True, slots=True)
+class OtherPart:
+    """A part the pipeline does not interpret (`input_audio`, `file`): passed verbatim to
+    the kinds that take it (`ProviderAdapter.refusal` says which do not)."""
+
+    type: str
+    body: dict[str, Any]  # the part as the client sent it
+
+
+ContentPart = TextPart | ImagePart | OtherPart
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model asked for (OpenAI's `tool_calls[]`, Anthropic's `tool_use`)."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it (Anthropic's `input` serialised)
+
+    def body(self) -> dict[str, Any]:
+        """OpenAI's shape, the one our answers use whatever the provider."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
-    role: str  # system | user | assistant
+    role: str  # system | user | assistant | tool
+    # The text: a string content, or its text parts joined by newlines. What token
+    # counts, cache keys and telemetry read; providers get `parts` when there are any.
     content: str
+    # The content as parts, when it had any part that is not text (in order, text included).
+    parts: tuple[ContentPart, ...] | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant's calls
+    tool_call_id: str | None = None  # a tool message: the call it answers
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call; `parameters` is its arguments' JSON schema."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    mode: str  # auto | none | required | function
+    name: str | None = None  # the function, when mode is "function"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,22 +137,44 @@ class CompletionRequest:
     n: int | None = None
     user: str | None = None
     timeout_seconds: float = 60.0
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    # Every other field of an OpenAI body (seed, logprobs, logit_bias, next year's fields),
+    # verbatim: OpenAI-compatible kinds send it on, others map what they can or refuse it.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a provider kind cannot take a request: the parameter (a body path) and why."""
+
+    param: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
     tokens_in: int  # all prompt tokens, cached ones included
-    tokens_out: int
+    tokens_out: int  # all completion tokens, reasoning ones included
     cached_tokens_in: int = 0  # the part of tokens_in served from the provider's prompt cache
+    reasoning_tokens: int = 0  # the part of tokens_out the model spent thinking
 
 
 @dataclass(frozen=True, slots=True)
 class CompletionResult:
-    content: str
+    content: str  # choice 0's text
     usage: Usage | None  # None when the provider reported none
     model: str  # the model the provider says served the request
     finish_reason: str | None
     raw: dict[str, Any]  # parsed provider body
+    tool_calls: tuple[ToolCall, ...] = ()  # choice 0's
+    # Every choice in OpenAI's shape (index, message, logprobs, finish_reason), whatever
+    # the vendor: what the gateway answers. Empty: one plain text choice (content).
+    choices: tuple[dict[str, Any], ...] = ()
+    # Top-level answer fields we do not produce ourselves (system_fingerprint,
+    # service_tier, usage details), passed back to the client.
+    passthrough: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,3 +259,8 @@ class ProviderAdapter(Protocol):
         config: ProviderConfig,
         request: CompletionRequest,
     ) -> AsyncGenerator[StreamChunk, None]: ...
+
+    def refusal(self, request: CompletionRequest) -> Refusal | None:
+        """What of `request` this kind cannot carry (None: all of it). Asked before any
+        call: a route that refuses is skipped, and a request no route takes is a 400."""
+        ...

@@ -8,11 +8,18 @@ from typing import Any
 import httpx
 
 from .base import (
+    ChatMessage,
     CompletionRequest,
     CompletionResult,
+    ContentPart,
+    ImagePart,
     ProviderConfig,
     ProviderKindSpec,
+    Refusal,
     StreamChunk,
+    TextPart,
+    Tool,
+    ToolCall,
     Usage,
 )
 from .http import (
@@ -47,23 +54,7 @@ class OpenAICompatAdapter:
                 _post(config, request, stream=False),
             )
             await raise_for_status(config, response)
-        body = json_body(config, response)
-        choice = _first_choice(body)
-        message = choice.get("message") if choice is not None else None
-        if not isinstance(message, dict):
-            raise bad_response(config, "response has no choices[0].message", response.status_code)
-        content = message.get("content")
-        if content is not None and not isinstance(content, str):
-            raise bad_response(
-                config, "choices[0].message.content is not text", response.status_code
-            )
-        return CompletionResult(
-            content=content or "",  # null for refusals and tool calls
-            usage=parse_usage(body.get("usage")),
-            model=str(body.get("model") or request.model),
-            finish_reason=choice.get("finish_reason") if choice is not None else None,
-            raw=body,
-        )
+        return parse_completion(config, json_body(config, response), request, response.status_code)
 
     async def stream(
         self, client: Sender, config: ProviderConfig, request: CompletionRequest
@@ -90,6 +81,9 @@ class OpenAICompatAdapter:
         if not finished:
             raise bad_response(config, "stream ended before [DONE]")
 
+    def refusal(self, request: CompletionRequest) -> Refusal | None:
+        return None  # the chat-completions format itself: everything is passed on
+
     async def list_models(self, client: httpx.AsyncClient, config: ProviderConfig) -> list[str]:
         with translate_transport_errors(config, 30.0):
             response = await client.get(
@@ -103,10 +97,12 @@ class OpenAICompatAdapter:
 
 
 def request_body(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
-    """The JSON body: only the parameters the caller set, so upstream defaults apply otherwise."""
+    """The JSON body: only the parameters the caller set, so upstream defaults apply
+    otherwise. Fields the pipeline does not read (`extra`) go first, verbatim: ours win."""
     body: dict[str, Any] = {
+        **request.extra,
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [message_body(m) for m in request.messages],
     }
     optional = {
         "temperature": request.temperature,
@@ -116,12 +112,118 @@ def request_body(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
         "response_format": request.response_format,
         "n": request.n,
         "user": request.user,
+        "parallel_tool_calls": request.parallel_tool_calls,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
+    if request.tools:
+        body["tools"] = [tool_body(t) for t in request.tools]
+    if request.tool_choice is not None:
+        choice = request.tool_choice
+        body["tool_choice"] = (
+            {"type": "function", "function": {"name": choice.name}}
+            if choice.mode == "function"
+            else choice.mode
+        )
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return body
+
+
+def message_body(message: ChatMessage) -> dict[str, Any]:
+    body: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.parts is not None:
+        body["content"] = [part_body(p) for p in message.parts]
+    if message.tool_calls:
+        body["tool_calls"] = [c.body() for c in message.tool_calls]
+        if not message.content:
+            body["content"] = None
+    if message.tool_call_id is not None:
+        body["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        body["name"] = message.name
+    return body
+
+
+def part_body(part: ContentPart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        image: dict[str, Any] = {"url": part.url}
+        if part.detail is not None:
+            image["detail"] = part.detail
+        return {"type": "image_url", "image_url": image}
+    return part.body
+
+
+def tool_body(tool: Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        function["description"] = tool.description
+    if tool.parameters is not None:
+        function["parameters"] = tool.parameters
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+# Top-level answer fields passed back to the client as the provider sent them.
+PASSTHROUGH = ("system_fingerprint", "service_tier")
+USAGE_DETAILS = ("prompt_tokens_details", "completion_tokens_details")
+
+
+def parse_completion(
+    config: ProviderConfig, body: dict[str, Any], request: CompletionRequest, status: int
+) -> CompletionResult:
+    choice = _first_choice(body)
+    message = choice.get("message") if choice is not None else None
+    if choice is None or not isinstance(message, dict):
+        raise bad_response(config, "response has no choices[0].message", status)
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise bad_response(config, "choices[0].message.content is not text", status)
+    try:
+        tool_calls = tuple(_tool_call(call) for call in message.get("tool_calls") or ())
+    except (TypeError, KeyError, AttributeError):
+        raise bad_response(config, "choices[0].message.tool_calls are malformed", status) from None
+    choices = body["choices"]
+    rich = (
+        len(choices) > 1
+        or tool_calls
+        or message.get("function_call")
+        or message.get("refusal")
+        or choice.get("logprobs")
+    )
+    return CompletionResult(
+        content=content or "",  # null for refusals and tool calls
+        usage=parse_usage(body.get("usage")),
+        model=str(body.get("model") or request.model),
+        finish_reason=choice.get("finish_reason"),
+        raw=body,
+        tool_calls=tool_calls,
+        choices=tuple(choices) if rich else (),
+        passthrough=passthrough_of(body),
+    )
+
+
+def passthrough_of(body: dict[str, Any]) -> dict[str, Any]:
+    fields = {key: body[key] for key in PASSTHROUGH if body.get(key) is not None}
+    usage = body.get("usage")
+    if isinstance(usage, dict):
+        details = {key: usage[key] for key in USAGE_DETAILS if isinstance(usage.get(key), dict)}
+        if details:
+            fields["usage"] = details
+    return fields
+
+
+def _tool_call(call: dict[str, Any]) -> ToolCall:
+    function = call["function"]
+    arguments = function.get("arguments")
+    return ToolCall(
+        id=str(call["id"]),
+        name=str(function["name"]),
+        arguments=arguments if isinstance(arguments, str) else "",
+    )
 
 
 def parse_usage(raw: Any) -> Usage | None:
@@ -130,9 +232,15 @@ def parse_usage(raw: Any) -> Usage | None:
     tokens_in, tokens_out = raw.get("prompt_tokens"), raw.get("completion_tokens")
     if not isinstance(tokens_in, int) or not isinstance(tokens_out, int):
         return None
-    details = raw.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return Usage(tokens_in, tokens_out, cached if isinstance(cached, int) else 0)
+    cached = _detail(raw, "prompt_tokens_details", "cached_tokens")
+    reasoning = _detail(raw, "completion_tokens_details", "reasoning_tokens")
+    return Usage(tokens_in, tokens_out, cached, reasoning)
+
+
+def _detail(usage: dict[str, Any], group: str, name: str) -> int:
+    details = usage.get(group)
+    value = details.get(name) if isinstance(details, dict) else None
+    return value if isinstance(value, int) else 0
 
 
 def _url(config: ProviderConfig, path: str) -> str:

@@ -33,7 +33,7 @@ from django.conf import settings
 from django.db import transaction
 
 from aura_orchestrator import metrics
-from aura_orchestrator.caching.services import CachedAnswer
+from aura_orchestrator.caching.services import Answer, CachedAnswer
 from aura_orchestrator.dbhealth import DATABASE_UNAVAILABLE
 from aura_orchestrator.store.base import CacheWrite, Finish, Finished
 from budgets.reserving import Reservation
@@ -66,7 +66,8 @@ def encode(finish: Finish) -> bytes:
             "project_id": c.project_id,
             "key_hash": c.key_hash,
             "operation_type": c.operation_type,
-            "answer": dataclasses.asdict(c.answer),
+            "answer": dataclasses.asdict(c.answer)
+            | {"answer": c.answer.answer.payload() if c.answer.answer else None},
             "ttl_seconds": c.ttl_seconds,
         },
         "telemetry": finish.telemetry,
@@ -100,7 +101,9 @@ def decode(line: bytes) -> Finish:
             project_id=c["project_id"],
             key_hash=c["key_hash"],
             operation_type=c["operation_type"],
-            answer=CachedAnswer(**c["answer"]),
+            answer=CachedAnswer(
+                **c["answer"] | {"answer": Answer.of_payload(c["answer"].get("answer"))}
+            ),
             ttl_seconds=c["ttl_seconds"],
         ),
         telemetry=telemetry,

@@ -55,6 +55,7 @@ from aura_orchestrator.store.pg_sql import (
     Params,
     Row,
     Statement,
+    answer_from_row,
     hand_back_statement,
     ledger_from_row,
     reserve_params,
@@ -198,7 +199,7 @@ class PgStore:
             answer = _first(results[1]) if cache_key is not None else None
             if row is None or caps is not None:
                 row = await self._ensure(conn, row, project_id, session_id, caps, now)
-        return ledger_from_row(row), (CachedAnswer(*answer) if answer else None)
+        return ledger_from_row(row), (answer_from_row(answer) if answer else None)
 
     async def _ensure(
         self,
@@ -242,7 +243,7 @@ class PgStore:
         async with self._connection() as conn:
             (rows,) = await self._script(conn, [(LOOKUP_AND_COUNT_SQL, params)], flush=False)
         answer = _first(rows)
-        return CachedAnswer(*answer) if answer else None
+        return answer_from_row(answer) if answer else None
 
     async def reserve(
         self,
@@ -343,7 +344,10 @@ class PgStore:
         journals). Journaled finishes (`release_unknown`) are replayed on the ORM only."""
         if finish.release_unknown:
             raise ValueError("a journaled finish is replayed by store/journal.py, not here")
-        telemetry = {**finish.telemetry, "attempts": Jsonb(finish.telemetry["attempts"])}
+        telemetry = finish.telemetry | {
+            "attempts": Jsonb(finish.telemetry["attempts"]),
+            "tool_calls": Jsonb(finish.telemetry["tool_calls"]),
+        }
         if finish.settles:
             reservation = cast(Reservation, finish.reservation)  # settles: set
             sql, params = hand_back_statement(

@@ -9,9 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from aura_orchestrator.caching.models import CacheEntry
-from aura_orchestrator.caching.services import CachedAnswer
+from aura_orchestrator.caching.services import Answer, CachedAnswer
 from budgets.caps import Counts, admits_sql
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
 from budgets.reserving import Hold, Reservation
@@ -186,7 +187,7 @@ def hand_back_statement(
 
 # --- the cache -------------------------------------------------------------------------------
 
-_ANSWER_COLUMNS = "content, provider_name, model_name, tokens_in, tokens_out"
+_ANSWER_COLUMNS = "content, provider_name, model_name, tokens_in, tokens_out, payload"
 # The lookup counts its hit in the same statement (as `caching.services.cache_lookup`).
 LOOKUP_AND_COUNT_SQL = f"""
 UPDATE {_CACHE} SET hit_count = hit_count + 1, last_hit_at = %(now)s
@@ -198,14 +199,28 @@ STORE_SQL = f"""
 INSERT INTO {_CACHE} (project_id, key_hash, operation_type, {_ANSWER_COLUMNS}, created_at,
                       expires_at, hit_count, last_hit_at)
 VALUES (%(project)s, %(key)s, %(operation_type)s, %(content)s, %(provider_name)s,
-        %(model_name)s, %(tokens_in)s, %(tokens_out)s, %(now)s, %(expires)s, 0, NULL)
+        %(model_name)s, %(tokens_in)s, %(tokens_out)s, %(payload)s, %(now)s, %(expires)s, 0,
+        NULL)
 ON CONFLICT (project_id, key_hash) DO UPDATE SET
     operation_type = EXCLUDED.operation_type, content = EXCLUDED.content,
     provider_name = EXCLUDED.provider_name, model_name = EXCLUDED.model_name,
     tokens_in = EXCLUDED.tokens_in, tokens_out = EXCLUDED.tokens_out,
-    created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,
+    payload = EXCLUDED.payload, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,
     hit_count = 0, last_hit_at = NULL
 """
+
+
+def answer_from_row(row: tuple[Any, ...]) -> CachedAnswer:
+    """A row of `_ANSWER_COLUMNS` as the cached answer."""
+    content, provider_name, model_name, tokens_in, tokens_out, payload = row
+    return CachedAnswer(
+        content=content,
+        provider_name=provider_name,
+        model_name=model_name,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        answer=Answer.of_payload(payload),
+    )
 
 
 def store_params(
@@ -221,6 +236,7 @@ def store_params(
         "model_name": answer.model_name,
         "tokens_in": answer.tokens_in,
         "tokens_out": answer.tokens_out,
+        "payload": Jsonb(answer.answer.payload()) if answer.answer else None,
         "now": now,
         "expires": now + timedelta(seconds=ttl_seconds),
     }
@@ -257,6 +273,10 @@ TELEMETRY_COLUMNS = (
     "source",
     "time_to_first_token_ms",
     "streamed",
+    "tools_sent",
+    "images_sent",
+    "choices",
+    "tool_calls",
 )
 
 

@@ -235,7 +235,7 @@ async def test_gateway_completions_are_served_by_the_fast_path_like_django(
     # A body chat_call_from refuses: Django's 400 in OpenAI's shape, answered by the front
     # itself (test_front_refusals.py compares the bytes).
     django_calls.clear()
-    bad = await asgi_client.post(CHAT, json={**chat, "n": 2})
+    bad = await asgi_client.post(CHAT, json={**chat, "n": 0})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "n"
     assert django_calls == []
 

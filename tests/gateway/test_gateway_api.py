@@ -33,25 +33,57 @@ def sse_data(text: str) -> list:
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        (chat(n=2), "n"),
+        (chat(n=0), "n"),
         (chat(model=""), "model"),
         (chat(messages=[]), "messages"),
         (chat(temperature=3), "temperature"),
         (chat(max_tokens=0), "max_tokens"),
         (chat(stop=["a", "b", "c", "d", "e"]), "stop"),
-        (chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
-        (chat(messages=[{"role": "tool", "content": "x"}]), "messages[0].role"),
+        # The bad tool inputs the gateway-surface issue names: a tool without a name,
+        # arguments that are not a string, a tool message without tool_call_id, an image
+        # URL that is neither http(s) nor data:.
+        (chat(tools=[{"type": "function", "function": {}}]), "tools[0].function.name"),
+        (
+            chat(
+                messages=[
+                    {"role": "user", "content": "hi"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {}}}
+                        ],
+                    },
+                ]
+            ),
+            "messages[1].tool_calls[0].function.arguments",
+        ),
+        (chat(messages=[{"role": "tool", "content": "x"}]), "messages[0].tool_call_id"),
+        (chat(messages=[{"role": "wizard", "content": "x"}]), "messages[0].role"),
         (
             chat(
                 messages=[
                     {
                         "role": "user",
-                        "content": [{"type": "image_url", "image_url": {"url": "http://x"}}],
+                        "content": [{"type": "image_url", "image_url": {"url": "ftp://x/a.png"}}],
                     }
                 ]
             ),
-            "messages[0].content",
+            "messages[0].content[0].image_url.url",
         ),
+        (
+            chat(messages=[{"role": "user", "content": [{"type": "video", "video": "x"}]}]),
+            "messages[0].content[0].type",
+        ),
+        (chat(tool_choice="auto"), "tool_choice"),
+        (
+            chat(
+                tools=[{"type": "function", "function": {"name": "f"}}],
+                tool_choice={"type": "function", "function": {"name": "g"}},
+            ),
+            "tool_choice.function.name",
+        ),
+        (chat(logprobs="yes"), "logprobs"),
+        (chat(top_logprobs=21), "top_logprobs"),
         (chat(response_format={"type": "yaml"}), "response_format"),
         (
             chat(response_format={"type": "json_schema", "json_schema": {"schema": {"type": 5}}}),

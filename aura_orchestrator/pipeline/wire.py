@@ -1,0 +1,91 @@
+"""What one route is sent: its provider's configuration and the provider-neutral request,
+and which routes of a chain can take a request at all (`ProviderAdapter.refusal`)."""
+
+import os
+from typing import Any
+
+from aura_orchestrator.api.exceptions import invalid_field
+from aura_orchestrator.catalog.selectors import Route
+from aura_orchestrator.pipeline.types import OperationRequest
+from aura_orchestrator.providers.base import (
+    ChatMessage,
+    CompletionRequest,
+    ProviderConfig,
+    Refusal,
+)
+from aura_orchestrator.providers.registry import get_adapter, supports_native_json_schema
+from presets.selectors import EffectivePreset
+
+
+def provider_config(route: Route) -> ProviderConfig:
+    # Secrets are read from the environment at call time; the database holds only the
+    # variable's name.
+    secret = os.environ.get(route.api_key_env) if route.api_key_env else None
+    return ProviderConfig(
+        name=route.provider_name, kind=route.kind, base_url=route.base_url, api_key=secret
+    )
+
+
+def native_response_format(route: Route, schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The `response_format` that asks the provider itself for `schema`, where its kind
+    declares one (`ProviderKindSpec.native_json_schema`); None elsewhere. The answer is
+    validated in any case (step 6)."""
+    if not supports_native_json_schema(route.kind):
+        return None
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+
+
+def completion_request(
+    request: OperationRequest,
+    preset: EffectivePreset,
+    route: Route,
+    messages: list[ChatMessage] | tuple[ChatMessage, ...],
+) -> CompletionRequest:
+    response_format = request.response_format
+    if response_format is None and request.response_schema is not None:
+        response_format = native_response_format(route, request.response_schema)
+    return CompletionRequest(
+        model=route.model_name,
+        messages=tuple(messages),
+        temperature=preset.temperature,
+        top_p=preset.top_p,
+        max_tokens=preset.max_tokens,
+        stop=request.stop,
+        response_format=response_format,
+        n=request.n,
+        user=request.user,
+        timeout_seconds=preset.timeout_seconds,
+        tools=request.tools,
+        tool_choice=request.tool_choice,
+        parallel_tool_calls=request.parallel_tool_calls,
+        extra=request.extra,
+    )
+
+
+def refusal_of(route: Route, request: CompletionRequest) -> Refusal | None:
+    return get_adapter(route.kind).refusal(request)
+
+
+def capable_routes(
+    request: OperationRequest, preset: EffectivePreset, chain: list[Route]
+) -> tuple[list[Route], list[tuple[Route, Refusal]]]:
+    """(the routes that can take `request`, those that cannot with why). A request no
+    route can take is a 400 naming what the first route refused, before anything is
+    reserved or sent. Plain requests skip the question: every kind takes them."""
+    if request.plain or not chain:
+        return chain, []
+    capable, skipped = [], []
+    for route in chain:
+        refusal = refusal_of(route, completion_request(request, preset, route, request.messages))
+        if refusal is None:
+            capable.append(route)
+        else:
+            skipped.append((route, refusal))
+    if not capable:
+        route, refusal = skipped[0]
+        names = ", ".join(dict.fromkeys(r.provider_name for r, _ in skipped))
+        raise invalid_field(
+            refusal.param,
+            f"{refusal.reason} No provider of the chain ({names}) can take this request.",
+        )
+    return capable, skipped

@@ -1,0 +1,121 @@
+"""OpenAI stream chunks and whole choices, each rebuilt from the other.
+
+`ChoicesAssembler` reassembles `chat.completion.chunk` dicts into choices the way the
+SDKs do (text concatenated, tool calls by index with their argument fragments joined,
+logprobs appended), so a streamed answer is cached and recorded like a complete one.
+`replay_deltas` turns choices back into deltas, to replay a cached answer as a stream.
+"""
+
+from typing import Any
+
+
+class _Choice:
+    __slots__ = ("content", "finish_reason", "logprobs", "refusal", "tool_calls")
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.refusal: list[str] = []
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.logprobs: list[Any] | None = None
+        self.finish_reason: str | None = None
+
+    def feed(self, choice: dict[str, Any]) -> bool:
+        """Take one chunk's choice; True when it holds more than text."""
+        rich = False
+        delta = choice.get("delta") or {}
+        if isinstance(delta.get("content"), str):
+            self.content.append(delta["content"])
+        if isinstance(delta.get("refusal"), str):
+            self.refusal.append(delta["refusal"])
+            rich = True
+        for call in delta.get("tool_calls") or ():
+            self._call(call)
+            rich = True
+        logprobs = choice.get("logprobs")
+        if isinstance(logprobs, dict):
+            self.logprobs = (self.logprobs or []) + list(logprobs.get("content") or ())
+            rich = True
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        return rich
+
+    def _call(self, call: dict[str, Any]) -> None:
+        index = call.get("index", 0)
+        known = self.tool_calls.setdefault(
+            index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+        )
+        if call.get("id"):
+            known["id"] = call["id"]
+        function = call.get("function") or {}
+        if function.get("name"):
+            known["function"]["name"] += function["name"]
+        if function.get("arguments"):
+            known["function"]["arguments"] += function["arguments"]
+
+    def body(self, index: int) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(self.content) if self.content or not self.tool_calls else None,
+            "refusal": "".join(self.refusal) if self.refusal else None,
+        }
+        if self.tool_calls:
+            message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        return {
+            "index": index,
+            "message": message,
+            "logprobs": None if self.logprobs is None else {"content": self.logprobs},
+            "finish_reason": self.finish_reason,
+        }
+
+
+class ChoicesAssembler:
+    def __init__(self) -> None:
+        self._choices: dict[int, _Choice] = {}
+        self._rich = False
+
+    def feed(self, chunk: dict[str, Any]) -> None:
+        for choice in chunk.get("choices") or ():
+            index = choice.get("index", 0)
+            state = self._choices.get(index)
+            if state is None:
+                state = self._choices[index] = _Choice()
+                self._rich = self._rich or index != 0
+            self._rich = state.feed(choice) or self._rich
+
+    def choices(self) -> tuple[dict[str, Any], ...]:
+        """Every choice, in OpenAI's shape; () for one plain text choice."""
+        if not self._rich:
+            return ()
+        return tuple(self._choices[i].body(i) for i in sorted(self._choices))
+
+
+def replay_deltas(choice: dict[str, Any], *, chunk_chars: int) -> list[dict[str, Any]]:
+    """A whole choice as the deltas of a stream (each an OpenAI chunk's choice): the role,
+    its text in pieces, each tool call whole, then the finish."""
+    index = choice.get("index", 0)
+    message = choice.get("message") or {}
+    first: dict[str, Any] = {"role": "assistant", "content": ""}
+    if choice.get("logprobs") is not None:
+        first = {"role": "assistant"}
+    deltas = [{"index": index, "delta": first, "finish_reason": None}]
+    content = message.get("content") or ""
+    for start in range(0, len(content), chunk_chars):
+        deltas.append(
+            {
+                "index": index,
+                "delta": {"content": content[start : start + chunk_chars]},
+                "finish_reason": None,
+            }
+        )
+    if choice.get("logprobs") is not None:
+        deltas[-1]["logprobs"] = choice["logprobs"]
+    for position, call in enumerate(message.get("tool_calls") or ()):
+        deltas.append(
+            {
+                "index": index,
+                "delta": {"tool_calls": [{"index": position, **call}]},
+                "finish_reason": None,
+            }
+        )
+    deltas.append({"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")})
+    return deltas
