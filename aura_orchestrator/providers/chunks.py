@@ -94,11 +94,11 @@ def replay_deltas(choice: dict[str, Any], *, chunk_chars: int) -> list[dict[str,
     its text in pieces, each tool call whole, then the finish."""
     index = choice.get("index", 0)
     message = choice.get("message") or {}
-    first: dict[str, Any] = {"role": "assistant", "content": ""}
-    if choice.get("logprobs") is not None:
-        first = {"role": "assistant"}
+    # As OpenAI opens: an empty text, or null content when the answer is only tool calls.
+    content = message.get("content")
+    first = {"role": "assistant", "content": None if content is None else ""}
     deltas = [{"index": index, "delta": first, "finish_reason": None}]
-    content = message.get("content") or ""
+    content = content or ""
     for start in range(0, len(content), chunk_chars):
         deltas.append(
             {
