@@ -72,7 +72,7 @@ def completion_body(result: OperationResult, *, legacy_functions: bool = False) 
 def _choice(choice: dict, legacy_functions: bool) -> dict:
     """A provider's choice as we answer it; asked with legacy `functions`, its first tool
     call comes back as `function_call`."""
-    choice = {"logprobs": None, **choice}
+    choice = {**choice, "logprobs": choice.get("logprobs")}
     message = choice.get("message") or {}
     calls = message.get("tool_calls")
     if legacy_functions and calls:
