@@ -20,8 +20,18 @@ def micros_to_usd(micros: int) -> Decimal:
 
 
 def cost_micros(
-    *, tokens_in: int, tokens_out: int, input_price: Decimal, output_price: Decimal
+    *,
+    tokens_in: int,
+    tokens_out: int,
+    input_price: Decimal,
+    output_price: Decimal,
+    cached_in: int = 0,
+    cached_input_price: Decimal | None = None,
 ) -> int:
-    """Cost of a call in micro-dollars (prices in USD per million tokens), rounded up."""
+    """Cost of a call in micro-dollars (prices in USD per million tokens), rounded up.
+    `cached_in` is the part of `tokens_in` read from the provider's prompt cache, priced
+    at `cached_input_price` when the model has one (else as any input token)."""
     raw = Decimal(tokens_in) * input_price + Decimal(tokens_out) * output_price
+    if cached_in and cached_input_price is not None:
+        raw -= Decimal(min(cached_in, tokens_in)) * (input_price - cached_input_price)
     return int(raw.to_integral_value(rounding=ROUND_CEILING))

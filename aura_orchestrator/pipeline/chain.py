@@ -144,14 +144,16 @@ def answer_of(result: CompletionResult) -> Answer | None:
 
 def usage_of(result: CompletionResult, route: Route, messages: list[ChatMessage]) -> Usage:
     """Bill from the provider's reported usage; count ourselves when it reports none."""
+    cached_in = 0
     if result.usage is not None:
         tokens_in, tokens_out = result.usage.tokens_in, result.usage.tokens_out
+        cached_in = result.usage.cached_tokens_in
     else:
         tokens_in = count_message_tokens(
             [(m.role, m.content) for m in messages], model=route.model_name
         )
         tokens_out = count_tokens(result.content, model=route.model_name)
-    cost = cost_of(route, tokens_in=tokens_in, tokens_out=tokens_out) or 0
+    cost = cost_of(route, tokens_in=tokens_in, tokens_out=tokens_out, cached_in=cached_in) or 0
     return Usage(tokens_in=tokens_in, tokens_out=tokens_out, cost_micros=cost)
 
 

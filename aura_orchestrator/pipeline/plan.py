@@ -129,9 +129,10 @@ def plan_of(*, request: OperationRequest) -> Plan:
 # --- Costs, deadline, lifetimes ------------------------------------------------------------
 
 
-def cost_of(route: Route, *, tokens_in: int, tokens_out: int) -> int | None:
-    """Micro-dollars at the route's prices (of a worst case or of actual usage); None
-    when the model has no price."""
+def cost_of(route: Route, *, tokens_in: int, tokens_out: int, cached_in: int = 0) -> int | None:
+    """Micro-dollars at the route's prices (of a worst case, which assumes no cache read,
+    or of actual usage, its cached input at the model's cache-read price); None when the
+    model has no price."""
     input_price, output_price = route.input_price, route.output_price
     if input_price is None or output_price is None:  # not route.priced
         return None
@@ -140,6 +141,8 @@ def cost_of(route: Route, *, tokens_in: int, tokens_out: int) -> int | None:
         tokens_out=tokens_out,
         input_price=input_price,
         output_price=output_price,
+        cached_in=cached_in,
+        cached_input_price=route.cached_input_price,
     )
 
 
