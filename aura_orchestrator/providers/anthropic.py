@@ -1,4 +1,5 @@
-"""Anthropic Messages API, translated to and from the OpenAI-shaped types the gateway speaks."""
+"""Anthropic Messages API, translated to and from the OpenAI-shaped types the gateway speaks:
+the adapter and its stream translator (the bodies: anthropic_messages.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from . import anthropic_messages as messages
+from .anthropic_messages import map_finish_reason, parse_usage
 from .base import (
     CompletionRequest,
     CompletionResult,
@@ -21,7 +24,6 @@ from .base import (
     ProviderUnavailable,
     Refusal,
     StreamChunk,
-    Usage,
 )
 from .http import (
     Sender,
@@ -38,7 +40,6 @@ from .http import (
 )
 
 API_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = 1024  # the Messages API requires max_tokens
 
 # Anthropic's documented error types; they decide over the status when present, and are all
 # there is for errors sent inside a 200 stream.
@@ -52,14 +53,6 @@ ERROR_TYPES: dict[str, type[ProviderError]] = {
     "api_error": ProviderUnavailable,
     "overloaded_error": ProviderUnavailable,
     "timeout_error": ProviderTimeout,
-}
-
-FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
 }
 
 
@@ -84,16 +77,16 @@ class AnthropicAdapter:
         blocks = body.get("content")
         if not isinstance(blocks, list):
             raise bad_response(config, "response has no content list", response.status_code)
+        text, calls = messages.answer_of(blocks)
+        finish_reason = map_finish_reason(body.get("stop_reason"))
         return CompletionResult(
-            content="".join(
-                str(block.get("text", ""))
-                for block in blocks
-                if isinstance(block, dict) and block.get("type") == "text"
-            ),
+            content=text,
             usage=parse_usage(body.get("usage")),
             model=str(body.get("model") or request.model),
-            finish_reason=map_finish_reason(body.get("stop_reason")),
+            finish_reason=finish_reason,
             raw=body,
+            tool_calls=calls,
+            choices=(messages.choice_of(text, calls, finish_reason),) if calls else (),
         )
 
     async def stream(
@@ -121,71 +114,13 @@ class AnthropicAdapter:
         raise bad_response(config, "stream ended before message_stop")
 
     def refusal(self, request: CompletionRequest) -> Refusal | None:
-        # Until the Messages translation of tools and images lands: text only.
-        if request.tools:
-            return Refusal("tools", "Anthropic routes do not take tools yet.")
-        if (request.n or 1) > 1:
-            return Refusal("n", "The Messages API answers one choice (`n` must be 1).")
-        for index, message in enumerate(request.messages):
-            if message.parts is not None or message.tool_calls or message.tool_call_id:
-                return Refusal(f"messages[{index}]", "Anthropic routes take text messages only.")
-        for name in request.extra:
-            return Refusal(name, f"The Messages API has no `{name}`.")
-        return None
+        return messages.refusal(request)
 
 
 def messages_url(base_url: str) -> str:
     """Accept both "https://api.anthropic.com" and "https://api.anthropic.com/v1"."""
     base = base_url.rstrip("/")
     return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
-
-
-def request_body(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
-    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-    body: dict[str, Any] = {
-        "model": request.model,
-        "max_tokens": request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS,
-        "messages": [
-            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
-        ],
-    }
-    if system:
-        body["system"] = system
-    if request.temperature is not None:
-        # OpenAI's range is 0..2, Anthropic's 0..1.
-        body["temperature"] = min(max(request.temperature, 0.0), 1.0)
-    elif request.top_p is not None:
-        # Recent Claude models reject temperature and top_p together; temperature wins.
-        body["top_p"] = request.top_p
-    if request.stop:
-        body["stop_sequences"] = list(request.stop)
-    if request.user:
-        body["metadata"] = {"user_id": request.user}
-    if stream:
-        body["stream"] = True
-    return body
-
-
-def parse_usage(raw: Any) -> Usage | None:
-    """Anthropic's input_tokens exclude cache reads and writes; Usage.tokens_in includes them."""
-    if not isinstance(raw, dict):
-        return None
-    tokens_in, tokens_out = raw.get("input_tokens"), raw.get("output_tokens")
-    if not isinstance(tokens_in, int) or not isinstance(tokens_out, int):
-        return None
-    cached = _int(raw.get("cache_read_input_tokens"))
-    written = _int(raw.get("cache_creation_input_tokens"))
-    return Usage(tokens_in + cached + written, tokens_out, cached)
-
-
-def map_finish_reason(stop_reason: Any) -> str | None:
-    if stop_reason is None:
-        return None
-    return FINISH_REASONS.get(str(stop_reason), str(stop_reason))
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) else 0
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -202,13 +137,17 @@ def _headers(config: ProviderConfig) -> dict[str, str]:
 
 
 class _StreamTranslator:
-    """Turns Anthropic stream events into OpenAI chat.completion.chunk dicts."""
+    """Turns Anthropic stream events into OpenAI chat.completion.chunk dicts: text deltas
+    as content, each tool_use block as one OpenAI tool call (numbered from 0, its input
+    JSON streamed as the call's arguments)."""
 
     def __init__(self, *, model: str) -> None:
         self.id = "chatcmpl-anthropic"
         self.model = model
         self.created = int(time.time())
         self.start_usage: dict[str, Any] = {}
+        self.calls: dict[Any, int] = {}  # a tool_use block's index -> its tool call's
+        self.unfilled: set[Any] = set()  # tool_use blocks whose input has not streamed yet
 
     def translate(self, event: dict[str, Any]) -> StreamChunk | None:
         kind = event.get("type")
@@ -218,15 +157,44 @@ class _StreamTranslator:
             self.model = str(message.get("model") or self.model)
             self.start_usage = _dict(message.get("usage"))
             return StreamChunk("", raw=self._chunk({"role": "assistant", "content": ""}))
+        if kind == "content_block_start":
+            return self._call_start(event)
         if kind == "content_block_delta":
             delta = _dict(event.get("delta"))
+            if delta.get("type") == "input_json_delta":
+                return self._arguments(event.get("index"), str(delta.get("partial_json", "")))
             if delta.get("type") != "text_delta":
-                return None  # tool input and thinking deltas have no chat-completions text
+                return None  # thinking deltas have no chat-completions text
             text = str(delta.get("text", ""))
             return StreamChunk(text, raw=self._chunk({"content": text}))
+        if kind == "content_block_stop" and event.get("index") in self.unfilled:
+            # A call whose input streamed nothing has no arguments: OpenAI's "{}" then.
+            return self._arguments(event.get("index"), "{}")
         if kind == "message_delta":
             return self._final(event)
-        return None  # ping, content_block_start/stop
+        return None  # ping, text blocks' starts and stops
+
+    def _call_start(self, event: dict[str, Any]) -> StreamChunk | None:
+        block = _dict(event.get("content_block"))
+        if block.get("type") != "tool_use":
+            return None
+        index = self.calls[event.get("index")] = len(self.calls)
+        self.unfilled.add(event.get("index"))
+        call = {
+            "index": index,
+            "id": str(block.get("id", "")),
+            "type": "function",
+            "function": {"name": str(block.get("name", "")), "arguments": ""},
+        }
+        return StreamChunk("", raw=self._chunk({"tool_calls": [call]}))
+
+    def _arguments(self, block_index: Any, fragment: str) -> StreamChunk | None:
+        index = self.calls.get(block_index)
+        if index is None or not fragment:
+            return None
+        self.unfilled.discard(block_index)
+        call = {"index": index, "function": {"arguments": fragment}}
+        return StreamChunk("", raw=self._chunk({"tool_calls": [call]}))
 
     def _final(self, event: dict[str, Any]) -> StreamChunk:
         # message_delta usage is cumulative; input counts only appear there in newer versions.
@@ -256,7 +224,7 @@ class _StreamTranslator:
 def _post(config: ProviderConfig, request: CompletionRequest, *, stream: bool) -> httpx.Request:
     return json_request(
         messages_url(config.base_url),
-        request_body(request, stream=stream),
+        messages.request_body(request, stream=stream),
         headers=_headers(config),
         timeout=request.timeout_seconds,
     )

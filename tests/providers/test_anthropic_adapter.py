@@ -1,4 +1,5 @@
-"""Anthropic Messages adapter against httpx.MockTransport: mapping, errors, stream translation."""
+"""Anthropic Messages adapter against httpx.MockTransport: mapping (tools, tool calls and
+results, images, refusals), errors, stream translation."""
 
 from __future__ import annotations
 
@@ -22,7 +23,18 @@ from aura_orchestrator.providers import (
     StreamChunk,
     Usage,
 )
+from aura_orchestrator.providers import anthropic_messages as messages
 from aura_orchestrator.providers.anthropic import AnthropicAdapter, messages_url
+from aura_orchestrator.providers.base import (
+    ImagePart,
+    OtherPart,
+    Refusal,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
+from aura_orchestrator.providers.chunks import ChoicesAssembler
 
 SECRET = "sk-ant-test-secret-456"
 CONFIG = ProviderConfig("claude", "anthropic", "https://api.anthropic.test", SECRET)
@@ -329,3 +341,388 @@ async def test_stream_error_status_raises_before_any_chunk():
 async def test_broken_streams_are_bad_responses(body):
     with pytest.raises(ProviderBadResponse):
         await stream(lambda request: httpx.Response(200, content=body))
+
+
+# --- Tools, images and tool conversations -------------------------------------------------
+
+WEATHER = Tool(
+    name="get_weather",
+    description="The weather in a city.",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
+    strict=True,
+)
+CLOCK = Tool(name="get_time")  # no description, no parameters
+PNG = "data:image/png;base64,iVBORw0KGgo="
+
+
+def sent_body(request: CompletionRequest) -> dict:
+    return messages.request_body(request, stream=False)
+
+
+def asking(*messages_: ChatMessage, **fields: object) -> CompletionRequest:
+    return CompletionRequest(model="claude-test", messages=messages_, **fields)
+
+
+HELLO = ChatMessage("user", "Hello")
+
+
+def test_tools_become_messages_tools_with_an_input_schema_and_no_strict():
+    body = sent_body(asking(HELLO, tools=(WEATHER, CLOCK)))
+    assert body["tools"] == [
+        {
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+        {"name": "get_time", "input_schema": {"type": "object", "properties": {}}},
+    ]
+    assert "tool_choice" not in body  # auto: Anthropic's default too
+
+
+@pytest.mark.parametrize(
+    ("choice", "parallel", "expected"),
+    [
+        (ToolChoice("auto"), None, {"type": "auto"}),
+        (ToolChoice("required"), None, {"type": "any"}),
+        (ToolChoice("function", "get_time"), None, {"type": "tool", "name": "get_time"}),
+        (ToolChoice("none"), None, {"type": "none"}),
+        (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
+        (ToolChoice("required"), False, {"type": "any", "disable_parallel_tool_use": True}),
+        (
+            ToolChoice("function", "get_time"),
+            False,
+            {"type": "tool", "name": "get_time", "disable_parallel_tool_use": True},
+        ),
+        (ToolChoice("none"), False, {"type": "none"}),  # no calls: nothing to serialise
+        (ToolChoice("auto"), True, {"type": "auto"}),
+    ],
+)
+def test_tool_choice_and_parallel_tool_calls_become_one_tool_choice(choice, parallel, expected):
+    tools = (WEATHER, CLOCK)
+    request = asking(HELLO, tools=tools, tool_choice=choice, parallel_tool_calls=parallel)
+    assert sent_body(request)["tool_choice"] == expected
+
+
+def test_no_tools_sends_no_tool_choice():
+    assert "tool_choice" not in sent_body(asking(HELLO, parallel_tool_calls=False))
+
+
+CALLS = (
+    ToolCall("call_1", "get_weather", '{"city": "Paris"}'),
+    ToolCall("call_2", "get_time", "{}"),
+)
+TOOL_CONVERSATION = (
+    ChatMessage("system", "Be brief."),
+    ChatMessage("user", "Weather and time in Paris?"),
+    ChatMessage("assistant", "Let me look.", tool_calls=CALLS),
+    ChatMessage("tool", "18°C, sunny", tool_call_id="call_1"),
+    ChatMessage("tool", "14:05", tool_call_id="call_2"),
+    ChatMessage("user", "And in short?"),
+    ChatMessage("assistant", "", tool_calls=CALLS[:1]),
+    ChatMessage("tool", "19°C", tool_call_id="call_1"),
+)
+PARIS_USE = {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}
+
+
+def test_a_tool_conversation_becomes_tool_use_and_merged_tool_result_turns():
+    """Calls are tool_use blocks after the text; the results of one round and the user's
+    next words are one user turn (Anthropic alternates roles); an assistant turn of calls
+    alone has no empty text block."""
+    body = sent_body(asking(*TOOL_CONVERSATION, tools=(WEATHER, CLOCK)))
+    assert body["system"] == "Be brief."
+    assert body["messages"] == [
+        {"role": "user", "content": "Weather and time in Paris?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me look."},
+                PARIS_USE,
+                {"type": "tool_use", "id": "call_2", "name": "get_time", "input": {}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_1", "content": "18°C, sunny"},
+                {"type": "tool_result", "tool_use_id": "call_2", "content": "14:05"},
+                {"type": "text", "text": "And in short?"},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": [PARIS_USE],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "19°C"}],
+        },
+    ]
+
+
+def test_consecutive_messages_of_one_role_merge_into_one_turn():
+    body = sent_body(
+        asking(
+            ChatMessage("user", "One."),
+            ChatMessage("user", "Two."),
+            ChatMessage("assistant", "Three."),
+            ChatMessage("assistant", "Four."),
+        )
+    )
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "One."}, {"type": "text", "text": "Two."}],
+        },
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Three."}, {"type": "text", "text": "Four."}],
+        },
+    ]
+
+
+def test_images_become_image_blocks_in_order_without_detail():
+    parts = (
+        TextPart("Compare"),
+        ImagePart(PNG, detail="low"),
+        TextPart("with"),
+        ImagePart("https://example.test/cat.jpg", detail="high"),
+    )
+    body = sent_body(asking(ChatMessage("user", "Compare\nwith", parts=parts)))
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Compare"},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+                },
+                {"type": "text", "text": "with"},
+                {"type": "image", "source": {"type": "url", "url": "https://example.test/cat.jpg"}},
+            ],
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("request_", "param"),
+    [
+        (asking(HELLO, n=2), "n"),
+        (
+            asking(
+                ChatMessage(
+                    "user",
+                    "Listen",
+                    parts=(TextPart("Listen"), OtherPart("input_audio", {"type": "input_audio"})),
+                )
+            ),
+            "messages[0].content[1]",
+        ),
+        (
+            asking(HELLO, ChatMessage("assistant", "", parts=(OtherPart("refusal", {}),))),
+            "messages[1].content[0]",
+        ),
+        (
+            asking(ChatMessage("user", "", parts=(ImagePart("data:image/bmp;base64,Qk0="),))),
+            "messages[0].content[0]",
+        ),
+        (
+            asking(HELLO, ChatMessage("assistant", "", tool_calls=(ToolCall("c", "f", "{oops"),))),
+            "messages[1].tool_calls[0].function.arguments",
+        ),
+        (
+            asking(
+                HELLO,
+                ChatMessage("assistant", "", tool_calls=(CALLS[0], ToolCall("c", "f", "[1, 2]"))),
+            ),
+            "messages[1].tool_calls[1].function.arguments",
+        ),
+        *(
+            (asking(HELLO, extra={name: value}), name)
+            for name, value in [
+                ("logprobs", True),
+                ("top_logprobs", 3),
+                ("seed", 7),
+                ("logit_bias", {"50256": -100}),
+                ("presence_penalty", 0.5),
+                ("frequency_penalty", 0.5),
+                ("prediction", {"type": "content", "content": "x"}),
+                ("service_tier", "flex"),
+                ("reasoning_effort", "high"),
+                ("modalities", ["text", "audio"]),
+                ("next_years_field", 1),
+            ]
+        ),
+    ],
+)
+def test_what_the_messages_api_cannot_carry_is_refused_naming_its_path(request_, param):
+    refusal = AnthropicAdapter().refusal(request_)
+    assert refusal is not None
+    assert refusal.param == param
+    assert "Messages API" in refusal.reason
+
+
+def test_extra_fields_are_refused_because_the_messages_api_lacks_them():
+    refusal = AnthropicAdapter().refusal(asking(HELLO, extra={"seed": 7}))
+    assert refusal == Refusal("seed", "The Messages API has no `seed`.")
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        asking(*TOOL_CONVERSATION, tools=(WEATHER,), tool_choice=ToolChoice("required")),
+        asking(ChatMessage("user", "", parts=(ImagePart(PNG), ImagePart("http://x.test/a.gif")))),
+        asking(HELLO, extra={"modalities": ["text"], "logprobs": False, "seed": None}),
+        asking(HELLO, response_format={"type": "json_object"}),
+        asking(HELLO, n=1),
+    ],
+    ids=["tools", "images", "no-op-extra", "response-format", "n-1"],
+)
+def test_what_the_messages_api_can_carry_is_accepted(request_):
+    assert AnthropicAdapter().refusal(request_) is None
+
+
+def test_no_op_extra_fields_and_response_format_are_not_sent():
+    request = asking(
+        HELLO,
+        extra={"modalities": ["text"], "logprobs": False},
+        response_format={"type": "json_object"},
+    )
+    assert set(sent_body(request)) == {"model", "max_tokens", "messages"}
+
+
+TOOL_ANSWER = message_body(
+    content=[
+        {"type": "text", "text": "Checking."},
+        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+        {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {}},
+    ],
+    stop_reason="tool_use",
+)
+TOOL_CHOICE_BODY = {
+    "index": 0,
+    "message": {
+        "role": "assistant",
+        "content": "Checking.",
+        "refusal": None,
+        "tool_calls": [
+            {
+                "id": "toolu_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            },
+            {
+                "id": "toolu_2",
+                "type": "function",
+                "function": {"name": "get_time", "arguments": "{}"},
+            },
+        ],
+    },
+    "logprobs": None,
+    "finish_reason": "tool_calls",
+}
+
+
+@pytest.mark.asyncio
+async def test_tool_use_blocks_are_answered_as_openai_tool_calls():
+    result = await complete(lambda request: httpx.Response(200, json=TOOL_ANSWER))
+
+    assert result.content == "Checking."
+    assert result.finish_reason == "tool_calls"
+    assert result.tool_calls == (
+        ToolCall("toolu_1", "get_weather", '{"city": "Paris"}'),
+        ToolCall("toolu_2", "get_time", "{}"),
+    )
+    assert result.choices == (TOOL_CHOICE_BODY,)
+    assert result.usage == Usage(tokens_in=20, tokens_out=4)
+
+
+@pytest.mark.asyncio
+async def test_a_tool_call_alone_has_null_content_and_a_text_answer_no_choices():
+    calls_only = message_body(content=TOOL_ANSWER["content"][1:2], stop_reason="tool_use")
+    result = await complete(lambda request: httpx.Response(200, json=calls_only))
+    assert result.content == ""
+    assert result.choices[0]["message"]["content"] is None
+
+    plain = await complete(lambda request: httpx.Response(200, json=message_body()))
+    assert (plain.tool_calls, plain.choices) == ((), ())
+
+
+def tool_stream_events() -> tuple[dict, ...]:
+    """Thinking, text, then two tool_use blocks (the second streams no input)."""
+
+    def delta(index: int, **delta: object) -> dict:
+        return {"type": "content_block_delta", "index": index, "delta": delta}
+
+    def block(index: int, **content_block: object) -> dict:
+        return {"type": "content_block_start", "index": index, "content_block": content_block}
+
+    def stop(index: int) -> dict:
+        return {"type": "content_block_stop", "index": index}
+
+    return (
+        STREAM_EVENTS[0],
+        block(0, type="thinking", thinking=""),
+        delta(0, type="thinking_delta", thinking="The user wants..."),
+        stop(0),
+        block(1, type="text", text=""),
+        delta(1, type="text_delta", text="Checking."),
+        stop(1),
+        block(2, type="tool_use", id="toolu_1", name="get_weather", input={}),
+        delta(2, type="input_json_delta", partial_json=""),
+        delta(2, type="input_json_delta", partial_json='{"city": '),
+        delta(2, type="input_json_delta", partial_json='"Paris"}'),
+        stop(2),
+        block(3, type="tool_use", id="toolu_2", name="get_time", input={}),
+        stop(3),
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+            "usage": {"output_tokens": 30},
+        },
+        {"type": "message_stop"},
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_stream_with_tool_use_is_translated_to_openai_tool_call_deltas():
+    chunks = await stream(lambda request: httpx.Response(200, content=sse(*tool_stream_events())))
+
+    deltas = [c.raw["choices"][0]["delta"] for c in chunks]
+    assert deltas == [
+        {"role": "assistant", "content": ""},
+        {"content": "Checking."},
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "toolu_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": ""},
+                }
+            ]
+        },
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]},
+        {
+            "tool_calls": [
+                {
+                    "index": 1,
+                    "id": "toolu_2",
+                    "type": "function",
+                    "function": {"name": "get_time", "arguments": ""},
+                }
+            ]
+        },
+        {"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]},
+        {},
+    ]
+    assert chunks[-1].finish_reason == "tool_calls"
+    assert chunks[-1].usage == Usage(tokens_in=30, tokens_out=30, cached_tokens_in=5)
+    assert "".join(c.delta for c in chunks) == "Checking."
+
+    # Reassembled, the stream is the answer a complete call gives.
+    assembler = ChoicesAssembler()
+    for chunk in chunks:
+        assembler.feed(chunk.raw)
+    assert assembler.choices() == (TOOL_CHOICE_BODY,)
