@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
@@ -28,6 +29,27 @@ class EstimatedCountPaginator(Paginator):
             if estimate is not None and estimate >= _EXACT_COUNT_BELOW:
                 return estimate
         return super().count
+
+
+class BeyondTextFilter(admin.SimpleListFilter):
+    """Operations that were answered tool calls, or that sent images."""
+
+    title = "tools and images"
+    parameter_name = "beyond_text"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: "admin.ModelAdmin[Any]"
+    ) -> list[tuple[str, str]]:
+        return [("tool_calls", "Has tool calls"), ("images", "Has images")]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[OperationTelemetry]
+    ) -> QuerySet[OperationTelemetry]:
+        if self.value() == "tool_calls":
+            return queryset.exclude(tool_calls=[])
+        if self.value() == "images":
+            return queryset.filter(images_sent__gt=0)
+        return queryset
 
 
 @admin.register(OperationTelemetry)
@@ -56,6 +78,7 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
         "operation_type",
         "provider_name",
         "source",
+        BeyondTextFilter,
         "project",
     ]
     list_select_related = ["project"]
@@ -112,6 +135,10 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
             {"fields": ["started_at", "completed_at", "latency_ms", "time_to_first_token_ms"]},
         ),
         ("Parameters", {"fields": ["temperature", "top_p", "max_tokens"]}),
+        (
+            "Tools and images",
+            {"fields": ["tools_sent", "images_sent", "choices", "tool_calls_table"]},
+        ),
     ]
     readonly_fields = [name for name in flatten_fieldsets(fieldsets) if name != "attempts"]
 
@@ -167,6 +194,24 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
             ),
         )
         return format_html("<table><thead><tr><th>#</th>{}</tr></thead>{}</table>", head, rows)
+
+    @admin.display(description="tool calls")
+    def tool_calls_table(self, obj: OperationTelemetry):
+        calls = [c for c in obj.tool_calls or [] if isinstance(c, dict)]
+        if not calls:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            (
+                (number, call.get("name", ""), call.get("arguments", ""))
+                for number, call in enumerate(calls, start=1)
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>#</th><th>name</th><th>arguments</th></tr></thead>{}</table>",
+            rows,
+        )
 
 
 @admin.register(TelemetryRollup)

@@ -403,6 +403,41 @@ def session_for_operation(*, operation: OperationTelemetry) -> LlmSession | None
     ).first()
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCallRow:
+    name: str
+    arguments: str  # JSON text, as kept (truncated when stored)
+
+
+@dataclass(frozen=True, slots=True)
+class BeyondText:
+    """What an operation sent and got beyond text: tool definitions, images, choices asked
+    for, and the tool calls answered."""
+
+    tools_sent: int
+    images_sent: int
+    choices: int
+    tool_calls: list[ToolCallRow]
+
+
+def operation_beyond_text(operation: OperationTelemetry) -> BeyondText | None:
+    """The operation's tools, images, choices and tool calls; None for a text-only
+    operation of one choice (nothing to show)."""
+    calls = [
+        ToolCallRow(name=str(call.get("name", "")), arguments=str(call.get("arguments", "")))
+        for call in operation.tool_calls or []
+        if isinstance(call, dict)
+    ]
+    if not (operation.tools_sent or operation.images_sent or operation.choices > 1 or calls):
+        return None
+    return BeyondText(
+        tools_sent=operation.tools_sent,
+        images_sent=operation.images_sent,
+        choices=operation.choices,
+        tool_calls=calls,
+    )
+
+
 def operation_get(*, operation_id) -> OperationTelemetry | None:
     return (
         OperationTelemetry.objects.select_related("project", "api_key")

@@ -21,6 +21,7 @@ from telemetry.dashboard_forms import (
 )
 from telemetry.dashboard_selectors import (
     SESSION_STATUSES,
+    operation_beyond_text,
     operation_get,
     operations_recent,
     overview_get,
@@ -166,5 +167,6 @@ def operation_detail(request: HttpRequest, operation_id: uuid.UUID) -> HttpRespo
             "op": operation,
             "session": session_for_operation(operation=operation),
             "cost": Decimal(operation.estimated_cost),
+            "beyond_text": operation_beyond_text(operation),
         },
     )

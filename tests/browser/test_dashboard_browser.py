@@ -46,7 +46,8 @@ def staff_login():
 @pytest.fixture
 def telemetry(db):
     """Two days of operations (37 in the last 24 hours, 23 the day before) over two
-    providers, failures and cache hits included, and a session near its cap."""
+    providers, failures and cache hits included, tool calls in video-0, and a session near
+    its cap."""
     project = project_get_or_create(name="studio")
     now = timezone.now()
     kinds = ("planning", "scripting", "rag_retrieval", "scene_analysis", "creative")
@@ -62,6 +63,9 @@ def telemetry(db):
             error_code="" if i % 11 else "provider_error",
             latency_ms=200 + (i * 37) % 1500,
             estimated_cost=Decimal("0.001500") * (1 + i % 4),
+            # video-0's operations called a tool.
+            tools_sent=1 if i % 4 == 0 else 0,
+            tool_calls=[{"name": "search", "arguments": '{"q": "coral"}'}] if i % 4 == 0 else [],
         )
     make_session(project, session_id="video-0", cost_micros=180_000, cap_micros=200_000)
     return project
@@ -130,7 +134,8 @@ def test_staff_log_in_and_the_overview_draws_its_charts(
 
 
 def test_staff_follow_a_session_to_one_operation(telemetry, staff_login, live_server_url, chromium):
-    """Sessions list (the capped session highlighted) → session detail → operation detail."""
+    """Sessions list (the capped session highlighted) → session detail → operation detail,
+    with its tool-call table."""
     username, password = staff_login
     page = chromium.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{live_server_url}/admin/login/?next=/dashboard/sessions/")
@@ -146,6 +151,9 @@ def test_staff_follow_a_session_to_one_operation(telemetry, staff_login, live_se
     page.locator("table.ops tbody tr a").first.click()
     expect(page.locator("h2", has_text="Attempts")).to_be_visible()
     expect(page.locator("dt", has_text="Operation id")).to_be_visible()
+    calls = page.locator("table.tool-calls tbody tr")
+    expect(calls).to_have_count(1)
+    expect(calls.locator("td").nth(2)).to_have_attribute("title", '{"q": "coral"}')
 
 
 def test_anonymous_visitor_is_sent_to_the_login_page(live_server_url, chromium):

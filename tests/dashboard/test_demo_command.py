@@ -19,7 +19,7 @@ from telemetry.models import OperationTelemetry, TelemetryRollup
 def test_demo_runs_end_to_end_and_leaves_telemetry_sessions_and_cache_entries():
     """40 operations in 4 sessions: every one recorded, all 13 types, cache hits and
     entries, budget ledgers, named constraints, rollups, rows spread over the history,
-    and the demo providers left configured but disabled."""
+    tool round trips and images, and the demo providers left configured but disabled."""
     out = StringIO()
     call_command(
         "demo",
@@ -42,6 +42,18 @@ def test_demo_runs_end_to_end_and_leaves_telemetry_sessions_and_cache_entries():
         "demo-backup",
     }
     assert rows.filter(started_at__lt=timezone.now() - timedelta(hours=6)).exists()
+    # Retrieval through tools: calls answered (two at once too), then the results handed back.
+    called = rows.filter(success=True).exclude(tool_calls=[])
+    assert called.exists()
+    assert any(len(calls) == 2 for calls in called.values_list("tool_calls", flat=True))
+    assert {c["name"] for calls in called.values_list("tool_calls", flat=True) for c in calls} == {
+        "search_knowledge_base",
+        "fetch_source",
+    }
+    assert rows.filter(success=True, tools_sent=2, tool_calls=[]).exists()  # the final answers
+    # Storyboard frames inline and reference images by URL.
+    assert rows.filter(images_sent=1, operation_type=OperationType.SCENE_ANALYSIS).exists()
+    assert rows.filter(images_sent=1, operation_type=OperationType.VISUAL_PROMPTS).exists()
     assert LlmSession.objects.filter(project=project).count() == 4
     assert LlmSession.objects.filter(project=project, constraint__isnull=False).exists()
     assert CacheEntry.objects.filter(project=project).exists()

@@ -265,6 +265,46 @@ def test_operation_detail_shows_every_field_the_attempts_and_the_error(staff_cli
         assert text in html, text
 
 
+def test_operation_detail_shows_tools_images_and_the_tool_calls_escaped(staff_client, project):
+    """An operation that sent tools and images and was answered two tool calls: the
+    counts, one table row per call, long arguments cut for display (the whole value kept
+    in the title), and a hostile name or argument escaped, never rendered as HTML."""
+    long_arguments = '{"query": "' + "q" * 480 + '"}'
+    operation = make_operation(
+        project,
+        tools_sent=3,
+        images_sent=2,
+        choices=2,
+        tool_calls=[
+            {"name": "<b>search</b>", "arguments": '{"q": "<script>alert(1)</script>"}'},
+            {"name": "fetch_source", "arguments": long_arguments},
+        ],
+    )
+
+    response = staff_client.get(f"/dashboard/operations/{operation.operation_id}/")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="beyond-text"' in html
+    for label, value in (("Tool definitions sent", 3), ("Images sent", 2), ("Choices (n)", 2)):
+        assert f"<dt>{label}</dt><dd>{value}</dd>" in html
+    assert html.count('<td class="mono nowrap">') == 2  # one row per call
+    assert "&lt;b&gt;search&lt;/b&gt;" in html and "<b>search</b>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
+    assert f'title="{{&quot;query&quot;: &quot;{"q" * 480}&quot;}}"' in html
+    # Shown cut to 200 characters: the 11 of '{"query": "', 188 q and the ellipsis.
+    assert f">{{&quot;query&quot;: &quot;{'q' * 188}…</td>" in html
+
+
+def test_operation_detail_hides_the_block_for_a_text_only_operation(staff_client, project):
+    """No tools, no images, one choice, no tool calls: no block at all."""
+    operation = make_operation(project)
+
+    html = staff_client.get(f"/dashboard/operations/{operation.operation_id}/").content.decode()
+
+    assert 'id="beyond-text"' not in html and "Tool definitions sent" not in html
+
+
 def test_unknown_session_or_operation_is_a_friendly_404(staff_client):
     """Ids that do not exist (or were pruned) give a 404 page in the dashboard layout."""
     missing_session = staff_client.get("/dashboard/sessions/999999/")

@@ -443,6 +443,43 @@ def test_telemetry_detail_shows_attempts_as_a_table_and_is_read_only(admin_clien
     assert admin_client.get(_url(OperationTelemetry, "add")).status_code == 403
 
 
+def test_telemetry_filter_on_tool_calls_and_images(admin_client, rows):
+    """The filters "Has tool calls" and "Has images" list only the operations with them."""
+    project = rows.telemetry.project
+    called = make_telemetry(
+        project, "video-tools", tool_calls=[{"name": "search", "arguments": "{}"}], tools_sent=1
+    )
+    pictured = make_telemetry(project, "video-images", images_sent=2)
+    url = _url(OperationTelemetry, "changelist")
+
+    def listed(query: str) -> set[int]:
+        response = admin_client.get(f"{url}?{query}")
+        assert response.status_code == 200
+        return {row.pk for row in response.context["cl"].result_list}
+
+    assert listed("beyond_text=tool_calls") == {called.pk}
+    assert listed("beyond_text=images") == {pictured.pk}
+    assert {called.pk, pictured.pk, rows.telemetry.pk} <= listed("")
+
+
+def test_telemetry_detail_shows_tools_images_choices_and_tool_calls(admin_client, rows):
+    """The new counts and the tool calls, read-only, the calls escaped in a table."""
+    row = make_telemetry(
+        rows.telemetry.project,
+        "video-tools",
+        tools_sent=2,
+        images_sent=1,
+        choices=3,
+        tool_calls=[{"name": "<i>search</i>", "arguments": '{"q": "<b>x</b>"}'}],
+    )
+    html = admin_client.get(_url(OperationTelemetry, "change", row.pk)).content.decode()
+    for label in ("Tools sent", "Images sent", "Choices", "Tool calls"):
+        assert label in html, label
+    assert "<td>&lt;i&gt;search&lt;/i&gt;</td>" in html
+    assert "<code>{&quot;q&quot;: &quot;&lt;b&gt;x&lt;/b&gt;&quot;}</code>" in html
+    assert "<b>x</b>" not in html and 'name="_save"' not in html
+
+
 def test_only_superusers_may_delete_telemetry(client, rows, django_user_model):
     """A staff user with view permission reads telemetry but cannot delete it."""
     from django.contrib.auth.models import Permission

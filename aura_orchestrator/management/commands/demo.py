@@ -3,7 +3,9 @@
 Two simulated OpenAI-compatible upstreams run on loopback inside this process (latency,
 occasional 429s and 500s); they are configured as providers `demo` and `demo-backup`, and a
 few hundred operations of all 13 types go through the real pipeline: presets, cache,
-budget reservations, retries, fallback, schema validation and telemetry.
+budget reservations, retries, fallback, schema validation and telemetry. Some retrievals go
+through tools (the call, its results handed back, the answer: two operations) and scene
+analyses and visual prompts send an image (a PNG inline, a reference by URL).
 
 The run takes seconds, so afterwards the rows of this run are spread over the last
 `--history-hours` (order kept: a cache hit still follows the answer it reuses) for the

@@ -27,7 +27,13 @@ from aura_orchestrator.pipeline import (
     Principal,
     execute,
 )
-from aura_orchestrator.providers.base import ChatMessage
+from aura_orchestrator.providers.base import (
+    ChatMessage,
+    ContentPart,
+    ImagePart,
+    TextPart,
+    ToolCall,
+)
 from aura_orchestrator.providers.http import close_transports
 from aura_orchestrator.simulator import FakeUpstream
 from aura_orchestrator.tenancy.models import ApiKey, Project
@@ -104,13 +110,20 @@ async def demo_drive(
     concurrency: int,
     progress: Callable[[Tally, int], None],
 ) -> Tally:
-    """Every operation of the plan through the pipeline, `concurrency` at a time;
-    `progress(tally, total)` after each one."""
+    """Every operation of the plan through the pipeline, `concurrency` works at a time (a
+    tool round trip's two operations in turn); `progress(tally, total)` after each one."""
     principal = Principal(project_id=project.pk)
     tally = Tally()
+    total = sum(work.operations for work in plan)
     queue: asyncio.Queue[Work] = asyncio.Queue()
     for work in plan:
         queue.put_nowait(work)
+
+    async def run(request: OperationRequest) -> OperationResult:
+        result = await execute(request, principal=principal)
+        tally.add(result)
+        progress(tally, total)
+        return result
 
     async def worker() -> None:
         while True:
@@ -118,9 +131,9 @@ async def demo_drive(
                 work = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            result = await execute(_request(work), principal=principal)
-            tally.add(result)
-            progress(tally, len(plan))
+            result = await run(_request(work))
+            if work.tools:
+                await run(_request(work, answered=result))
 
     try:
         await asyncio.gather(*(worker() for _ in range(min(concurrency, len(plan)))))
@@ -129,18 +142,45 @@ async def demo_drive(
     return tally
 
 
-def _request(work: Work) -> OperationRequest:
-    messages = (
-        ChatMessage(role="system", content=work.system),
-        ChatMessage(role="user", content=work.prompt),
+def _request(work: Work, *, answered: OperationResult | None = None) -> OperationRequest:
+    """The work's request; with `answered` (a tool round trip's first result), the second
+    one: its tool calls and their results handed back (the simulator then answers "Tool
+    results: ..."), or, when the first got no call (it failed), the question asked again."""
+    parts: tuple[ContentPart, ...] = (
+        TextPart(work.prompt),
+        *(ImagePart(url) for url in work.images),
     )
+    messages: tuple[ChatMessage, ...] = (
+        ChatMessage(role="system", content=work.system),
+        ChatMessage(role="user", content=work.prompt, parts=parts if work.images else None),
+    )
+    calls = [
+        ToolCall(
+            id=call["id"], name=call["function"]["name"], arguments=call["function"]["arguments"]
+        )
+        for call in (answered.tool_calls if answered else [])
+    ]
+    if calls:
+        messages += (ChatMessage(role="assistant", content="", tool_calls=tuple(calls)),)
+        messages += tuple(
+            ChatMessage(role="tool", content=_tool_result(call), tool_call_id=call.id)
+            for call in calls
+        )
     return OperationRequest(
         session_id=work.session_id,
         operation_type=work.operation_type,
         messages=messages,
+        tools=work.tools,
         budget_name=work.budget,
         providers=work.providers,
         response_schema=work.response_schema,
         overrides=PresetOverrides(max_retries=work.max_retries),
         source="demo",
     )
+
+
+def _tool_result(call: ToolCall) -> str:
+    """What the demo's knowledge base answers a call (JSON, as tools usually answer)."""
+    if call.name == "fetch_source":
+        return '{"source": "Encyclopaedia entry, 2 pages", "retrieved": true}'
+    return '{"passages": 3, "sources": ["field study", "review article", "textbook"]}'

@@ -1,14 +1,17 @@
 """The demo's scenario: its project, providers and budgets, the video-making sessions'
 prompts, and the plan of the run (which operation, in which session, against what budget)."""
 
+import base64
 import math
 import random
+import struct
 import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.utils.text import slugify
 
+from aura_orchestrator.providers.base import Tool
 from presets.operation_types import OperationType
 
 PROJECT = "demo"
@@ -143,6 +146,61 @@ SCORE_SCHEMA = {
 }
 
 
+# Retrieval with tools: the model calls them, the demo hands back their results, the model
+# answers (a round trip of two operations).
+KNOWLEDGE_TOOLS = (
+    Tool(
+        name="search_knowledge_base",
+        description="Search the channel's knowledge base; returns passages with sources.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "minLength": 3},
+                "top_k": {"type": "integer", "minimum": 3, "maximum": 10},
+            },
+            "required": ["query", "top_k"],
+        },
+    ),
+    Tool(
+        name="fetch_source",
+        description="Fetch one cited source in full.",
+        parameters={
+            "type": "object",
+            "properties": {"source_id": {"type": "string", "minLength": 6}},
+            "required": ["source_id"],
+        },
+    ),
+)
+
+
+def _png(width: int, height: int, sky: bytes, ground: bytes) -> bytes:
+    """A real PNG (8-bit RGB, unfiltered rows): a sky over the ground, a storyboard frame."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = b"".join(
+        b"\x00" + (sky if y < height * 2 // 3 else ground) * width for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+# Scene analysis looks at a storyboard frame sent inline; visual prompts at a reference
+# image by URL (never fetched: the simulator only counts images).
+STORYBOARD_FRAME = "data:image/png;base64," + base64.b64encode(
+    _png(32, 18, sky=b"\x87\xce\xeb", ground=b"\x2e\x8b\x57")
+).decode("ascii")
+REFERENCE_IMAGES = "https://images.example.com/demo/reference/{}.jpg"
+
+
 @dataclass(frozen=True, slots=True)
 class Work:
     session_id: str
@@ -153,6 +211,13 @@ class Work:
     providers: tuple[str, ...]
     response_schema: dict | None = None
     max_retries: int | None = None
+    images: tuple[str, ...] = ()  # image URLs sent with the prompt (data: or https)
+    tools: tuple[Tool, ...] = ()  # offered: a round trip, the call then the answer
+
+    @property
+    def operations(self) -> int:
+        """Operations it takes: two for a tool round trip."""
+        return 2 if self.tools else 1
 
 
 def _context(rng: random.Random, topic: str, sentences: int) -> str:
@@ -188,8 +253,9 @@ def _prompt(op: OperationType, rng: random.Random, topic: str, step: int) -> tup
     if op == OperationType.VISUAL_PROMPTS:
         return (
             "You write prompts for an image generator.",
-            f"Three cinematic 16:9 image prompts for {scene} of the video about {topic}.",
-            {},
+            f"Three cinematic 16:9 image prompts for {scene} of the video about {topic}, in "
+            "the style of the reference image.",
+            {"images": (REFERENCE_IMAGES.format(slugify(topic)),)},
         )
     if op == OperationType.RAG_RETRIEVAL:
         return (
@@ -200,8 +266,9 @@ def _prompt(op: OperationType, rng: random.Random, topic: str, step: int) -> tup
     if op == OperationType.SCENE_ANALYSIS:
         return (
             "You rate scenes. Answer in JSON.",
-            f"Rate from 1 to 10 how important {scene} is to the video about {topic}.",
-            {"response_schema": SCORE_SCHEMA},
+            f"Rate from 1 to 10 how important {scene}, drawn in this storyboard frame, is to "
+            f"the video about {topic}.",
+            {"response_schema": SCORE_SCHEMA, "images": (STORYBOARD_FRAME,)},
         )
     if op == OperationType.COMPLEXITY_ANALYSIS:
         return (
@@ -250,7 +317,8 @@ def _prompt(op: OperationType, rng: random.Random, topic: str, step: int) -> tup
 
 def demo_plan(*, operations: int, sessions: int, seed: int, run_tag: str) -> list[Work]:
     """The work of the run, session by session (so each session keeps to its own stretch of
-    the simulated history), sizes varying between sessions."""
+    the simulated history), sizes varying between sessions; `operations` in all, a tool
+    round trip counting two."""
     rng = random.Random(seed)
     weights = [rng.uniform(0.6, 1.6) for _ in range(sessions)]
     total = sum(weights)
@@ -265,7 +333,8 @@ def demo_plan(*, operations: int, sessions: int, seed: int, run_tag: str) -> lis
         slug = slugify(topic)[:32].rstrip("-")
         session_id = f"video-{slug}-{run_tag}"
         budget = BUDGET_CYCLE[index % len(BUDGET_CYCLE)]
-        for step in range(size):
+        slots, step = 0, 0
+        while slots < size:
             # Planning first, then the channel's style guide (the same retrieval in every
             # session: the cache answers it), then the other types in turn, each session
             # starting at another one, so that even a short run covers all 13.
@@ -279,21 +348,26 @@ def demo_plan(*, operations: int, sessions: int, seed: int, run_tag: str) -> lis
                 system, prompt, extra = STYLE_GUIDE
             else:
                 system, prompt, extra = _prompt(op, rng, topic, step)
+            if op == OperationType.RAG_RETRIEVAL and step > 1 and slots + 2 <= size:
+                # Retrieval through tools, every other time two calls in parallel.
+                extra = {**extra, "tools": KNOWLEDGE_TOOLS}
+                prompt += " Use the tools." + (" [[tool_calls:2]]" if len(plan) % 2 else "")
             low, high = TOKENS_OUT[op]
             # Deterministic per prompt, so a repeated prompt is a cache key repeated.
             tokens_out = low + zlib.crc32(prompt.encode()) % (high - low)
             providers = (BACKUP, PRIMARY) if op in MINI_FIRST else (PRIMARY, BACKUP)
-            plan.append(
-                Work(
-                    session_id=session_id,
-                    operation_type=op,
-                    system=system,
-                    prompt=f"{prompt} [[tokens_out:{tokens_out}]]",
-                    budget=budget,
-                    providers=providers,
-                    # Some calls do not retry, so a 429/500 falls straight to the backup.
-                    max_retries=0 if rng.random() < 0.4 else None,
-                    **extra,
-                )
+            work = Work(
+                session_id=session_id,
+                operation_type=op,
+                system=system,
+                prompt=f"{prompt} [[tokens_out:{tokens_out}]]",
+                budget=budget,
+                providers=providers,
+                # Some calls do not retry, so a 429/500 falls straight to the backup.
+                max_retries=0 if rng.random() < 0.4 else None,
+                **extra,
             )
+            plan.append(work)
+            slots += work.operations
+            step += 1
     return plan
