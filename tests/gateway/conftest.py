@@ -1,0 +1,8 @@
+import openai
+import pytest
+
+
+@pytest.fixture
+def client(live_server_url, api_key, provider):
+    """The official OpenAI SDK against a real `manage.py serve`, no retries."""
+    return openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=api_key.raw_key, max_retries=0)
