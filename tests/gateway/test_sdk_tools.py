@@ -7,10 +7,20 @@ the `tool` messages that end a conversation with "Tool results: r1 | r2".
 
 import json
 
+import httpx
 import pytest
 
+from aura_orchestrator.api.chat import parse_messages, parse_tools
+from aura_orchestrator.catalog.tokens import count_chat_tokens, count_tokens
+from budgets.models import LlmSession
 from telemetry.models import OperationTelemetry
-from tests.gateway.sdk_support import TIME, WEATHER, rows_of, streamed_tool_calls
+from tests.gateway.sdk_support import (
+    TIME,
+    WEATHER,
+    image_part,
+    rows_of,
+    streamed_tool_calls,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,6 +105,47 @@ def test_a_streamed_tool_call_is_reassembled_from_its_fragments(client, fake_ups
         "get_weather",
         {"city": "x"},
     )
+
+
+def test_a_client_gone_mid_tool_call_is_charged_its_prompt_and_the_call_so_far(
+    live_server_url, api_key, provider, fake_upstream, slow_stream
+):
+    """The client leaves while the call's arguments stream, before the upstream's usage:
+    the gateway counts the usage itself, the prompt with its image and tool definitions
+    (as its worst case did) and the call's name and arguments received, not text alone."""
+    slow_stream(0.2)
+    image = image_part("https://example.com/cat.png", detail="low")
+    body = {
+        "model": "sim-gpt",
+        "stream": True,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Weather?"}, image]}],
+        "tools": [WEATHER],
+    }
+    headers = {"Authorization": f"Bearer {api_key.raw_key}", "X-Aura-Session-Id": "tools-gone"}
+    with (
+        httpx.Client(timeout=30) as http,
+        http.stream(
+            "POST", f"{live_server_url}/v1/chat/completions", json=body, headers=headers
+        ) as r,
+    ):
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if '"arguments":"{' in line:  # the first fragment of the arguments
+                break
+
+    (row,) = rows_of("tools-gone", 1)
+    assert (row.success, row.error_code) == (False, "client_disconnected")
+    prompt = count_chat_tokens(
+        parse_messages(body["messages"]),
+        tools=parse_tools(body["tools"]),
+        model="sim-gpt",
+        kind="openai",
+    )
+    assert row.tokens_in == prompt
+    assert row.tokens_out > count_tokens("get_weather", model="sim-gpt")
+    session = LlmSession.objects.get(session_id="tools-gone")
+    assert session.tokens_used == row.tokens_in + row.tokens_out
+    assert session.tokens_reserved == 0
 
 
 def test_parallel_tool_calls_have_distinct_ids_unless_parallel_calls_are_off(client, fake_upstream):
