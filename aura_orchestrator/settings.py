@@ -172,6 +172,10 @@ STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else 
 # Serve straight from the finders when collectstatic was not run (tests, first start).
 WHITENOISE_USE_FINDERS = True
 
+# Request bodies above this are a 413. OpenAI takes images of up to 20 MB inline (a data:
+# URL, 4/3 of that in base64), so a chat request must be able to carry one and more.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("AURA_MAX_BODY_BYTES", default=48 * 1024 * 1024)
+
 # --- REST API ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["aura_orchestrator.tenancy.authentication.BearerApiKey"],

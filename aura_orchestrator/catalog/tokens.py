@@ -115,5 +115,22 @@ def count_chat_tokens(
     return total
 
 
+def count_answer_tokens(content: str, choices: Sequence[dict], *, model: str) -> int:
+    """Completion tokens of an answer whose provider reported none: every choice's text,
+    refusal and tool calls (OpenAI's shape), else the one text `content`."""
+    if not choices:
+        return count_tokens(content, model=model)
+    total = 0
+    for choice in choices:
+        message = choice.get("message") or {}
+        for text in (message.get("content"), message.get("refusal")):
+            total += count_tokens(text, model=model) if isinstance(text, str) else 0
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") or {}
+            called = str(function.get("name") or "") + str(function.get("arguments") or "")
+            total += TOOL_OVERHEAD_TOKENS + count_tokens(called, model=model)
+    return total
+
+
 def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -9,7 +9,7 @@ by the last failure.
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from django.conf import settings
@@ -17,7 +17,7 @@ from django.conf import settings
 from aura_orchestrator import errors
 from aura_orchestrator.caching.services import Answer
 from aura_orchestrator.catalog.selectors import Route
-from aura_orchestrator.catalog.tokens import count_message_tokens, count_tokens
+from aura_orchestrator.catalog.tokens import count_answer_tokens, count_chat_tokens
 from aura_orchestrator.pgtext import storable
 from aura_orchestrator.pipeline.plan import cost_of
 from aura_orchestrator.pipeline.types import Run, Usage
@@ -31,6 +31,7 @@ from aura_orchestrator.providers.base import (
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
+    Tool,
 )
 from aura_orchestrator.providers.http import get_transport
 from aura_orchestrator.providers.registry import get_adapter
@@ -131,7 +132,7 @@ async def call_chain(run: Run, messages: list[ChatMessage]) -> CompletionResult:
     run.answer = answer_of(result)
     route = run.route
     assert route is not None  # the route that served (attempt_chain)
-    run.usage.add(usage_of(result, route, messages))
+    run.usage.add(usage_of(result, route, messages, run.request.tools))
     return result
 
 
@@ -142,17 +143,20 @@ def answer_of(result: CompletionResult) -> Answer | None:
     return Answer(choices=result.choices, passthrough=result.passthrough)
 
 
-def usage_of(result: CompletionResult, route: Route, messages: list[ChatMessage]) -> Usage:
-    """Bill from the provider's reported usage; count ourselves when it reports none."""
+def usage_of(
+    result: CompletionResult, route: Route, messages: list[ChatMessage], tools: Sequence[Tool]
+) -> Usage:
+    """Bill from the provider's reported usage; count ourselves when it reports none: the
+    prompt with its images, tool calls and tool definitions, every choice's answer with
+    its tool calls (as the worst case counted them)."""
     cached_in = 0
     if result.usage is not None:
         tokens_in, tokens_out = result.usage.tokens_in, result.usage.tokens_out
         cached_in = result.usage.cached_tokens_in
     else:
-        tokens_in = count_message_tokens(
-            [(m.role, m.content) for m in messages], model=route.model_name
-        )
-        tokens_out = count_tokens(result.content, model=route.model_name)
+        model = route.model_name
+        tokens_in = count_chat_tokens(messages, tools=tools, model=model, kind=route.kind)
+        tokens_out = count_answer_tokens(result.content, result.choices, model=model)
     cost = cost_of(route, tokens_in=tokens_in, tokens_out=tokens_out, cached_in=cached_in) or 0
     return Usage(tokens_in=tokens_in, tokens_out=tokens_out, cost_micros=cost)
 

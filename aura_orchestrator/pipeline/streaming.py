@@ -250,8 +250,9 @@ async def _end_stream(
         model=route.model_name,
         finish_reason=run.finish_reason,
         raw={},
+        choices=run.answer.choices if run.answer else (),
     )
-    run.usage.add(usage_of(consumed, route, list(run.request.messages)))
+    run.usage.add(usage_of(consumed, route, list(run.request.messages), run.request.tools))
     if error is None:
         error = streamed_schema_failure(run, content)
     result = await conclude(run, content=content, error=error)

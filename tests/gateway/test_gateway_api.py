@@ -4,6 +4,7 @@ Anthropic streams, retries and fallback before the first chunk, failures after i
 import json
 
 import pytest
+from django.conf import settings
 
 from aura_orchestrator.catalog.services import provider_configure
 from aura_orchestrator.catalog.tokens import count_tokens
@@ -282,7 +283,7 @@ async def test_an_oversized_body_is_413_and_lone_surrogates_are_400_never_500(
 ):
     """A body over DATA_UPLOAD_MAX_MEMORY_SIZE, and JSON escaping a lone surrogate that no
     provider request could carry, are the client's fault: clear 4xx, no provider call."""
-    huge = chat(messages=[{"role": "user", "content": "x" * 3_000_000}])
+    huge = chat(messages=[{"role": "user", "content": "x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE}])
     response = await asgi_client.post(CHAT, json=huge)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"

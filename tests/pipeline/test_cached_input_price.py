@@ -18,7 +18,7 @@ def answer(usage: Usage) -> CompletionResult:
 
 def test_cached_prompt_tokens_are_charged_at_the_cache_read_price():
     usage = Usage(tokens_in=1_000_000, tokens_out=0, cached_tokens_in=400_000)
-    charged = usage_of(answer(usage), route(Decimal("0.5")), [ChatMessage("user", "hi")])
+    charged = usage_of(answer(usage), route(Decimal("0.5")), [ChatMessage("user", "hi")], ())
     # 600k at $2/M + 400k at $0.50/M = $1.40
     assert charged.cost_micros == 1_400_000
     assert charged.tokens_in == 1_000_000  # the ledger's tokens are all tokens still
@@ -26,7 +26,7 @@ def test_cached_prompt_tokens_are_charged_at_the_cache_read_price():
 
 def test_without_a_cache_read_price_cached_tokens_cost_as_any_input():
     usage = Usage(tokens_in=1_000_000, tokens_out=10, cached_tokens_in=400_000)
-    charged = usage_of(answer(usage), route(None), [ChatMessage("user", "hi")])
+    charged = usage_of(answer(usage), route(None), [ChatMessage("user", "hi")], ())
     assert charged.cost_micros == 2_000_000 + 80
 
 
