@@ -349,4 +349,9 @@ def test_any_json_body_is_a_request_or_a_400_naming_its_fields(body):
         assert fields and all(messages for messages in fields.values())
         for path in fields:
             top = path.split(".")[0].split("[")[0]
-            assert top == "body" or top in body or bodies.EXECUTE.fields[top].required
+            assert (
+                top == "body"
+                or top in body
+                or bodies.EXECUTE.fields[top].required
+                or top in bodies.EXECUTE.one_of
+            )

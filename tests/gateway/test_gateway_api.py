@@ -50,7 +50,11 @@ def sse_data(text: str) -> list:
                     {
                         "role": "assistant",
                         "tool_calls": [
-                            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {}}}
+                            {
+                                "id": "c1",
+                                "type": "function",
+                                "function": {"name": "f", "arguments": {}},
+                            }
                         ],
                     },
                 ]
