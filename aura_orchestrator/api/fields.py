@@ -390,10 +390,16 @@ class Shape:
         return data
 
     def _one_of(self, value: dict, path: Path, problems: Problems) -> None:
-        given = [name for name in self.one_of if value.get(name) is not None]
-        if not any(name in value for name in self.one_of):
+        # A null is absent where the field takes null; where it refuses it, that problem
+        # is recorded already.
+        if not any(
+            name in value and (value[name] is not None or not self.fields[name].null)
+            for name in self.one_of
+        ):
             _record(problems, (*path, self.one_of[0]), "This field is required.")
-        elif len(given) > 1:
+            return
+        given = [name for name in self.one_of if value.get(name) is not None]
+        if len(given) > 1:
             choices = ", ".join(f"`{name}`" for name in self.one_of)
             _record(problems, (*path, given[-1]), f"Give only one of {choices}.")
 
