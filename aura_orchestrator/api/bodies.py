@@ -8,6 +8,7 @@ generated from them (`api/openapi.py`, `ShapeSchema`).
 from dataclasses import replace
 
 from aura_orchestrator import pipeline
+from aura_orchestrator.api import chat_kinds
 from aura_orchestrator.api.fields import (
     Boolean,
     Field,
@@ -72,13 +73,33 @@ def _one_budget(data: dict) -> tuple[str, str] | None:
     return None
 
 
+def _system_prompt_with_messages(data: dict) -> tuple[str, str] | None:
+    if data.get("messages") is not None and data.get("system_prompt") is not None:
+        return "system_prompt", "With `messages`, give the system message among them."
+    return None
+
+
+def _execute_rule(data: dict) -> tuple[str, str] | None:
+    return (
+        _system_prompt_with_messages(data)
+        or _one_budget(data)
+        or chat_kinds.tool_choice_problem(data)
+    )
+
+
 EXECUTE = Shape(
     "ExecuteInput",
     {
         "session_id": Field(SESSION_ID, required=True),
         "operation_type": Field(Operation(), required=True),
-        "prompt": Field(PROMPT, required=True),
-        "system_prompt": Field(SYSTEM_PROMPT),
+        "prompt": Field(PROMPT, null=False, description="Required unless `messages` is given."),
+        "system_prompt": Field(SYSTEM_PROMPT, description="With `prompt` only."),
+        "messages": Field(
+            chat_kinds.MESSAGES,
+            description="The conversation, in the gateway's format (instead of `prompt`).",
+        ),
+        "tools": Field(chat_kinds.TOOLS),
+        "tool_choice": Field(chat_kinds.TOOL_CHOICE),
         "enable_cache": Field(Boolean(), default=None),
         "cache_ttl_seconds": Field(Integer(1, 30 * 86400)),
         "budget_constraint": Field(Nested(BUDGET_CONSTRAINT)),
@@ -88,7 +109,9 @@ EXECUTE = Shape(
         "model": Field(MODEL),
         "response_schema": Field(JsonSchema()),
     },
-    rule=_one_budget,
+    rule=_execute_rule,
+    one_of=("prompt", "messages"),
+    description="Exactly one of `prompt` and `messages`.",
 )
 
 ESTIMATE = Shape(
@@ -160,15 +183,13 @@ def execute_request(body: object, *, source: str = "api") -> pipeline.OperationR
     """The pipeline's request for an execute body, or InvalidRequest naming every bad
     field: Django's view and the fast front both build it here."""
     data = EXECUTE.parse(body)
-    messages = []
-    if data.get("system_prompt"):
-        messages.append(ChatMessage(role="system", content=data["system_prompt"]))
-    messages.append(ChatMessage(role="user", content=data["prompt"]))
     inline = data.get("budget_constraint")
     return pipeline.OperationRequest(
         session_id=data["session_id"],
         operation_type=data["operation_type"],
-        messages=tuple(messages),
+        messages=data.get("messages") or _prompt_messages(data),
+        tools=data.get("tools") or (),
+        tool_choice=data.get("tool_choice"),
         enable_cache=data.get("enable_cache"),
         cache_ttl_seconds=data.get("cache_ttl_seconds"),
         caps=Caps.inline(**inline) if inline else None,
@@ -179,3 +200,11 @@ def execute_request(body: object, *, source: str = "api") -> pipeline.OperationR
         response_schema=data.get("response_schema"),
         source=source,
     )
+
+
+def _prompt_messages(data: dict) -> tuple[ChatMessage, ...]:
+    """The simple form: `system_prompt` (when not blank), then `prompt`."""
+    user = ChatMessage(role="user", content=data["prompt"])
+    if data.get("system_prompt"):
+        return ChatMessage(role="system", content=data["system_prompt"]), user
+    return (user,)

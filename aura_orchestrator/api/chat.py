@@ -284,10 +284,14 @@ def parse_tools(raw: object, *, param: str = "tools") -> tuple[Tool, ...]:
 def parse_tool_choice(
     raw: object, tools: tuple[Tool, ...], *, param: str = "tool_choice"
 ) -> ToolChoice | None:
+    return check_tool_choice(tool_choice_form(raw, param=param), tools, param=param)
+
+
+def tool_choice_form(raw: object, *, param: str = "tool_choice") -> ToolChoice | None:
+    """A tool choice's own shape, before it is checked against the tools
+    (`check_tool_choice`): `/execute` parses each field alone, then the two together."""
     if raw is None:
         return None
-    if not tools:
-        raise _invalid(param, f"`{param}` is only allowed with `tools`.")
     if isinstance(raw, str):
         if raw not in TOOL_CHOICE_MODES:
             raise _invalid(param, f"`{param}` must be auto, none, required or a function.")
@@ -296,10 +300,22 @@ def parse_tool_choice(
     if choice.get("type") != "function":
         raise _invalid(f"{param}.type", f"`{param}.type` must be function.")
     function = _object(choice.get("function"), f"{param}.function")
-    name = _tool_name(function.get("name"), f"{param}.function.name")
-    if name not in {t.name for t in tools}:
-        raise _invalid(f"{param}.function.name", f"No tool named {name!r} in `tools`.")
-    return ToolChoice(mode="function", name=name)
+    return ToolChoice(
+        mode="function", name=_tool_name(function.get("name"), f"{param}.function.name")
+    )
+
+
+def check_tool_choice(
+    choice: ToolChoice | None, tools: tuple[Tool, ...], *, param: str = "tool_choice"
+) -> ToolChoice | None:
+    """A tool choice needs tools, and the function it names must be one of them."""
+    if choice is None:
+        return None
+    if not tools:
+        raise _invalid(param, f"`{param}` is only allowed with `tools`.")
+    if choice.name is not None and choice.name not in {t.name for t in tools}:
+        raise _invalid(f"{param}.function.name", f"No tool named {choice.name!r} in `tools`.")
+    return choice
 
 
 def legacy_tools(body: dict) -> tuple[tuple[Tool, ...], ToolChoice | None]:

@@ -29,9 +29,14 @@ class Invalid(Exception):
     """One value's problem; the shape records it under the value's path."""
 
 
-def _record(problems: Problems, path: Path, message: str) -> None:
+def record(problems: Problems, where: str, message: str) -> None:
+    """One problem under its path (`custom_preset.max_tokens`), up to MAX_PROBLEMS."""
     if len(problems) < MAX_PROBLEMS:
-        problems.setdefault(field_path(path), []).append(message)
+        problems.setdefault(where, []).append(message)
+
+
+def _record(problems: Problems, path: Path, message: str) -> None:
+    record(problems, field_path(path), message)
 
 
 def _bounded(schema: dict, low, high) -> dict:
@@ -328,6 +333,9 @@ class Shape:
     fields: Mapping[str, Field]
     rule: Callable[[dict], tuple[str, str] | None] | None = None
     description: str = ""
+    # Alternatives: exactly one must be given (absent: the first is reported missing, as a
+    # required field is, whatever else is wrong). A field of them is never `required`.
+    one_of: tuple[str, ...] = ()
     _required: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _defaults: tuple[tuple[str, Any], ...] = field(init=False, repr=False, compare=False)
 
@@ -373,11 +381,27 @@ class Shape:
         for name in self._required:
             if name not in value:
                 _record(problems, (*path, name), "This field is required.")
+        if self.one_of:
+            self._one_of(value, path, problems)
         if self.rule is not None and len(problems) == before:
             complaint = self.rule(data)
             if complaint is not None:
                 _record(problems, (*path, complaint[0]), complaint[1])
         return data
+
+    def _one_of(self, value: dict, path: Path, problems: Problems) -> None:
+        # A null is absent where the field takes null; where it refuses it, that problem
+        # is recorded already.
+        if not any(
+            name in value and (value[name] is not None or not self.fields[name].null)
+            for name in self.one_of
+        ):
+            _record(problems, (*path, self.one_of[0]), "This field is required.")
+            return
+        given = [name for name in self.one_of if value.get(name) is not None]
+        if len(given) > 1:
+            choices = ", ".join(f"`{name}`" for name in self.one_of)
+            _record(problems, (*path, given[-1]), f"Give only one of {choices}.")
 
     def schema(self, ref: SchemaRef) -> dict:
         properties = {}

@@ -55,10 +55,26 @@ BudgetOutputSerializer = type(
 )
 
 
+class FunctionCallSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    arguments = serializers.CharField(help_text="JSON text.")
+
+
+class ToolCallSerializer(serializers.Serializer):
+    """A tool call the model asks for, in OpenAI's shape whatever the provider."""
+
+    id = serializers.CharField()
+    type = serializers.ChoiceField(choices=["function"])
+    function = FunctionCallSerializer()
+
+
 class ExecuteOutputSerializer(serializers.Serializer):
     operation_id = serializers.UUIDField(allow_null=True)
     success = serializers.BooleanField()
     content = serializers.CharField(allow_null=True)
+    tool_calls = ToolCallSerializer(
+        many=True, help_text="The tool calls the answer asks for ([] when none)."
+    )
     was_cached = serializers.BooleanField()
     error_code = serializers.CharField(allow_null=True)
     error_message = serializers.CharField(allow_null=True)

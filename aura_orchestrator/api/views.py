@@ -26,47 +26,37 @@ def principal_of(request) -> pipeline.Principal:
     return principal_for_key(request.auth)
 
 
-def operation_body(result: pipeline.OperationResult) -> dict:
-    error = result.error
-    return jsonable(
-        {
-            "operation_id": result.operation_id,
-            "success": result.success,
-            "content": result.content,
-            "was_cached": result.was_cached,
-            "error_code": error.code if error else None,
-            "error_message": error.message if error else None,
-            "telemetry": result.telemetry,
-            "budget": result.budget,
-        }
-    )
+def _execute_body(
+    error: errors.AuraError | None, result: pipeline.OperationResult | None = None
+) -> dict:
+    """The execute answer, one shape for every outcome: a result's, or a refusal's before
+    the pipeline ran (`result` None)."""
+    body = {
+        "operation_id": result.operation_id if result else None,
+        "success": result.success if result else False,
+        "content": result.content if result else None,
+        "tool_calls": result.tool_calls if result else [],
+        "was_cached": result.was_cached if result else False,
+        "error_code": error.code if error else None,
+        "error_message": error.message if error else None,
+        "telemetry": result.telemetry if result else None,
+        "budget": result.budget if result else None,
+    }
+    if error is not None and error.details:
+        body["details"] = error.details
+    return jsonable(body)
 
 
 def execute_reply(result: pipeline.OperationResult) -> tuple[int, dict, dict[str, str]]:
     """(status, body, headers) of an execute response: this view's and the fast path's
     (aura_orchestrator/fastpath), so the two never differ."""
-    body = operation_body(result)
-    if result.error is not None and result.error.details:
-        body["details"] = jsonable(result.error.details)
     headers = result.error.headers if result.error else {}
-    return result.status, body, headers
+    return result.status, _execute_body(result.error, result), headers
 
 
 def execute_error_body(error: errors.AuraError) -> dict:
     """A failure before the pipeline ran (bad input, no key) in the execute shape."""
-    body = {
-        "operation_id": None,
-        "success": False,
-        "content": None,
-        "was_cached": False,
-        "error_code": error.code,
-        "error_message": error.message,
-        "telemetry": None,
-        "budget": None,
-    }
-    if error.details:
-        body["details"] = jsonable(error.details)
-    return body
+    return _execute_body(error)
 
 
 class ExecuteView(AsyncAPIView):

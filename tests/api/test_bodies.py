@@ -122,6 +122,9 @@ INVALID = [
     ("body", {"body"}),
     ({}, {"session_id", "operation_type", "prompt"}),
     ({k: v for k, v in BASE.items() if k != "prompt"}, {"prompt"}),
+    ({**{k: v for k, v in BASE.items() if k != "prompt"}, "messages": None}, {"prompt"}),
+    ({**BASE, "messages": [{"role": "user", "content": "x"}]}, {"messages"}),
+    ({**BASE, "prompt": None, "messages": [{"role": "user", "content": "x"}]}, {"prompt"}),
     ({**BASE, "prompt": ""}, {"prompt"}),
     ({**BASE, "prompt": None}, {"prompt"}),
     ({**BASE, "prompt": "a\x00b"}, {"prompt"}),
@@ -349,4 +352,9 @@ def test_any_json_body_is_a_request_or_a_400_naming_its_fields(body):
         assert fields and all(messages for messages in fields.values())
         for path in fields:
             top = path.split(".")[0].split("[")[0]
-            assert top == "body" or top in body or bodies.EXECUTE.fields[top].required
+            assert (
+                top == "body"
+                or top in body
+                or bodies.EXECUTE.fields[top].required
+                or top in bodies.EXECUTE.one_of
+            )

@@ -80,6 +80,32 @@ def _check(case, headers: dict, tally: Tally) -> None:
         tally.problem(case, response, kind, detail)
 
 
+def _tools_fixed(body: dict) -> None:
+    """What the chat schema cannot say, made true of a valid body: tool names are unique,
+    and a tool choice (`tool_choice`, legacy `function_call`) needs its tools and names one
+    of them; `tools` and legacy `functions` are alternatives. (OpenAPI 3.0 has no
+    cross-field constraints: the schema's descriptions say these, the parser checks them.)"""
+    if isinstance(body.get("tools"), list):
+        unique: dict[str, dict] = {}
+        for tool in body["tools"]:
+            unique.setdefault(tool["function"]["name"], tool)
+        body["tools"] = list(unique.values())
+        body.pop("functions", None)
+    tools = [tool["function"] for tool in body.get("tools") or ()]
+    _choice_fixed(body, "tool_choice", tools, lambda choice: choice["function"])
+    _choice_fixed(body, "function_call", body.get("functions") or [], lambda choice: choice)
+
+
+def _choice_fixed(body: dict, key: str, functions: list[dict], named) -> None:
+    choice = body.get(key)
+    if choice is None:
+        return
+    if not functions:
+        del body[key]
+    elif isinstance(choice, dict) and named(choice)["name"] not in {f["name"] for f in functions}:
+        named(choice)["name"] = functions[0]["name"]
+
+
 def _fuzz(operation, mode: GenerationMode, headers: dict, tally: Tally) -> None:
     sent = 0
 
@@ -98,6 +124,8 @@ def _fuzz(operation, mode: GenerationMode, headers: dict, tally: Tally) -> None:
         # other valid chat body names the fake provider's model instead, and every fourth
         # asks for a stream, so that both kinds of answer are checked.
         positive = mode is GenerationMode.POSITIVE
+        if positive and case.operation.label == CHAT and isinstance(case.body, dict):
+            _tools_fixed(case.body)
         if positive and case.operation.label == CHAT and isinstance(case.body, dict) and sent % 2:
             case.body["model"] = MODEL
             if sent % 4 == 1:

@@ -110,6 +110,30 @@ async def test_execute_with_every_supported_field_matches_django(
     assert sent["messages"][0] == {"role": "system", "content": "Be terse."}
 
 
+async def test_execute_with_messages_and_tools_matches_django(
+    asgi_client, django_client, django_calls, provider, fake_upstream
+):
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    chat = {
+        "operation_type": "completion",
+        "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}],
+        "tools": [tool],
+        "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+    }
+    await asgi_client.post(EXECUTE, json=body("warm"))
+    django_calls.clear()
+    fast = await asgi_client.post(EXECUTE, json={**chat, "session_id": "tools-1"})
+    assert django_calls == []
+    plain = await django_client.post(EXECUTE, json={**chat, "session_id": "tools-2"})
+    assert fast.status_code == plain.status_code == 200, fast.text
+    assert header_names(fast) == header_names(plain)
+    assert same_shape(fast.json(), plain.json())
+    f, p = fast.json(), plain.json()
+    assert [c["function"] for c in f["tool_calls"]] == [c["function"] for c in p["tool_calls"]]
+    assert f["tool_calls"][0]["function"]["name"] == "lookup"
+    assert fake_upstream.requests[-1]["tools"] == fake_upstream.requests[-2]["tools"] == [tool]
+
+
 async def test_a_failed_operation_has_the_same_status_body_and_headers(
     asgi_client, django_client, django_calls, provider, fake_upstream
 ):

@@ -44,6 +44,24 @@ BAD = [
     ),
     ("both budgets", EXECUTE, json.dumps(body(budget="b", budget_constraint={})).encode()),
     ("bad schema", EXECUTE, json.dumps(body(response_schema={"type": 5})).encode()),
+    (
+        "prompt and messages",
+        EXECUTE,
+        json.dumps(body(messages=[{"role": "user", "content": "x"}])).encode(),
+    ),
+    (
+        "a bad tool",
+        EXECUTE,
+        json.dumps(
+            {
+                "session_id": "s",
+                "operation_type": "planning",
+                "messages": [{"role": "user", "content": [{"type": "video"}]}],
+                "tools": [{"type": "function", "function": {"name": "a b"}}],
+                "tool_choice": "sometimes",
+            }
+        ).encode(),
+    ),
     ("chat: not JSON", CHAT, b"{nope"),
     ("chat: no content", CHAT, json.dumps(chat(messages=[{"role": "user"}])).encode()),
     ("chat: float n", CHAT, json.dumps(chat(n=1.0)).encode()),
