@@ -8,9 +8,16 @@ can compare them:
 - content is "Simulated answer to: <last user message>", or a minimal JSON instance of the
   requested `response_format` schema, or exactly `...` when the last user message holds the
   marker `[[content:...]]`;
-- usage is always reported: prompt tokens ~ characters / 4, completion tokens
-  ~ content characters / 4 capped by max_tokens, or N when the marker `[[tokens_out:N]]` is
-  present.
+- usage is always reported: prompt tokens ~ characters / 4 (+ the JSON of `tools` / 4,
+  + 85 per low-detail image, 765 per other image), completion tokens ~ content characters
+  / 4 capped by max_tokens, or N when the marker `[[tokens_out:N]]` is present;
+- a plain answer ends with " [images: N]" when the request held N images;
+- with tools offered (tool_choice not "none") and the user speaking last, the answer calls
+  the named tool or the first one, with a minimal instance of its schema as arguments, N
+  times (cycling through the tools) for the marker `[[tool_calls:N]]` unless parallel calls
+  are off; a last turn of tool results is answered "Tool results: r1 | r2" (tools.py);
+- OpenAI's `n`, `logprobs`/`top_logprobs` and `/v1/embeddings` (embeddings.py) are served
+  in OpenAI's own shapes, streams included.
 
 Scripted `Fault`s change the next answer: a status, a delay before answering, a malformed
 body, a TCP reset, or a drip (headers at once, then the body one byte at a time: a
@@ -18,17 +25,21 @@ provider that is alive but never finishes, which no per-read timeout notices).
 
 The modules: upstream.py (`FakeUpstream`: state, scripting, inspection), server.py (HTTP:
 routing, faults on the wire, pacing, drips), faults.py, answers.py (what is answered,
-whatever the kind), and one module per provider kind (openai_compat.py, anthropic.py:
-paths, bodies, stream events, error bodies), keyed by the adapters' declarations in
-kinds.py.
+whatever the kind), tools.py (tool calls, whatever the kind), examples.py (schema
+instances), embeddings.py, and one module per provider kind (openai_compat.py,
+anthropic.py: paths, bodies, stream events, error bodies), keyed by the adapters'
+declarations in kinds.py.
 
 Run one by hand: `python -m aura_orchestrator.simulator --port 9000 --latency 0.2`.
 """
 
 from __future__ import annotations
 
-from .answers import DEFAULT_MAX_TOKENS, example_for_schema
+from .answers import DEFAULT_MAX_TOKENS, IMAGE_TOKENS, LOW_DETAIL_IMAGE_TOKENS
 from .anthropic import PATH as ANTHROPIC_PATH
+from .embeddings import PATH as EMBEDDINGS_PATH
+from .embeddings import vector as embedding_vector
+from .examples import example_for_schema
 from .faults import Fault
 from .kinds import COMPLETION_PATHS, SHAPES
 from .openai_compat import PATH as OPENAI_PATH
@@ -43,11 +54,15 @@ __all__ = [
     "COMPLETION_PATHS",
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_MODELS",
+    "EMBEDDINGS_PATH",
+    "IMAGE_TOKENS",
+    "LOW_DETAIL_IMAGE_TOKENS",
     "MODELS_PATH",
     "OPENAI_PATH",
     "SHAPES",
     "FakeUpstream",
     "Fault",
+    "embedding_vector",
     "example_for_schema",
     "main",
 ]

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
-import math
 import re
-from typing import Any
 
+from .examples import example_for_schema
 from .faults import Fault
+from .tools import results_text, tool_calls
 from .wire import Reply, WireShape, message_text
 
 DEFAULT_MAX_TOKENS = 256
+
+# A fixed cost per image, OpenAI's rule without its tiling: 85 tokens at "low" detail,
+# 765 otherwise (a 1024x1024 image at "high": 85 + 4 tiles of 170). Anthropic images
+# have no detail: 765.
+LOW_DETAIL_IMAGE_TOKENS = 85
+IMAGE_TOKENS = 765
 
 # The content marker may itself contain "]]" (JSON arrays): it ends at "]]" followed by the
 # end of the message, whitespace or another marker.
@@ -26,11 +32,26 @@ def compose_reply(body: dict, fault: Fault, shape: WireShape) -> Reply:
         (message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"),
         "",
     )
-    content = fault.content if fault.content is not None else _content_for(body, last_user)
+    images = _image_tokens(messages)
+    turn = shape.tool_turn(body)
+    # Scripted content wins over tool calls: a test that scripts the text gets the text.
+    explicit = fault.content if fault.content is not None else _marked_content(last_user)
+    calls = tool_calls(turn, last_user) if explicit is None else ()
+    if explicit is not None:
+        content = explicit
+    elif calls:
+        content = ""
+    elif turn.results is not None:
+        content = results_text(turn.results)
+    else:
+        content = _content_for(body, last_user, len(images))
     max_tokens = body.get("max_tokens")
-    natural = len(content) // 4 + 1
+    natural = (len(content) + sum(len(c.name + c.arguments_json) for c in calls)) // 4 + 1
     cap = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else DEFAULT_MAX_TOKENS
-    tokens_in = max(1, sum(len(text) for text in texts) // 4)
+    # Tool definitions cost prompt tokens too, as upstream.
+    tools = body.get("tools")
+    tools_tokens = len(json.dumps(tools)) // 4 if tools else 0
+    tokens_in = max(1, sum(len(text) for text in texts) // 4 + tools_tokens) + sum(images)
     tokens_out = min(cap, natural)
     marker = _TOKENS_MARKER.search(last_user)
     if marker:
@@ -38,13 +59,33 @@ def compose_reply(body: dict, fault: Fault, shape: WireShape) -> Reply:
     if fault.usage is not None:
         tokens_in, tokens_out = fault.usage
     truncated = isinstance(max_tokens, int) and natural > max_tokens
-    return Reply(content, tokens_in, tokens_out, truncated)
+    return Reply(content, tokens_in, tokens_out, truncated, calls)
 
 
-def _content_for(body: dict, last_user: str) -> str:
+def _image_tokens(messages: list[dict]) -> list[int]:
+    """The prompt tokens of each image part of the messages, either kind's."""
+    costs = []
+    for message in messages:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else ():
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "image":
+                costs.append(IMAGE_TOKENS)
+            elif kind == "image_url":
+                image = part.get("image_url")
+                low = isinstance(image, dict) and image.get("detail") == "low"
+                costs.append(LOW_DETAIL_IMAGE_TOKENS if low else IMAGE_TOKENS)
+    return costs
+
+
+def _marked_content(last_user: str) -> str | None:
     marker = _CONTENT_MARKER.search(last_user)
-    if marker:
-        return marker.group(1)
+    return marker.group(1) if marker else None
+
+
+def _content_for(body: dict, last_user: str, images: int) -> str:
+    """The default answer; a plain one ends with " [images: N]" when images were sent, so
+    tests see that they reached the upstream."""
     answer = f"Simulated answer to: {' '.join(last_user.split())[:60]}"
     response_format = body.get("response_format")
     if isinstance(response_format, dict):
@@ -54,54 +95,4 @@ def _content_for(body: dict, last_user: str) -> str:
             return json.dumps(example_for_schema(schema))
         if response_format.get("type") == "json_object":
             return json.dumps({"answer": answer})
-    return answer
-
-
-def example_for_schema(schema: Any, root: Any = None, depth: int = 0) -> Any:
-    """A minimal instance of a JSON schema: required properties only, simplest values."""
-    root = schema if root is None else root
-    if not isinstance(schema, dict) or depth > 32:
-        return None
-    if isinstance(schema.get("$ref"), str):
-        return example_for_schema(_resolve_ref(root, schema["$ref"]), root, depth + 1)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    for key in ("anyOf", "oneOf", "allOf"):
-        if schema.get(key):
-            return example_for_schema(schema[key][0], root, depth + 1)
-    type_ = schema.get("type")
-    if isinstance(type_, list):
-        type_ = next((t for t in type_ if t != "null"), "null")
-    if type_ is None:
-        type_ = "object" if "properties" in schema else "array" if "items" in schema else "string"
-    if type_ == "object":
-        properties = schema.get("properties") or {}
-        return {
-            name: example_for_schema(properties.get(name, {}), root, depth + 1)
-            for name in schema.get("required") or []
-        }
-    if type_ == "array":
-        item = example_for_schema(schema.get("items", {}), root, depth + 1)
-        return [item] * int(schema.get("minItems", 0))
-    if type_ in ("integer", "number"):
-        value = max(1, math.ceil(schema.get("minimum", 1)))
-        return min(value, math.floor(schema.get("maximum", value)))
-    if type_ == "boolean":
-        return True
-    if type_ == "null":
-        return None
-    return "x" * max(1, int(schema.get("minLength", 1)))
-
-
-def _resolve_ref(root: Any, ref: str) -> Any:
-    """A local JSON pointer ("#/$defs/Item"); remote references resolve to nothing."""
-    if not ref.startswith("#/"):
-        return None
-    node = root
-    for part in ref[2:].split("/"):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part.replace("~1", "/").replace("~0", "~"))
-    return node
+    return f"{answer} [images: {images}]" if images else answer

@@ -6,6 +6,7 @@ import json
 
 from aura_orchestrator.providers.anthropic import AnthropicAdapter
 
+from .tools import ToolTurn, fragments
 from .wire import Reply, WireShape, message_text, pieces
 
 PATH = "/v1/messages"
@@ -21,44 +22,110 @@ ERROR_TYPES = {
 }
 
 
+def tool_turn(body: dict) -> ToolTurn:
+    """Client tools (those with an `input_schema`) and `tool_choice` ({"type": "auto" |
+    "any" | "tool" | "none", "name", "disable_parallel_tool_use"}). A last user message
+    holding any tool_result block hands results back; any other user message is a turn."""
+    tools = body.get("tools")
+    declared = tuple(
+        (tool["name"], tool.get("input_schema") or {"type": "object"})
+        for tool in (tools if isinstance(tools, list) else [])
+        if isinstance(tool, dict) and isinstance(tool.get("name"), str) and "input_schema" in tool
+    )
+    choice = body.get("tool_choice")
+    choice = choice if isinstance(choice, dict) else {}
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    last = messages[-1] if messages and messages[-1].get("role") == "user" else {}
+    content = last.get("content")
+    results = tuple(
+        message_text(block.get("content"))
+        for block in (content if isinstance(content, list) else [])
+        if isinstance(block, dict) and block.get("type") == "tool_result"
+    )
+    return ToolTurn(
+        tools=declared,
+        forced=choice.get("name") if choice.get("type") == "tool" else None,
+        allowed=choice.get("type") != "none",
+        parallel=not choice.get("disable_parallel_tool_use"),
+        user_turn=bool(last) and not results,
+        results=results or None,
+    )
+
+
+def _stop_reason(reply: Reply) -> str:
+    return "max_tokens" if reply.truncated else "tool_use" if reply.tool_calls else "end_turn"
+
+
+def _blocks(reply: Reply, serial: int) -> list[dict]:
+    """The text, or a sentence naming the tools then one tool_use block per call."""
+    if not reply.tool_calls:
+        return [{"type": "text", "text": reply.content}]
+    names = ", ".join(dict.fromkeys(call.name for call in reply.tool_calls))
+    calls = [
+        {
+            "type": "tool_use",
+            "id": f"toolu_sim_{serial}_{index}",
+            "name": call.name,
+            "input": call.arguments,
+        }
+        for index, call in enumerate(reply.tool_calls)
+    ]
+    return [{"type": "text", "text": f"I'll call {names}."}, *calls]
+
+
+def _usage(tokens_in: int, tokens_out: int) -> dict:
+    return {
+        "input_tokens": tokens_in,
+        "output_tokens": tokens_out,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+
+
 def message_body(model: str, reply: Reply, serial: int, body: dict | None = None) -> dict:
     return {
         "id": f"msg_sim_{serial}",
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": reply.content}],
-        "stop_reason": "max_tokens" if reply.truncated else "end_turn",
+        "content": _blocks(reply, serial),
+        "stop_reason": _stop_reason(reply),
         "stop_sequence": None,
-        "usage": {"input_tokens": reply.tokens_in, "output_tokens": reply.tokens_out},
+        "usage": _usage(reply.tokens_in, reply.tokens_out),
     }
 
 
 def events(model: str, reply: Reply, serial: int, body: dict | None = None) -> list[str]:
-    """Usage in every stream: input tokens in message_start, output in message_delta."""
+    """Usage in every stream: input tokens in message_start, output in message_delta; a
+    tool_use block starts with an empty input, then streams its JSON in fragments."""
 
     def event(name: str, data: dict) -> str:
         return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
 
     start = message_body(model, reply, serial)
-    start.update(content=[], stop_reason=None)
-    start["usage"] = {"input_tokens": reply.tokens_in, "output_tokens": 1}
-    frames = [
-        event("message_start", {"message": start}),
-        event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
-        event("ping", {}),
-    ]
+    start.update(content=[], stop_reason=None, usage=_usage(reply.tokens_in, 1))
+    frames = [event("message_start", {"message": start})]
+    opening: dict
+    for index, block in enumerate(_blocks(reply, serial)):
+        if block["type"] == "text":
+            opening = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": piece} for piece in pieces(block["text"])]
+        else:
+            opening = {**block, "input": {}}
+            deltas = [
+                {"type": "input_json_delta", "partial_json": fragment}
+                for fragment in fragments(json.dumps(block["input"]))
+            ]
+        frames.append(event("content_block_start", {"index": index, "content_block": opening}))
+        if index == 0:
+            frames.append(event("ping", {}))
+        frames += [event("content_block_delta", {"index": index, "delta": d}) for d in deltas]
+        frames.append(event("content_block_stop", {"index": index}))
     frames += [
-        event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}})
-        for piece in pieces(reply.content)
-    ]
-    stop_reason = "max_tokens" if reply.truncated else "end_turn"
-    frames += [
-        event("content_block_stop", {"index": 0}),
         event(
             "message_delta",
             {
-                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "delta": {"stop_reason": _stop_reason(reply), "stop_sequence": None},
                 "usage": {"output_tokens": reply.tokens_out},
             },
         ),
@@ -82,6 +149,7 @@ SHAPE = WireShape(
     path=PATH,
     base_path="",  # the adapter adds /v1/messages to a bare host
     prompt_outside_messages=lambda body: message_text(body.get("system")),
+    tool_turn=tool_turn,
     answer=message_body,
     events=events,
     error=error,

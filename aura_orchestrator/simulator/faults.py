@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass
 class Fault:
-    """One scripted answer to the next completion request (consumed in FIFO order)."""
+    """One scripted answer to the next completion or embedding request (FIFO order)."""
 
     status: int = 200
     headers: dict | None = None
@@ -16,8 +16,8 @@ class Fault:
     delay: float = 0.0  # seconds to wait before answering (to trigger client timeouts)
     malformed: bool = False  # 200 whose body (or stream event) is not JSON
     reset: bool = False  # drop the connection with a TCP reset instead of answering
-    content: str | None = None  # success content override
-    usage: tuple[int, int] | None = None  # (prompt_tokens, completion_tokens) override
+    content: str | None = None  # success content override (no tool calls then)
+    usage: tuple[int, int] | None = None  # (prompt, completion) tokens; embeddings: prompt
     drip: float = 0.0  # > 0: headers at once, then the body one byte every `drip` seconds
     drip_after: int = 0  # bytes of the body sent at once before the drip starts
 

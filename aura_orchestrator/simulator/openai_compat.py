@@ -4,12 +4,53 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import takewhile
 
 from aura_orchestrator.providers.openai_compat import OpenAICompatAdapter
 
-from .wire import Reply, WireShape, pieces
+from .tools import ToolTurn, fragments
+from .wire import Reply, WireShape, message_text, pieces
 
 PATH = "/v1/chat/completions"
+FINGERPRINT = "fp_sim"
+
+
+def tool_turn(body: dict) -> ToolTurn:
+    """Function tools and `tool_choice` ("none", "auto", "required" or one named function);
+    the trailing `tool` messages are the results handed back."""
+    tools = body.get("tools")
+    functions = tuple(
+        (function["name"], function.get("parameters") or {"type": "object"})
+        for tool in (tools if isinstance(tools, list) else [])
+        if isinstance(tool, dict)
+        for function in [tool.get("function")]
+        if isinstance(function, dict) and isinstance(function.get("name"), str)
+    )
+    choice = body.get("tool_choice")
+    named = choice.get("function") if isinstance(choice, dict) else None
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    trailing = list(takewhile(lambda m: m.get("role") == "tool", reversed(messages)))
+    return ToolTurn(
+        tools=functions,
+        forced=named.get("name") if isinstance(named, dict) else None,
+        allowed=choice != "none",
+        parallel=body.get("parallel_tool_calls") is not False,
+        user_turn=bool(messages) and messages[-1].get("role") == "user",
+        results=tuple(message_text(m.get("content")) for m in reversed(trailing)) or None,
+    )
+
+
+def _choices(body: dict) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and n > 0 else 1
+
+
+def _finish(reply: Reply) -> str:
+    return "length" if reply.truncated else "tool_calls" if reply.tool_calls else "stop"
+
+
+def _call_id(serial: int, index: int) -> str:
+    return f"call_sim_{serial}_{index}"
 
 
 def _usage(reply: Reply, choices: int = 1) -> dict:
@@ -18,22 +59,74 @@ def _usage(reply: Reply, choices: int = 1) -> dict:
         "prompt_tokens": reply.tokens_in,
         "completion_tokens": tokens_out,
         "total_tokens": reply.tokens_in + tokens_out,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
 
 
+def _top_logprobs(body: dict) -> int | None:
+    """How many alternatives each token lists; None when logprobs were not asked for."""
+    if body.get("logprobs") is not True:
+        return None
+    top = body.get("top_logprobs")
+    return top if isinstance(top, int) and not isinstance(top, bool) and top > 0 else 0
+
+
+def _logprob(piece: str, k: int, top: int) -> dict:
+    """Piece k (from 1) has logprob -0.1·k; its alternatives are itself, then "alt1",
+    "alt2"... each 1 lower than the one before."""
+
+    def entry(token: str, logprob: float) -> dict:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    logprob = round(-0.1 * k, 6)
+    alternatives = [
+        entry(piece if j == 0 else f"alt{j}", round(logprob - j, 6)) for j in range(top)
+    ]
+    return {**entry(piece, logprob), "top_logprobs": alternatives}
+
+
+def _logprobs(body: dict, reply: Reply) -> dict | None:
+    top = _top_logprobs(body)
+    if top is None:
+        return None
+    text = [piece for piece in pieces(reply.content) if piece]
+    content = [_logprob(piece, k, top) for k, piece in enumerate(text, 1)]
+    return {"content": content, "refusal": None}
+
+
+def _message(reply: Reply, serial: int) -> dict:
+    message: dict = {
+        "role": "assistant",
+        "content": None if reply.tool_calls else reply.content,
+        "refusal": None,
+    }
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": _call_id(serial, index),
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments_json},
+            }
+            for index, call in enumerate(reply.tool_calls)
+        ]
+    return message
+
+
 def completion(model: str, reply: Reply, serial: int, body: dict) -> dict:
-    choices = body.get("n") or 1
-    finish = "length" if reply.truncated else "stop"
+    choices = _choices(body)
     return {
         "id": f"chatcmpl-sim-{serial}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
+        "system_fingerprint": FINGERPRINT,
         "choices": [
             {
                 "index": index,
-                "message": {"role": "assistant", "content": reply.content},
-                "finish_reason": finish,
+                "message": _message(reply, serial),
+                "logprobs": _logprobs(body, reply),
+                "finish_reason": _finish(reply),
             }
             for index in range(choices)
         ],
@@ -42,9 +135,11 @@ def completion(model: str, reply: Reply, serial: int, body: dict) -> dict:
 
 
 def events(model: str, reply: Reply, serial: int, body: dict) -> list[str]:
-    """Usage only when the request asked for it (`stream_options.include_usage`), as OpenAI."""
+    """The choices' chunks interleaved, as OpenAI streams n > 1; usage (all choices) only
+    when the request asked for it (`stream_options.include_usage`), as OpenAI."""
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     created = int(time.time())
+    top = _top_logprobs(body)
 
     def event(choices: list[dict], usage: dict | None = None) -> str:
         chunk = {
@@ -52,20 +147,43 @@ def events(model: str, reply: Reply, serial: int, body: dict) -> list[str]:
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
+            "system_fingerprint": FINGERPRINT,
             "choices": choices,
         }
         if include_usage:  # like OpenAI: null on every chunk but the last
             chunk["usage"] = usage
         return f"data: {json.dumps(chunk)}\n\n"
 
-    def choice(delta: dict, finish: str | None = None) -> list[dict]:
-        return [{"index": 0, "delta": delta, "finish_reason": finish}]
+    def piece_logprobs(piece: str, k: int) -> dict | None:
+        return None if top is None else {"content": [_logprob(piece, k, top)], "refusal": None}
 
-    frames = [event(choice({"role": "assistant", "content": ""}))]
-    frames += [event(choice({"content": piece})) for piece in pieces(reply.content)]
-    frames.append(event(choice({}, "length" if reply.truncated else "stop")))
+    def one_choice(index: int) -> list[dict]:
+        def choice(delta: dict, finish: str | None = None, logprobs: dict | None = None) -> dict:
+            return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+
+        first = {"role": "assistant", "content": None if reply.tool_calls else "", "refusal": None}
+        deltas = [choice(first)]
+        for at, call in enumerate(reply.tool_calls):
+            head = {"index": at, "id": _call_id(serial, at), "type": "function"}
+            head["function"] = {"name": call.name, "arguments": ""}
+            deltas.append(choice({"tool_calls": [head]}))
+            deltas += [
+                choice({"tool_calls": [{"index": at, "function": {"arguments": fragment}}]})
+                for fragment in fragments(call.arguments_json)
+            ]
+        if not reply.tool_calls:
+            deltas += [
+                choice({"content": piece}, logprobs=piece_logprobs(piece, k))
+                for k, piece in enumerate(pieces(reply.content), 1)
+            ]
+        deltas.append(choice({}, _finish(reply)))
+        return deltas
+
+    choices = _choices(body)
+    rounds = zip(*(one_choice(index) for index in range(choices)), strict=True)
+    frames = [event([choice]) for step in rounds for choice in step]
     if include_usage:
-        frames.append(event([], _usage(reply)))
+        frames.append(event([], _usage(reply, choices)))
     frames.append("data: [DONE]\n\n")
     return frames
 
@@ -91,6 +209,7 @@ SHAPE = WireShape(
     path=PATH,
     base_path="/v1",
     prompt_outside_messages=lambda body: "",
+    tool_turn=tool_turn,
     answer=completion,
     events=events,
     error=error,

@@ -1,7 +1,8 @@
 """The HTTP side of the fake upstream: routing, faults on the wire, pacing and drips.
 
 `FakeUpstream` (upstream.py) owns the state; each connection's `_Handler` asks it for the
-next fault and answers in the shape of the kind whose path was called (kinds.py).
+next fault and answers in the shape of the kind whose path was called (kinds.py), or with
+embeddings (embeddings.py: OpenAI's format, the same faults).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from . import openai_compat
+from . import embeddings, openai_compat
 from .answers import compose_reply
 from .faults import Fault
 from .kinds import BY_PATH
@@ -99,34 +100,57 @@ class _Handler(BaseHTTPRequestHandler):
         upstream = self.server.upstream
         upstream._count(path)
         shape = BY_PATH.get(path)
-        if shape is None:
+        if shape is None and path != embeddings.PATH:
             self._send_json(404, openai_compat.error(404, f"no route for POST {path}"))
             return
+        error = shape.error if shape is not None else openai_compat.error
         try:
             body = json.loads(raw)
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            self._send_json(400, shape.error(400, "request body is not a JSON object"))
+            self._send_json(400, error(400, "request body is not a JSON object"))
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
         fault, serial = upstream._admit(body, headers)
         fault = fault or Fault()
         upstream._sleep(upstream._latency() + fault.delay)
         try:
-            self._answer(body, fault, serial, shape)
+            if self._faulted(fault, error):
+                return
+            if shape is None:
+                self._embed(body, fault)
+            else:
+                self._answer(body, fault, serial, shape)
         except OSError:  # the client gave up (timeout) or went away mid-stream
             self.close_connection = True
 
-    def _answer(self, body: dict, fault: Fault, serial: int, shape: WireShape) -> None:
+    def _faulted(self, fault: Fault, error: Callable[[int, str | None], dict]) -> bool:
+        """Answer a reset or an error status in place of the answer; False otherwise."""
         if fault.reset:
             self._reset_connection()
-            return
-        extra = fault.headers or {}
+            return True
         if fault.status != 200:
-            error = fault.body if fault.body is not None else shape.error(fault.status, None)
-            self._send(fault.status, error, extra, fault)
+            body = fault.body if fault.body is not None else error(fault.status, None)
+            self._send(fault.status, body, fault.headers or {}, fault)
+            return True
+        return False
+
+    def _embed(self, body: dict, fault: Fault) -> None:
+        extra = fault.headers or {}
+        if fault.malformed:
+            self._send(200, '{"object": "list", "data": [', extra, fault)
             return
+        prompt_tokens = fault.usage[0] if fault.usage is not None else None
+        try:
+            answer = embeddings.embeddings(body, prompt_tokens)
+        except embeddings.BadInput as bad:
+            self._send(400, openai_compat.error(400, str(bad)), extra, fault)
+            return
+        self._send(200, answer, extra, fault)
+
+    def _answer(self, body: dict, fault: Fault, serial: int, shape: WireShape) -> None:
+        extra = fault.headers or {}
         reply = compose_reply(body, fault, shape)
         model = str(body.get("model") or "sim-model")
         if body.get("stream"):

@@ -14,12 +14,12 @@ from .faults import Fault, random_fault
 from .kinds import COMPLETION_PATHS, SHAPES
 from .server import _Handler, _Server
 
-DEFAULT_MODELS = ("sim-gpt", "sim-gpt-mini", "sim-claude")
+DEFAULT_MODELS = ("sim-gpt", "sim-gpt-mini", "sim-claude", "sim-embed")
 
 
 class FakeUpstream:
     """Serves every kind's completions path (kinds.py: `/v1/chat/completions`,
-    `/v1/messages`) and `/v1/models` from a daemon thread."""
+    `/v1/messages`), `/v1/embeddings` and `/v1/models` from a daemon thread."""
 
     def __init__(
         self,
@@ -130,13 +130,13 @@ class FakeUpstream:
 
     @property
     def requests(self) -> list[dict]:
-        """JSON bodies of the completion requests received, most recent last."""
+        """JSON bodies of the completion and embedding requests received, most recent last."""
         with self._lock:
             return list(self._requests)
 
     @property
     def request_headers(self) -> list[dict[str, str]]:
-        """Headers (lower-cased names) of the completion requests, parallel to `requests`."""
+        """Headers (lower-cased names) of those requests, parallel to `requests`."""
         with self._lock:
             return list(self._headers)
 
@@ -147,7 +147,8 @@ class FakeUpstream:
             self._path_counts[path] += 1
 
     def _admit(self, body: dict, headers: dict[str, str]) -> tuple[Fault | None, int]:
-        """Record a completion request; return its scripted or random fault and its serial."""
+        """Record a completion or embedding request; return its scripted or random fault and
+        its serial."""
         with self._lock:
             self._requests.append(body)
             self._headers.append(headers)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from aura_orchestrator.providers.base import ProviderKindSpec
 
+from .tools import ToolCall, ToolTurn
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -17,6 +19,7 @@ class Reply:
     tokens_in: int
     tokens_out: int
     truncated: bool  # max_tokens cut the answer short
+    tool_calls: tuple[ToolCall, ...] = ()  # made instead of a text answer (content "")
 
 
 # (model, reply, serial, request body) -> what the kind sends back
@@ -33,6 +36,7 @@ class WireShape:
     path: str  # where completions are POSTed
     base_path: str  # what a provider's base_url adds to the server's URL
     prompt_outside_messages: Callable[[dict], str]  # e.g. Anthropic's `system`
+    tool_turn: Callable[[dict], ToolTurn]  # what the body says about tools, in its format
     answer: Answer  # the body of a non-streamed answer
     events: Events  # the SSE events of a stream, already framed
     error: Callable[[int, str | None], dict]  # (status, message) -> the kind's error body
@@ -44,9 +48,16 @@ def pieces(content: str) -> list[str]:
 
 
 def message_text(content: object) -> str:
-    """Text of an OpenAI or Anthropic message content (a string or a list of parts)."""
+    """Text of an OpenAI or Anthropic message content (a string or a list of parts), the
+    text of Anthropic's tool_result blocks included."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        return "".join(_part_text(part) for part in content if isinstance(part, dict))
     return ""
+
+
+def _part_text(part: dict) -> str:
+    if part.get("type") == "tool_result":
+        return message_text(part.get("content"))
+    return str(part.get("text", ""))
