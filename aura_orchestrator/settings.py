@@ -201,6 +201,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "SECURITY": [{"BearerApiKey": []}],
+    # `object: "list"` of both gateway lists (models, embeddings): one enum.
+    "ENUM_NAME_OVERRIDES": {"ListObjectEnum": ["list"]},
 }
 
 # --- Product settings ----------------------------------------------------------------------

@@ -41,6 +41,31 @@ def cache_key(
         "schema": response_schema,
         "extra": extra or {},
     }
+    return _digest(material)
+
+
+def embedding_key(
+    *,
+    chain: list[str],
+    items: list[str] | list[list[int]],
+    dimensions: int | None,
+    encoding_format: str | None,
+    extra: dict[str, Any],
+) -> str:
+    """SHA-256 over what changes an embeddings answer: the chain, every input exactly
+    (not normalised: a vector depends on every character), the dimensions, the encoding
+    and the fields passed on. Not the operation type, which changes no vector."""
+    material = {
+        "embeddings": items,
+        "chain": chain,
+        "dimensions": dimensions,
+        "encoding_format": encoding_format or "float",
+        "extra": extra,
+    }
+    return _digest(material)
+
+
+def _digest(material: dict[str, Any]) -> str:
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 

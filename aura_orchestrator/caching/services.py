@@ -16,10 +16,17 @@ class Answer:
     """An answer beyond its text, in OpenAI's shapes: every choice (its message with tool
     calls or refusal, its logprobs and finish reason) and the provider's fields we pass
     back (`system_fingerprint`, usage details). Kept with a cached answer, so that a hit
-    answers the same choices; a plain text answer has none (its `content` says it all)."""
+    answers the same choices; a plain text answer has none (its `content` says it all).
+    An embeddings answer is its `data`: the provider's list, verbatim."""
 
     choices: tuple[dict[str, Any], ...]
     passthrough: dict[str, Any] = field(default_factory=dict)
+    data: list[dict[str, Any]] | None = None
+
+    @property
+    def kept(self) -> bool:
+        """Whether a cache entry keeps it: choices or embeddings (passthrough alone not)."""
+        return bool(self.choices) or self.data is not None
 
     def tool_calls(self) -> list[dict[str, Any]]:
         """Choice 0's tool calls."""
@@ -30,13 +37,18 @@ class Answer:
 
     def payload(self) -> dict[str, Any]:
         """What the cache entry stores (JSON)."""
-        return {"choices": list(self.choices), "passthrough": self.passthrough}
+        payload = {"choices": list(self.choices), "passthrough": self.passthrough}
+        return payload if self.data is None else payload | {"data": self.data}
 
     @classmethod
     def of_payload(cls, payload: dict[str, Any] | None) -> "Answer | None":
         if not payload:
             return None
-        return cls(tuple(payload.get("choices") or ()), payload.get("passthrough") or {})
+        return cls(
+            tuple(payload.get("choices") or ()),
+            payload.get("passthrough") or {},
+            payload.get("data"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

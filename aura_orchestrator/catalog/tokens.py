@@ -134,3 +134,11 @@ def count_answer_tokens(content: str, choices: Sequence[dict], *, model: str) ->
 
 def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def count_input_tokens(items: Sequence[str] | Sequence[Sequence[int]], *, model: str) -> int:
+    """Input tokens of an embeddings request: each text counted, each token array its
+    length (no framing: the input is embedded as it is)."""
+    return sum(
+        count_tokens(item, model=model) if isinstance(item, str) else len(item) for item in items
+    )

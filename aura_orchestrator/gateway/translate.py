@@ -82,6 +82,20 @@ def _invalid(param: str, message: str) -> errors.InvalidRequest:
     return invalid_field(param, message)
 
 
+def model_field(body: dict) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip() or len(model) > 200:
+        raise _invalid("model", "`model` must name a configured model (see GET /v1/models).")
+    return model.strip()
+
+
+def user_field(body: dict) -> str | None:
+    user = body.get("user")
+    if user is not None and (not isinstance(user, str) or len(user) > 256):
+        raise _invalid("user", "`user` must be a string of at most 256 characters.")
+    return user
+
+
 def _number(body: dict, name: str, *, low: float, high: float) -> float | None:
     value = body.get(name)
     if value is None:
@@ -179,9 +193,9 @@ def _session_id(value: str, *, source: str) -> str:
     return value
 
 
-def _operation_type(value: str | None, *, source: str) -> OperationType:
+def _operation_type(value: str | None, *, source: str, default: OperationType) -> OperationType:
     if value is None:
-        return OperationType.COMPLETION
+        return default
     op = parse_operation_type(value)
     if op is None:
         raise _invalid(
@@ -212,15 +226,46 @@ def _pick(headers: Mapping[str, str], meta: dict[str, str], header: str, key: st
     return None, header
 
 
+@dataclass(frozen=True, slots=True)
+class AuraFields:
+    """What our headers (or chat's `metadata`) say about an operation."""
+
+    session_id: str
+    operation_type: OperationType
+    budget_name: str | None
+    enable_cache: bool | None
+
+
+def aura_fields(
+    headers: Mapping[str, str],
+    meta: dict[str, str],
+    *,
+    default_session: str,
+    default_operation: OperationType = OperationType.COMPLETION,
+) -> AuraFields:
+    """The session, operation type, named budget and cache switch: each from its header,
+    else from `metadata` (chat only), else the default."""
+    session, source = _pick(headers, meta, SESSION_HEADER, "session_id")
+    op, op_source = _pick(headers, meta, OPERATION_TYPE_HEADER, "operation_type")
+    budget, budget_source = _pick(headers, meta, BUDGET_HEADER, "budget")
+    cache, cache_source = _pick(headers, meta, ENABLE_CACHE_HEADER, "enable_cache")
+    if budget is not None and (not budget.strip() or len(budget) > 100):
+        raise _invalid(budget_source, f"`{budget_source}` must name a budget constraint.")
+    return AuraFields(
+        session_id=default_session if session is None else _session_id(session, source=source),
+        operation_type=_operation_type(op, source=op_source, default=default_operation),
+        budget_name=budget.strip() if budget else None,
+        enable_cache=_flag(cache, source=cache_source),
+    )
+
+
 def chat_call_from(*, body: object, headers: Mapping[str, str], default_session: str) -> ChatCall:
     """Validate a chat-completions body and build the pipeline's request from it."""
     # Lone surrogates and NUL characters never get here: the body parser refuses them
     # with the field's name (api/jsonbody.py).
     if not isinstance(body, dict):
         raise _invalid("body", "The request body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip() or len(model) > 200:
-        raise _invalid("model", "`model` must name a configured model (see GET /v1/models).")
+    model = model_field(body)
     _check_types(body)
     n = body.get("n")
     if n is not None and not 1 <= n <= MAX_CHOICES:
@@ -234,33 +279,24 @@ def chat_call_from(*, body: object, headers: Mapping[str, str], default_session:
     include_usage = options.get("include_usage") if options else None
     if include_usage is not None and not isinstance(include_usage, bool):
         raise _invalid("stream_options", "`stream_options.include_usage` must be a boolean.")
-    user = body.get("user")
-    if user is not None and (not isinstance(user, str) or len(user) > 256):
-        raise _invalid("user", "`user` must be a string of at most 256 characters.")
+    user = user_field(body)
     # max_completion_tokens is the newer name of max_tokens; it wins when both are given.
     legacy_max_tokens = _positive_int(body, "max_tokens")
     max_tokens = _positive_int(body, "max_completion_tokens") or legacy_max_tokens
     response_format, response_schema = _response_format(body)
-    meta = _metadata(body)
-
-    session, source = _pick(headers, meta, SESSION_HEADER, "session_id")
-    op, op_source = _pick(headers, meta, OPERATION_TYPE_HEADER, "operation_type")
-    budget, budget_source = _pick(headers, meta, BUDGET_HEADER, "budget")
-    cache, cache_source = _pick(headers, meta, ENABLE_CACHE_HEADER, "enable_cache")
-    if budget is not None and (not budget.strip() or len(budget) > 100):
-        raise _invalid(budget_source, f"`{budget_source}` must name a budget constraint.")
+    aura = aura_fields(headers, _metadata(body), default_session=default_session)
     operation = OperationRequest(
-        session_id=default_session if session is None else _session_id(session, source=source),
-        operation_type=_operation_type(op, source=op_source),
+        session_id=aura.session_id,
+        operation_type=aura.operation_type,
         messages=parse_messages(body.get("messages")),
-        enable_cache=_flag(cache, source=cache_source),
-        budget_name=budget.strip() if budget else None,
+        enable_cache=aura.enable_cache,
+        budget_name=aura.budget_name,
         overrides=PresetOverrides(
             temperature=_number(body, "temperature", low=0.0, high=2.0),
             top_p=_number(body, "top_p", low=0.0, high=1.0),
             max_tokens=max_tokens,
         ),
-        model=model.strip(),
+        model=model,
         response_schema=response_schema,
         stop=_stop(body),
         response_format=response_format,

@@ -6,6 +6,7 @@ app_name = "gateway"
 
 urlpatterns = [
     path("chat/completions", views.ChatCompletionsView.as_view(), name="chat-completions"),
+    path("embeddings", views.EmbeddingsView.as_view(), name="embeddings"),
     path("models", views.ModelListView.as_view(), name="models"),
     # Ids of pinned models contain a slash: `provider/model`.
     path("models/<path:model_id>", views.ModelDetailView.as_view(), name="model"),

@@ -4,7 +4,7 @@ Same Bearer keys and the same error table as the REST API; errors in OpenAI's bo
 shape (`render_error` is what the shared exception handler calls).
 """
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from adrf.views import APIView as AsyncAPIView
@@ -24,6 +24,12 @@ from aura_orchestrator.api import openapi
 from aura_orchestrator.api.views import principal_of
 from aura_orchestrator.db import db
 from aura_orchestrator.gateway import render
+from aura_orchestrator.gateway.embeddings import embedding_operation_from, embeddings_body
+from aura_orchestrator.gateway.embeddings_schema import (
+    EMBEDDINGS_DESCRIPTION,
+    EmbeddingListSerializer,
+    EmbeddingsInputSerializer,
+)
 from aura_orchestrator.gateway.schema import (
     ANSWER_DESCRIPTION,
     CHAT_REQUEST_HEADERS,
@@ -95,18 +101,30 @@ async def chat_reply(call: ChatCall, *, principal: pipeline.Principal) -> ChatRe
             ),
             stream=stream,
         )
-    result = await pipeline.execute(call.operation, principal=principal)
+    return await answered(
+        call.operation,
+        principal,
+        lambda result: render.completion_body(result, legacy_functions=call.legacy_functions),
+    )
+
+
+async def answered(
+    operation: pipeline.OperationRequest,
+    principal: pipeline.Principal,
+    body_of: Callable[[pipeline.OperationResult], dict],
+) -> ChatReply:
+    """Run an operation whose answer is one JSON body (`body_of` its success)."""
+    result = await pipeline.execute(operation, principal=principal)
     headers = render.aura_headers(
         operation_id=result.operation_id,
-        session_id=session_id,
+        session_id=operation.session_id,
         cache_hit=result.was_cached,
         budget=result.budget,
         cost=result.telemetry["estimated_cost"],
     )
     if result.error is not None:
         return _failure(result.error, headers)
-    body = render.completion_body(result, legacy_functions=call.legacy_functions)
-    return ChatReply(status=200, headers=headers, body=body)
+    return ChatReply(status=200, headers=headers, body=body_of(result))
 
 
 class AnswerAsOpenAIDoes(BaseContentNegotiation):
@@ -118,6 +136,15 @@ class AnswerAsOpenAIDoes(BaseContentNegotiation):
 
     def select_parser(self, request, parsers):
         return DefaultContentNegotiation().select_parser(request, parsers)
+
+
+# The failures of a POST that runs an operation. No 406: JSON (or SSE) whatever Accept
+# says (AnswerAsOpenAIDoes).
+OPERATION_ERRORS = {
+    status: response
+    for status, response in openapi.gateway_errors(*openapi.JSON_BODY, *openapi.PIPELINE).items()
+    if status != 406
+}
 
 
 class ChatCompletionsView(GatewayView):
@@ -138,14 +165,7 @@ class ChatCompletionsView(GatewayView):
                     OpenApiExample("The end", value={"data": "[DONE]"}),
                 ],
             ),
-            # No 406: JSON or SSE whatever Accept says (AnswerAsOpenAIDoes).
-            **{
-                status: response
-                for status, response in openapi.gateway_errors(
-                    *openapi.JSON_BODY, *openapi.PIPELINE
-                ).items()
-                if status != 406
-            },
+            **OPERATION_ERRORS,
         },
         tags=["gateway"],
         operation_id="v1_chat_completions_create",
@@ -164,6 +184,31 @@ class ChatCompletionsView(GatewayView):
             return StreamingHttpResponse(
                 reply.events, status=reply.status, content_type=content_type, headers=headers
             )
+        return Response(reply.body, status=reply.status, headers=reply.headers)
+
+
+class EmbeddingsView(GatewayView):
+    content_negotiation_class = AnswerAsOpenAIDoes
+
+    @extend_schema(
+        request=EmbeddingsInputSerializer,
+        parameters=[*CHAT_REQUEST_HEADERS, *CHAT_RESPONSE_HEADERS, *openapi.ERROR_HEADERS],
+        responses={
+            200: EmbeddingListSerializer,
+            **OPERATION_ERRORS,
+        },
+        tags=["gateway"],
+        operation_id="v1_embeddings_create",
+        summary="OpenAI-compatible embeddings",
+        description=EMBEDDINGS_DESCRIPTION,
+    )
+    async def post(self, request):
+        operation = embedding_operation_from(
+            body=request.data,
+            headers=request.headers,
+            default_session=f"gateway-{request.auth.prefix}",
+        )
+        reply = await answered(operation, principal_of(request), embeddings_body)
         return Response(reply.body, status=reply.status, headers=reply.headers)
 
 

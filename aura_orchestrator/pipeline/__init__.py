@@ -14,7 +14,8 @@ top to bottom to follow one operation; each step lives in the module named besid
                       commit, shielded, journaled if the database refuses    ending.py
 
 Streams (`execute_stream`, streaming.py) take steps 1, 2, 4, then 5 until a first chunk,
-relay the rest, and end in the same `conclude`. Types are in types.py.
+relay the rest, and end in the same `conclude`. Embeddings (`OperationRequest.embedding`)
+take every step but 6, their step 5 in embeddings.py. Types are in types.py.
 
 Database work is three steps of the store (aura_orchestrator/store): prepare, reserve,
 finish; on PostgreSQL each is one round trip on the event loop. No transaction is open
@@ -29,11 +30,13 @@ import time
 from aura_orchestrator.caching.services import CachedAnswer
 from aura_orchestrator.caching.singleflight import CacheLease, SingleFlight
 from aura_orchestrator.pipeline.chain import call_chain
+from aura_orchestrator.pipeline.embeddings import call_embeddings
 from aura_orchestrator.pipeline.ending import conclude, one_row
 from aura_orchestrator.pipeline.plan import prepare, reserve
 from aura_orchestrator.pipeline.schema import validated_content
 from aura_orchestrator.pipeline.streaming import OperationStream, execute_stream
 from aura_orchestrator.pipeline.types import (
+    EmbeddingInput,
     OperationRequest,
     OperationResult,
     PresetOverrides,
@@ -49,6 +52,7 @@ from presets.selectors import EffectivePreset
 __all__ = [
     "Caps",
     "ChatMessage",
+    "EmbeddingInput",
     "OperationRequest",
     "OperationResult",
     "OperationStream",
@@ -96,6 +100,9 @@ async def _call_and_settle(run: Run) -> OperationResult:
 
 async def _call(run: Run) -> OperationResult:
     await reserve(run)  # 4
+    if run.request.embedding is not None:
+        await call_embeddings(run)  # 5: vectors, no text
+        return await conclude(run, content="")  # 7
     completion = await call_chain(run, list(run.request.messages))  # 5
     content = completion.content
     schema = run.request.response_schema
@@ -155,5 +162,5 @@ def _answer_of(result: OperationResult) -> CachedAnswer:
         model_name=t["model_name"],
         tokens_in=t["tokens_in"],
         tokens_out=t["tokens_out"],
-        answer=result.answer if result.answer and result.answer.choices else None,
+        answer=result.answer if result.answer and result.answer.kept else None,
     )

@@ -75,10 +75,25 @@ async def attempt_chain(
     messages: list[ChatMessage],
     attempt: Callable[[ProviderAdapter, ProviderConfig, CompletionRequest], Awaitable[T]],
 ) -> T:
-    """Each route in turn, each with up to max_retries retries on retryable errors
-    (backoff with jitter, Retry-After honoured); a non-retryable error moves on to the
-    next route at once. The final error is classified by the last failure. Every attempt
-    is recorded; `run.route` is the route that served."""
+    """`attempt` with each route's adapter, configuration and completion request, through
+    `attempt_routes`."""
+    plan = run.plan
+    assert plan is not None  # prepared (step 1)
+
+    def on(route: Route) -> Callable[[], Awaitable[T]]:
+        adapter, config = get_adapter(route.kind), provider_config(route)
+        request = completion_request(run.request, plan.preset, route, messages)
+        return lambda: attempt(adapter, config, request)
+
+    return await attempt_routes(run, on)
+
+
+async def attempt_routes(run: Run, on: Callable[[Route], Callable[[], Awaitable[T]]]) -> T:
+    """Each route in turn (`on(route)` gives its attempt), each with up to max_retries
+    retries on retryable errors (backoff with jitter, Retry-After honoured); a
+    non-retryable error moves on to the next route at once. The final error is
+    classified by the last failure. Every attempt is recorded; `run.route` is the route
+    that served."""
     plan, deadline = run.plan, run.deadline
     assert plan is not None and deadline is not None  # prepared and reserved (steps 1, 4)
     preset = plan.preset
@@ -86,19 +101,14 @@ async def attempt_chain(
     max_retry_after = settings.AURA["MAX_RETRY_AFTER_SECONDS"]
     last_error: ProviderError | None = None
     for route in plan.chain:
-        adapter = get_adapter(route.kind)
-        config = provider_config(route)
-        provider_request = completion_request(run.request, preset, route, messages)
+        attempt = on(route)
         for n in range(max_retries + 1):
             if run.time_left() <= 0:
                 raise final_error(run, last_error or deadline_passed(route))
             started = time.perf_counter()
             try:
                 result = await within(
-                    deadline,
-                    attempt(adapter, config, provider_request),
-                    seconds=provider_request.timeout_seconds,
-                    route=route,
+                    deadline, attempt(), seconds=preset.timeout_seconds, route=route
                 )
             except ProviderError as exc:
                 record_attempt(run, route, started, exc)

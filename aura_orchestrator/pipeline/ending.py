@@ -300,7 +300,7 @@ def cache_write(
             model_name=run.route.model_name,
             tokens_in=run.usage.tokens_in,
             tokens_out=run.usage.tokens_out,
-            answer=run.answer if run.answer and run.answer.choices else None,
+            answer=run.answer if run.answer and run.answer.kept else None,
         ),
         ttl_seconds=plan.cache_ttl,
     )

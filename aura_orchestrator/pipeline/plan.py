@@ -11,26 +11,40 @@ and holding that on the session's budget.
 """
 
 import asyncio
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
 
 from aura_orchestrator import errors
 from aura_orchestrator.caching.config_cache import MemoMiss, memo_only
-from aura_orchestrator.caching.keys import cache_key, request_material
+from aura_orchestrator.caching.keys import cache_key, embedding_key, request_material
 from aura_orchestrator.catalog.selectors import Route, route_chain_resolve
-from aura_orchestrator.catalog.tokens import count_chat_tokens, count_message_tokens
+from aura_orchestrator.catalog.tokens import (
+    count_chat_tokens,
+    count_input_tokens,
+    count_message_tokens,
+)
 from aura_orchestrator.db import db
 from aura_orchestrator.deadline import Lifetimes, operation_seconds, reservation_seconds
 from aura_orchestrator.money import cost_micros
-from aura_orchestrator.pipeline.types import OperationRequest, Plan, Principal, Run
-from aura_orchestrator.pipeline.wire import capable_routes
+from aura_orchestrator.pipeline.types import (
+    EmbeddingInput,
+    OperationRequest,
+    Plan,
+    Principal,
+    Run,
+)
+from aura_orchestrator.pipeline.wire import capable_routes, embedding_routes
 from aura_orchestrator.providers.base import Refusal
 from aura_orchestrator.store import get_store
 from budgets.caps import has_money_caps
 from budgets.reserving import Reservation
 from budgets.services import Caps
-from presets.selectors import preset_get
+from presets.selectors import EffectivePreset, preset_get
+
+ZERO = Decimal(0)
 
 # --- Step 1: preset, chain, session, cache lookup ------------------------------------------
 
@@ -80,6 +94,8 @@ def plan_of(*, request: OperationRequest) -> Plan:
         provider_names=list(request.providers) if request.providers else None,
         model=request.model,
     )
+    if request.embedding is not None:
+        return embedding_plan(request, request.embedding, preset=preset, caps=caps, chain=chain)
     chain, skipped = capable_routes(request, preset, chain)
     messages = [(m.role, m.content) for m in request.messages]
     if request.plain:
@@ -91,9 +107,8 @@ def plan_of(*, request: OperationRequest) -> Plan:
             count_chat_tokens(request.messages, tools=request.tools, model=m, kind=k)
             for m, k in {(r.model_name, r.kind) for r in chain}
         )
-    use_cache = preset.cache_enabled if request.enable_cache is None else request.enable_cache
     key = None
-    if use_cache:
+    if uses_cache(request, preset):
         extra: dict[str, Any] = {"stop": request.stop, "response_format": request.response_format}
         if not request.plain:
             extra |= request_material(
@@ -122,6 +137,48 @@ def plan_of(*, request: OperationRequest) -> Plan:
         cache_ttl=request.cache_ttl_seconds or preset.cache_ttl_seconds,
         prompt_tokens=prompt_tokens,
         max_output_tokens=preset.max_tokens * request.choices,
+        skipped=skipped,
+    )
+
+
+def uses_cache(request: OperationRequest, preset: EffectivePreset) -> bool:
+    return preset.cache_enabled if request.enable_cache is None else request.enable_cache
+
+
+def embedding_plan(
+    request: OperationRequest,
+    embedding: EmbeddingInput,
+    *,
+    preset: EffectivePreset,
+    caps: Caps | None,
+    chain: list[Route],
+) -> Plan:
+    """An embeddings operation: the routes whose kind embeds, its input counted as the
+    prompt, nothing produced (a worst case of no output tokens). An embedding model has
+    no output price (the catalogue says 0; an operator may leave it empty): it is priced
+    by its input price alone."""
+    chain, skipped = embedding_routes(chain)
+    chain = [r if r.output_price is not None else replace(r, output_price=ZERO) for r in chain]
+    items = embedding.items
+    key = None
+    if uses_cache(request, preset):
+        key = embedding_key(
+            chain=[f"{r.provider_name}/{r.model_name}" for r in chain],
+            items=items,
+            dimensions=embedding.dimensions,
+            encoding_format=embedding.encoding_format,
+            extra=request.extra,
+        )
+    return Plan(
+        preset=preset,
+        chain=chain,
+        caps=caps,
+        cache_key=key,
+        cache_ttl=request.cache_ttl_seconds or preset.cache_ttl_seconds,
+        prompt_tokens=max(
+            count_input_tokens(items, model=m) for m in {r.model_name for r in chain}
+        ),
+        max_output_tokens=0,
         skipped=skipped,
     )
 

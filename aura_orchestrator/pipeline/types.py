@@ -9,14 +9,20 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.utils import timezone
 
 from aura_orchestrator import errors
 from aura_orchestrator.caching.services import Answer, CachedAnswer
 from aura_orchestrator.catalog.selectors import Route
-from aura_orchestrator.providers.base import ChatMessage, Refusal, Tool, ToolChoice
+from aura_orchestrator.providers.base import (
+    ChatMessage,
+    EmbeddingInputValue,
+    Refusal,
+    Tool,
+    ToolChoice,
+)
 from budgets.models import LlmSession
 from budgets.reserving import Reservation
 from budgets.services import Caps
@@ -44,6 +50,25 @@ class PresetOverrides:
 
 
 @dataclass(frozen=True, slots=True)
+class EmbeddingInput:
+    """What an embeddings operation embeds (its request has no messages)."""
+
+    input: EmbeddingInputValue  # validated, as the client sent it
+    dimensions: int | None = None
+    encoding_format: str | None = None
+
+    @property
+    def items(self) -> list[str] | list[list[int]]:
+        """One entry per vector: a text or a token array."""
+        value = self.input
+        if isinstance(value, str):
+            return [value]
+        if value and isinstance(value[0], int):
+            return [value]
+        return cast("list[str] | list[list[int]]", value)
+
+
+@dataclass(frozen=True, slots=True)
 class OperationRequest:
     session_id: str
     operation_type: OperationType
@@ -66,6 +91,7 @@ class OperationRequest:
     n: int | None = None  # choices asked for; the worst case holds n times one choice
     extra: dict[str, Any] = field(default_factory=dict)  # CompletionRequest.extra
     source: str = "api"
+    embedding: EmbeddingInput | None = None  # an embeddings operation (messages empty)
 
     @property
     def choices(self) -> int:

@@ -4,6 +4,7 @@ and which routes of a chain can take a request at all (`ProviderAdapter.refusal`
 import os
 from typing import Any
 
+from aura_orchestrator import errors
 from aura_orchestrator.api.exceptions import invalid_field
 from aura_orchestrator.catalog.selectors import Route
 from aura_orchestrator.pipeline.types import OperationRequest
@@ -13,7 +14,11 @@ from aura_orchestrator.providers.base import (
     ProviderConfig,
     Refusal,
 )
-from aura_orchestrator.providers.registry import get_adapter, supports_native_json_schema
+from aura_orchestrator.providers.registry import (
+    get_adapter,
+    get_embedder,
+    supports_native_json_schema,
+)
 from presets.selectors import EffectivePreset
 
 
@@ -82,10 +87,30 @@ def capable_routes(
         else:
             skipped.append((route, refusal))
     if not capable:
-        route, refusal = skipped[0]
-        names = ", ".join(dict.fromkeys(r.provider_name for r, _ in skipped))
-        raise invalid_field(
-            refusal.param,
-            f"{refusal.reason} No provider of the chain ({names}) can take this request.",
-        )
+        raise nobody_takes(skipped)
     return capable, skipped
+
+
+def embedding_routes(chain: list[Route]) -> tuple[list[Route], list[tuple[Route, Refusal]]]:
+    """`capable_routes` for an embeddings request: the routes whose kind has an
+    embeddings API (`registry.get_embedder`)."""
+    capable, skipped = [], []
+    for route in chain:
+        if get_embedder(route.kind) is not None:
+            capable.append(route)
+        else:
+            reason = f"Providers of kind {route.kind} have no embeddings API."
+            skipped.append((route, Refusal("model", reason)))
+    if not capable:
+        raise nobody_takes(skipped)
+    return capable, skipped
+
+
+def nobody_takes(skipped: list[tuple[Route, Refusal]]) -> errors.InvalidRequest:
+    """The 400 of a request no route of the chain can take: what the first refused."""
+    refusal = skipped[0][1]
+    names = ", ".join(dict.fromkeys(r.provider_name for r, _ in skipped))
+    return invalid_field(
+        refusal.param,
+        f"{refusal.reason} No provider of the chain ({names}) can take this request.",
+    )

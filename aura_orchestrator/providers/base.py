@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -177,6 +177,30 @@ class CompletionResult:
     passthrough: dict[str, Any] = field(default_factory=dict)
 
 
+# OpenAI's embeddings `input`: a text, texts, one token array or token arrays.
+EmbeddingInputValue = str | list[str] | list[int] | list[list[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    model: str
+    input: EmbeddingInputValue  # as the client sent it, so the provider sees the same shape
+    dimensions: int | None = None
+    encoding_format: str | None = None  # float | base64; None: the provider's default
+    user: str | None = None
+    timeout_seconds: float = 60.0
+    extra: dict[str, Any] = field(default_factory=dict)  # other fields, verbatim
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResult:
+    # The provider's `data` list verbatim (index, embedding as floats or base64 text):
+    # passed back untouched, so a base64 answer reaches the client byte for byte.
+    data: list[dict[str, Any]]
+    usage: Usage | None  # tokens_out 0; None when the provider reported none
+    model: str  # the model the provider says served the request
+
+
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
     delta: str  # text delta, "" for role-only, usage-only and final chunks
@@ -264,3 +288,16 @@ class ProviderAdapter(Protocol):
         """What of `request` this kind cannot carry (None: all of it). Asked before any
         call: a route that refuses is skipped, and a request no route takes is a 400."""
         ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """An adapter whose kind has an embeddings API. Kinds without one (Anthropic) do not
+    implement it: their routes are skipped for embeddings (`registry.get_embedder`)."""
+
+    async def embed(
+        self,
+        client: httpx.AsyncClient | httpx.AsyncBaseTransport,
+        config: ProviderConfig,
+        request: EmbeddingRequest,
+    ) -> EmbeddingResult: ...

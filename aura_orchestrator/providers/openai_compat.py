@@ -12,6 +12,8 @@ from .base import (
     CompletionRequest,
     CompletionResult,
     ContentPart,
+    EmbeddingRequest,
+    EmbeddingResult,
     ImagePart,
     ProviderConfig,
     ProviderKindSpec,
@@ -84,6 +86,22 @@ class OpenAICompatAdapter:
     def refusal(self, request: CompletionRequest) -> Refusal | None:
         return None  # the chat-completions format itself: everything is passed on
 
+    async def embed(
+        self, client: Sender, config: ProviderConfig, request: EmbeddingRequest
+    ) -> EmbeddingResult:
+        with translate_transport_errors(config, request.timeout_seconds):
+            response = await send(
+                client,
+                json_request(
+                    _url(config, "/embeddings"),
+                    embedding_body(request),
+                    headers=_headers(config),
+                    timeout=request.timeout_seconds,
+                ),
+            )
+            await raise_for_status(config, response)
+        return parse_embeddings(config, json_body(config, response), request, response.status_code)
+
     async def list_models(self, client: httpx.AsyncClient, config: ProviderConfig) -> list[str]:
         with translate_transport_errors(config, 30.0):
             response = await client.get(
@@ -128,6 +146,36 @@ def request_body(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return body
+
+
+def embedding_body(request: EmbeddingRequest) -> dict[str, Any]:
+    """The embeddings body: the fields set, after the verbatim ones (ours win)."""
+    optional = {
+        "dimensions": request.dimensions,
+        "encoding_format": request.encoding_format,
+        "user": request.user,
+    }
+    return {
+        **request.extra,
+        "model": request.model,
+        "input": request.input,
+        **{key: value for key, value in optional.items() if value is not None},
+    }
+
+
+def parse_embeddings(
+    config: ProviderConfig, body: dict[str, Any], request: EmbeddingRequest, status: int
+) -> EmbeddingResult:
+    data = body.get("data")
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise bad_response(config, "embeddings response has no data list", status)
+    usage = body.get("usage")
+    tokens_in = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return EmbeddingResult(
+        data=data,
+        usage=Usage(tokens_in, 0) if isinstance(tokens_in, int) else None,
+        model=str(body.get("model") or request.model),
+    )
 
 
 def message_body(message: ChatMessage) -> dict[str, Any]:

@@ -9,7 +9,7 @@ the admin, `configure_provider --kind` and `provider_configure`), the price cata
 from __future__ import annotations
 
 from .anthropic import AnthropicAdapter
-from .base import ProviderAdapter, ProviderKindSpec
+from .base import Embedder, ProviderAdapter, ProviderKindSpec
 from .openai_compat import OpenAICompatAdapter
 
 ADAPTERS: tuple[ProviderAdapter, ...] = (OpenAICompatAdapter(), AnthropicAdapter())
@@ -18,6 +18,9 @@ _BY_KIND: dict[str, ProviderAdapter] = {adapter.spec.kind: adapter for adapter i
 
 KINDS: tuple[str, ...] = tuple(_BY_KIND)
 SPECS: tuple[ProviderKindSpec, ...] = tuple(adapter.spec for adapter in ADAPTERS)
+_EMBEDDERS: dict[str, Embedder] = {
+    kind: adapter for kind, adapter in _BY_KIND.items() if isinstance(adapter, Embedder)
+}
 
 
 class UnknownProviderKind(KeyError):
@@ -42,3 +45,8 @@ def supports_native_json_schema(kind: str) -> bool:
     """Whether a provider of `kind` takes a JSON schema as `response_format` (the pipeline
     then sends the request's response_schema along); UnknownProviderKind if unregistered."""
     return kind_spec(kind).native_json_schema
+
+
+def get_embedder(kind: str) -> Embedder | None:
+    """The adapter of `kind` if that kind serves embeddings (None: it has no such API)."""
+    return _EMBEDDERS.get(kind)

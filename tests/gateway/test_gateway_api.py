@@ -136,7 +136,7 @@ async def test_a_missing_or_wrong_key_is_401_in_openai_error_shape(asgi_client, 
 async def test_get_on_chat_completions_is_405_and_unknown_paths_404(asgi_client, provider):
     response = await asgi_client.get(CHAT)
     assert response.status_code == 405 and "error" in response.json()
-    response = await asgi_client.get("/v1/embeddings")
+    response = await asgi_client.get("/v1/images/generations")
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 

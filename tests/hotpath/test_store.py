@@ -65,6 +65,10 @@ def _telemetry(project_id: int, session_id: str, **extra) -> dict:
         "source": "api",
         "time_to_first_token_ms": None,
         "streamed": False,
+        "tools_sent": 0,
+        "images_sent": 0,
+        "choices": 1,
+        "tool_calls": [],
     }
     return fields | extra
 
