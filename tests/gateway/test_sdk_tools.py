@@ -11,7 +11,9 @@ import httpx
 import pytest
 
 from aura_orchestrator.api.chat import parse_messages, parse_tools
+from aura_orchestrator.catalog.services import provider_configure
 from aura_orchestrator.catalog.tokens import count_chat_tokens, count_tokens
+from aura_orchestrator.simulator import Fault
 from budgets.models import LlmSession
 from telemetry.models import OperationTelemetry
 from tests.gateway.sdk_support import (
@@ -265,3 +267,57 @@ def test_a_cached_answer_with_tool_calls_comes_back_identical_also_streamed(clie
         (True, True),
     ]
     assert all(r.tool_calls == rows[0].tool_calls != [] for r in rows)
+
+
+def test_a_tool_conversation_falls_back_from_openai_to_anthropic_through_the_sdk(
+    client, fake_upstream, provider
+):
+    """The OpenAI-kind provider calls the tool; when the result comes back it fails on
+    every attempt, and the Anthropic-kind provider of the same model finishes the
+    conversation: the SDK sees one conversation, the upstream got the OpenAI call and its
+    result as Anthropic `tool_use` / `tool_result` blocks."""
+    backup = provider_configure(
+        name="claude-backup",
+        kind="anthropic",
+        base_url=fake_upstream.anthropic_base_url,
+        api_key_env="AURA_TEST_PRIMARY_KEY",
+        model="sim-gpt",
+        input_price=1,
+        output_price=2,
+        make_default=False,
+    )
+    backup.provider.priority = 200  # after `primary` in the chain of sim-gpt
+    backup.provider.save()
+    headers = {"X-Aura-Session-Id": "tools-fallback", "X-Aura-Enable-Cache": "false"}
+    first = client.chat.completions.create(
+        model="sim-gpt", messages=[ASK_WEATHER], tools=[WEATHER], extra_headers=headers
+    )
+    (call,) = first.choices[0].message.tool_calls
+    assert fake_upstream.path_counts.get("/v1/messages") is None  # served by primary
+
+    fake_upstream.enqueue(*[Fault(status=500)] * 3)  # every attempt on primary
+    result = {"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"}
+    second = client.chat.completions.with_raw_response.create(
+        model="sim-gpt",
+        messages=[ASK_WEATHER, first.choices[0].message, result],
+        tools=[WEATHER],
+        extra_headers=headers,
+    )
+    answer = second.parse()
+    assert answer.choices[0].message.content == "Tool results: 18C and sunny"
+    sent = fake_upstream.requests[-1]
+    assert fake_upstream.path_counts["/v1/messages"] == 1
+    assert sent["messages"][1]["content"][-1] == {
+        "type": "tool_use",
+        "id": call.id,
+        "name": "get_weather",
+        "input": json.loads(call.function.arguments),
+    }
+    assert sent["messages"][2]["content"][0]["type"] == "tool_result"
+    assert sent["messages"][2]["content"][0]["tool_use_id"] == call.id
+    assert sent["tools"][0]["name"] == "get_weather" and "input_schema" in sent["tools"][0]
+    row = rows_of("tools-fallback", 2)[1]
+    assert str(row.operation_id) == second.headers["x-aura-operation-id"]
+    assert row.provider_name == "claude-backup"
+    assert [a["outcome"] for a in row.attempts][-1] == "ok"
+    assert {a["provider"] for a in row.attempts} == {"primary", "claude-backup"}
