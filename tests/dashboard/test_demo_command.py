@@ -40,7 +40,13 @@ def test_demo_runs_end_to_end_and_leaves_telemetry_sessions_and_cache_entries():
     assert set(rows.exclude(provider_name="").values_list("provider_name", flat=True)) == {
         "demo",
         "demo-backup",
+        "demo-embed",
     }
+    # Passages embedded in batches: input tokens at the embedding model's price, no output.
+    embedded = rows.filter(provider_name="demo-embed", success=True)
+    assert embedded.exists()
+    assert all(r.tokens_in > 0 and r.tokens_out == 0 and r.estimated_cost > 0 for r in embedded)
+    assert set(embedded.values_list("operation_type", flat=True)) == {"rag_retrieval"}
     assert rows.filter(started_at__lt=timezone.now() - timedelta(hours=6)).exists()
     # Retrieval through tools: calls answered (two at once too), then the results handed back.
     called = rows.filter(success=True).exclude(tool_calls=[])
@@ -60,7 +66,9 @@ def test_demo_runs_end_to_end_and_leaves_telemetry_sessions_and_cache_entries():
     assert BudgetConstraint.objects.filter(name__startswith="demo-").count() == 3
     assert ApiKey.objects.filter(project=project).count() == 1
     assert TelemetryRollup.objects.filter(project=project).exists()
-    assert not Provider.objects.filter(name__in=["demo", "demo-backup"], enabled=True).exists()
+    assert not Provider.objects.filter(
+        name__in=["demo", "demo-backup", "demo-embed"], enabled=True
+    ).exists()
     output = out.getvalue()
     assert "40/40" in output
     assert "Dashboards: http://127.0.0.1:8000/dashboard/" in output

@@ -26,7 +26,13 @@ from django.utils import timezone
 from aura_orchestrator.catalog.models import Provider
 from aura_orchestrator.management.demo.history import history_spread, roll_up
 from aura_orchestrator.management.demo.run import Tally, demo_drive, demo_setup
-from aura_orchestrator.management.demo.scenario import BACKUP, PRIMARY, PROJECT, Work, demo_plan
+from aura_orchestrator.management.demo.scenario import (
+    BACKUP,
+    DEMO_PROVIDERS,
+    PROJECT,
+    Work,
+    demo_plan,
+)
 from aura_orchestrator.simulator import FakeUpstream
 from aura_orchestrator.tenancy.models import Project
 
@@ -109,7 +115,7 @@ class Command(BaseCommand):
             primary.stop()
             backup.stop()
             # Their upstreams are gone: keep the configuration, route no traffic to it.
-            Provider.objects.filter(name__in=(PRIMARY, BACKUP)).update(enabled=False)
+            Provider.objects.filter(name__in=DEMO_PROVIDERS).update(enabled=False)
         if history > 0:
             history_spread(project=project, since=started, hours=history)
         rolled = roll_up(hours=history)
@@ -153,8 +159,8 @@ class Command(BaseCommand):
         w(f"  estimated cost ${tally.cost.quantize(Decimal('0.000001'))}")
         w(f"  telemetry: {rolled}")
         w(
-            f"Providers '{PRIMARY}' and '{BACKUP}' stay configured but disabled (their "
-            "simulated upstreams stopped with this command)."
+            f"Providers {', '.join(repr(p) for p in DEMO_PROVIDERS)} stay configured but "
+            "disabled (their simulated upstreams stopped with this command)."
         )
         if raw_key:
             w(f"API key of project '{PROJECT}' (shown once): {raw_key}")

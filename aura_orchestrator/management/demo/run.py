@@ -15,12 +15,14 @@ from aura_orchestrator.catalog.services import provider_configure
 from aura_orchestrator.management.demo.scenario import (
     BACKUP,
     CONSTRAINTS,
+    EMBEDDER,
     PRIMARY,
     PROJECT,
     SECRET_ENV,
     Work,
 )
 from aura_orchestrator.pipeline import (
+    EmbeddingInput,
     OperationRequest,
     OperationResult,
     PresetOverrides,
@@ -72,7 +74,8 @@ class Tally:
 
 @transaction.atomic
 def demo_setup(primary: FakeUpstream, backup: FakeUpstream) -> tuple[Project, str | None]:
-    """Providers `demo` and `demo-backup` on the two upstreams, the demo budgets, the
+    """Providers `demo` and `demo-backup` on the two upstreams (and `demo-embed`, the
+    primary's embeddings model), the demo budgets, the
     project, and an API key if it has none (its raw key, shown once; else None)."""
     os.environ.setdefault(SECRET_ENV, "sk-demo-simulated")
     provider_configure(
@@ -94,6 +97,15 @@ def demo_setup(primary: FakeUpstream, backup: FakeUpstream) -> tuple[Project, st
         output_price=Decimal("0.60"),
     )
     Provider.objects.filter(pk=configured.provider.pk).update(priority=200)
+    provider_configure(
+        name=EMBEDDER,
+        kind="openai",
+        base_url=primary.openai_base_url,
+        api_key_env=SECRET_ENV,
+        model="demo-embed",
+        input_price=Decimal("0.02"),
+        output_price=Decimal("0"),
+    )
     for name, caps in CONSTRAINTS.items():
         BudgetConstraint.objects.update_or_create(name=name, defaults=caps)
     project = project_get_or_create(name=PROJECT)
@@ -146,6 +158,16 @@ def _request(work: Work, *, answered: OperationResult | None = None) -> Operatio
     """The work's request; with `answered` (a tool round trip's first result), the second
     one: its tool calls and their results handed back (the simulator then answers "Tool
     results: ..."), or, when the first got no call (it failed), the question asked again."""
+    if work.embed:
+        return OperationRequest(
+            session_id=work.session_id,
+            operation_type=work.operation_type,
+            messages=(),
+            embedding=EmbeddingInput(input=list(work.embed)),
+            budget_name=work.budget,
+            providers=work.providers,
+            source="demo",
+        )
     parts: tuple[ContentPart, ...] = (
         TextPart(work.prompt),
         *(ImagePart(url) for url in work.images),

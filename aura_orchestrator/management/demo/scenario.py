@@ -16,6 +16,8 @@ from presets.operation_types import OperationType
 
 PROJECT = "demo"
 PRIMARY, BACKUP = "demo", "demo-backup"
+EMBEDDER = "demo-embed"  # the primary upstream's embeddings model, as a provider of its own
+DEMO_PROVIDERS = (PRIMARY, BACKUP, EMBEDDER)
 SECRET_ENV = "AURA_DEMO_API_KEY"  # the simulator accepts any key; set so headers look real
 
 # name, caps, hard?  Sized against demo-gpt prices so that a full session lands near its cap.
@@ -213,6 +215,7 @@ class Work:
     max_retries: int | None = None
     images: tuple[str, ...] = ()  # image URLs sent with the prompt (data: or https)
     tools: tuple[Tool, ...] = ()  # offered: a round trip, the call then the answer
+    embed: tuple[str, ...] = ()  # texts to embed: an embeddings operation (no chat)
 
     @property
     def operations(self) -> int:
@@ -352,10 +355,19 @@ def demo_plan(*, operations: int, sessions: int, seed: int, run_tag: str) -> lis
                 # Retrieval through tools, every other time two calls in parallel.
                 extra = {**extra, "tools": KNOWLEDGE_TOOLS}
                 prompt += " Use the tools." + (" [[tool_calls:2]]" if len(plan) % 2 else "")
+            elif op == OperationType.RAG_RETRIEVAL and step > 1:
+                # The passages a retrieval would index, embedded in one batch.
+                extra = {**extra, "embed": tuple(_context(rng, topic, 2) for _ in range(3))}
             low, high = TOKENS_OUT[op]
             # Deterministic per prompt, so a repeated prompt is a cache key repeated.
             tokens_out = low + zlib.crc32(prompt.encode()) % (high - low)
-            providers = (BACKUP, PRIMARY) if op in MINI_FIRST else (PRIMARY, BACKUP)
+            providers: tuple[str, ...] = (
+                (EMBEDDER,)
+                if extra.get("embed")
+                else (BACKUP, PRIMARY)
+                if op in MINI_FIRST
+                else (PRIMARY, BACKUP)
+            )
             work = Work(
                 session_id=session_id,
                 operation_type=op,
