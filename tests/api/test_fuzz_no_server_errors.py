@@ -23,6 +23,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation import GenerationMode
 
+from aura_orchestrator.catalog.services import provider_configure
 from tests.api.conformance import media_type, problems
 
 SUMMARY_FILE = Path(__file__).resolve().parents[2] / "var" / "schemathesis-summary.txt"
@@ -32,6 +33,8 @@ EXAMPLES = int(os.environ.get("AURA_FUZZ_EXAMPLES", "40"))
 CONTRACT_SERVER_STATUSES = {502, 504}  # provider_error / timeout: the contract's, not bugs
 CHAT = "POST /v1/chat/completions"
 MODEL = "sim-gpt"  # the `provider` fixture's
+EMBEDDINGS = "POST /v1/embeddings"
+EMBEDDING_MODEL = "sim-embed"  # the `embedder` fixture's
 
 
 @dataclass
@@ -121,8 +124,8 @@ def _fuzz(operation, mode: GenerationMode, headers: dict, tally: Tally) -> None:
         nonlocal sent
         sent += 1
         # A generated model name is almost never configured (a documented 404): every
-        # other valid chat body names the fake provider's model instead, and every fourth
-        # asks for a stream, so that both kinds of answer are checked.
+        # other valid chat (and embeddings) body names the fake provider's model instead,
+        # and every fourth chat asks for a stream, so that both kinds of answer are checked.
         positive = mode is GenerationMode.POSITIVE
         if positive and case.operation.label == CHAT and isinstance(case.body, dict):
             _tools_fixed(case.body)
@@ -130,13 +133,30 @@ def _fuzz(operation, mode: GenerationMode, headers: dict, tally: Tally) -> None:
             case.body["model"] = MODEL
             if sent % 4 == 1:
                 case.body["stream"] = True
+        embeddings = case.operation.label == EMBEDDINGS and isinstance(case.body, dict)
+        if positive and embeddings and sent % 2:
+            case.body["model"] = EMBEDDING_MODEL
         _check(case, headers, tally)
 
     run()
 
 
+@pytest.fixture
+def embedder(provider, fake_upstream):
+    """An embeddings model on the fake upstream, beside the chat one."""
+    return provider_configure(
+        name="embedder",
+        kind="openai",
+        base_url=fake_upstream.openai_base_url,
+        api_key_env="AURA_TEST_PRIMARY_KEY",
+        model=EMBEDDING_MODEL,
+        input_price=1,
+        output_price=0,
+    )
+
+
 @pytest.mark.django_db(transaction=True)
-def test_every_response_is_one_the_schema_documents(live_server_url, api_key, provider):
+def test_every_response_is_one_the_schema_documents(live_server_url, api_key, embedder):
     schema = schemathesis.openapi.from_url(f"{live_server_url}/api/schema/")
     headers = {"Authorization": f"Bearer {api_key.raw_key}"}
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -159,3 +179,4 @@ def test_every_response_is_one_the_schema_documents(live_server_url, api_key, pr
     assert tally.requests >= 10 * len(operations), tally.requests
     assert any(s < 300 for s in tally.statuses) and any(400 <= s < 500 for s in tally.statuses)
     assert tally.by_operation[CHAT][200] > tally.streams > 0, "no streamed and plain answers"
+    assert tally.by_operation[EMBEDDINGS][200] > 0, "no embeddings answered"
