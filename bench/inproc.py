@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -149,12 +150,23 @@ async def main(args) -> None:
                 return finish(*a, **k)
 
         ending.write_finish = _finish_atomic
+    path, timed = "/api/v1/operations/execute", body
+    if args.gateway:  # the same question as a plain chat completion
+        path = "/v1/chat/completions"
+        timed = {
+            "model": "bench-model",
+            "messages": [{"role": "user", "content": body["prompt"]}],
+            "max_tokens": 200,
+            "metadata": {"session_id": "bench-0"},
+        }
     t0, cpu0 = time.perf_counter(), time.process_time()
-    for _ in range(args.n):
-        await asgi_post(app, "/api/v1/operations/execute", body, headers)
+    statuses = Counter(
+        [(await asgi_post(app, path, timed, headers))[0] for _ in range(args.n)]
+    )
     wall = (time.perf_counter() - t0) / args.n * 1000
     cpu = (time.process_time() - cpu0) / args.n * 1000
-    print(f"\n{args.n} executes in process: {wall:.2f} ms wall, {cpu:.2f} ms CPU each")
+    print(f"\n{args.n} {path} in process: {wall:.2f} ms wall, {cpu:.2f} ms CPU each")
+    print(f"statuses: {dict(statuses)}")
     if args.profile:
         # yappi with the CPU clock sees every thread (the db() units run in executor
         # threads, which cProfile would miss).
@@ -183,6 +195,9 @@ if __name__ == "__main__":
     parser.add_argument("-n", type=int, default=300)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--finish-in-one-transaction", action="store_true")
+    parser.add_argument(
+        "--gateway", action="store_true", help="time /v1/chat/completions instead of execute"
+    )
     args = parser.parse_args()
     import django
 
