@@ -25,22 +25,6 @@ def cost(tokens_in: int, tokens_out: int) -> Decimal:
     return (Decimal(tokens_in + 2 * tokens_out) * MICRO).quantize(MICRO)
 
 
-@pytest.fixture
-def client(live_server_url, api_key, provider):
-    return openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=api_key.raw_key, max_retries=0)
-
-
-@pytest.fixture
-def slow_stream(fake_upstream):
-    """The upstream waits between stream events; restored afterwards (shared server)."""
-
-    def set_delay(seconds: float) -> None:
-        fake_upstream.stream_chunk_delay = seconds
-
-    yield set_delay
-    fake_upstream.stream_chunk_delay = 0.0
-
-
 def wait_for_telemetry(operation_id: str, timeout: float = 10.0) -> OperationTelemetry:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
