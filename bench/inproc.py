@@ -160,9 +160,7 @@ async def main(args) -> None:
             "metadata": {"session_id": "bench-0"},
         }
     t0, cpu0 = time.perf_counter(), time.process_time()
-    statuses = Counter(
-        [(await asgi_post(app, path, timed, headers))[0] for _ in range(args.n)]
-    )
+    statuses = Counter([(await asgi_post(app, path, timed, headers))[0] for _ in range(args.n)])
     wall = (time.perf_counter() - t0) / args.n * 1000
     cpu = (time.process_time() - cpu0) / args.n * 1000
     print(f"\n{args.n} {path} in process: {wall:.2f} ms wall, {cpu:.2f} ms CPU each")
