@@ -216,6 +216,11 @@ def _message(message: dict, at: str, index: int, legacy: _LegacyCalls) -> tuple[
     elif message.get("tool_calls") is not None:
         raise _invalid(f"{at}.tool_calls", "Only assistant messages carry `tool_calls`.")
     if role == "tool":
+        if message.get("tool_call_id") is None:
+            raise _invalid(
+                f"{at}.tool_call_id",
+                f"`{at}.tool_call_id` is required: the id of the tool call it answers.",
+            )
         tool_call_id = _text(
             message.get("tool_call_id"), f"{at}.tool_call_id", max_chars=MAX_ID_CHARS
         )

@@ -136,7 +136,9 @@ async def test_every_bad_field_is_named_by_its_path(asgi_client, provider, fake_
     data = response.json()
     assert response.status_code == 400, data
     assert data["details"]["fields"] == {
-        "messages[1].tool_call_id": ["`messages[1].tool_call_id` must be a string."],
+        "messages[1].tool_call_id": [
+            "`messages[1].tool_call_id` is required: the id of the tool call it answers."
+        ],
         "tools[1].function.name": [
             "`tools[1].function.name` must be 1 to 64 letters, digits, '_' or '-'."
         ],
