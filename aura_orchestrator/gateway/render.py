@@ -195,5 +195,6 @@ async def sse_events(
         yield _sse(error_body(result.error))
         return
     if include_usage:
-        yield _sse(shaper.body([], usage=usage_body(result.telemetry)))
+        details = result.answer.passthrough.get("usage") if result.answer else None
+        yield _sse(shaper.body([], usage=usage_body(result.telemetry, details)))
     yield DONE

@@ -38,7 +38,7 @@ from aura_orchestrator.providers.base import (
     StreamChunk,
     Usage,
 )
-from aura_orchestrator.providers.chunks import ChoicesAssembler, replay_deltas
+from aura_orchestrator.providers.chunks import ChoicesAssembler, passthrough_of, replay_deltas
 from aura_orchestrator.providers.http import get_transport
 
 logger = logging.getLogger(__name__)
@@ -145,9 +145,15 @@ async def _replay(result: OperationResult) -> AsyncGenerator[StreamChunk, None]:
         yield StreamChunk("", finish_reason="stop")
         return
     created = int(time.time())
+    fingerprint = answer.passthrough.get("system_fingerprint")
     for choice in answer.choices:
         for delta in replay_deltas(choice, chunk_chars=_REPLAY_CHUNK_CHARS):
-            raw = {"object": "chat.completion.chunk", "created": created, "choices": [delta]}
+            raw = {
+                "object": "chat.completion.chunk",
+                "created": created,
+                "system_fingerprint": fingerprint,
+                "choices": [delta],
+            }
             text = delta["delta"].get("content") if delta["index"] == 0 else None
             yield StreamChunk(text or "", finish_reason=delta["finish_reason"], raw=raw)
 
@@ -187,6 +193,7 @@ async def _relay(
     cycle collector. `route` is the one that sent `first`."""
     parts: list[str] = []
     assembler = ChoicesAssembler()  # tool calls, other choices, logprobs: for cache and row
+    passthrough: dict[str, Any] = {}  # the provider's fingerprint and usage details
     reported: Usage | None = None
     error: errors.AuraError | None = None
     completed = False
@@ -194,7 +201,10 @@ async def _relay(
     try:
         yield None
         while True:
-            reported = chunk.usage or reported
+            if chunk.usage is not None:
+                reported = chunk.usage
+                if chunk.raw is not None:
+                    passthrough = passthrough_of(chunk.raw)
             run.finish_reason = chunk.finish_reason or run.finish_reason
             if chunk.delta:
                 if run.ttft_ms is None:
@@ -221,7 +231,8 @@ async def _relay(
         # conclusion run in a task of their own, which a second cancellation cannot
         # interrupt (conclude shields only its write).
         choices = assembler.choices()
-        run.answer = Answer(choices=choices) if choices else None
+        if choices or passthrough:
+            run.answer = Answer(choices=choices, passthrough=passthrough)
         end = asyncio.ensure_future(
             _end_stream(run, stream_ref, upstream, route, "".join(parts), reported, error)
         )

@@ -4,6 +4,7 @@
 SDKs do (text concatenated, tool calls by index with their argument fragments joined,
 logprobs appended), so a streamed answer is cached and recorded like a complete one.
 `replay_deltas` turns choices back into deltas, to replay a cached answer as a stream.
+`passthrough_of` picks what an answer (or a chunk) carries that we pass back as sent.
 """
 
 from typing import Any
@@ -119,3 +120,20 @@ def replay_deltas(choice: dict[str, Any], *, chunk_chars: int) -> list[dict[str,
         )
     deltas.append({"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")})
     return deltas
+
+
+# Top-level answer fields passed back to the client as the provider sent them.
+PASSTHROUGH = ("system_fingerprint", "service_tier")
+USAGE_DETAILS = ("prompt_tokens_details", "completion_tokens_details")
+
+
+def passthrough_of(body: dict[str, Any]) -> dict[str, Any]:
+    """A chat.completion's (or a chunk's) fields we do not produce ourselves: the
+    fingerprint, the service tier, the usage details (cached and reasoning tokens)."""
+    fields = {key: body[key] for key in PASSTHROUGH if body.get(key) is not None}
+    usage = body.get("usage")
+    if isinstance(usage, dict):
+        details = {key: usage[key] for key in USAGE_DETAILS if isinstance(usage.get(key), dict)}
+        if details:
+            fields["usage"] = details
+    return fields

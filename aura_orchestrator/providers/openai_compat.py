@@ -24,6 +24,7 @@ from .base import (
     ToolCall,
     Usage,
 )
+from .chunks import passthrough_of
 from .http import (
     Sender,
     aclosing_response,
@@ -215,11 +216,6 @@ def tool_body(tool: Tool) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-# Top-level answer fields passed back to the client as the provider sent them.
-PASSTHROUGH = ("system_fingerprint", "service_tier")
-USAGE_DETAILS = ("prompt_tokens_details", "completion_tokens_details")
-
-
 def parse_completion(
     config: ProviderConfig, body: dict[str, Any], request: CompletionRequest, status: int
 ) -> CompletionResult:
@@ -252,16 +248,6 @@ def parse_completion(
         choices=tuple(choices) if rich else (),
         passthrough=passthrough_of(body),
     )
-
-
-def passthrough_of(body: dict[str, Any]) -> dict[str, Any]:
-    fields = {key: body[key] for key in PASSTHROUGH if body.get(key) is not None}
-    usage = body.get("usage")
-    if isinstance(usage, dict):
-        details = {key: usage[key] for key in USAGE_DETAILS if isinstance(usage.get(key), dict)}
-        if details:
-            fields["usage"] = details
-    return fields
 
 
 def _tool_call(call: dict[str, Any]) -> ToolCall:

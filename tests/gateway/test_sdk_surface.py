@@ -120,6 +120,20 @@ def test_the_answer_keeps_the_providers_fingerprint_and_usage_details(client, fa
     assert completion.system_fingerprint == "fp_sim"
     assert completion.usage.prompt_tokens_details.cached_tokens == 0
     assert completion.usage.completion_tokens_details.reasoning_tokens == 0
+    # Streamed: each chunk as the provider sent it, the usage chunk with its details.
+    chunks = list(
+        client.chat.completions.create(
+            model="sim-gpt",
+            messages=[{"role": "user", "content": "Hello"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert {chunk.system_fingerprint for chunk in chunks[:-1]} == {"fp_sim"}
+    usage = chunks[-1].usage
+    assert usage.completion_tokens > 0
+    assert usage.prompt_tokens_details.cached_tokens == 0
+    assert usage.completion_tokens_details.reasoning_tokens == 0
 
 
 # --- Bad input -----------------------------------------------------------------------------
