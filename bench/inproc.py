@@ -151,13 +151,14 @@ async def main(args) -> None:
 
         ending.write_finish = _finish_atomic
     path, timed = "/api/v1/operations/execute", body
-    if args.gateway:  # the same question as a plain chat completion
+    if args.gateway or args.stream:  # the same question as a plain chat completion
         path = "/v1/chat/completions"
         timed = {
             "model": "bench-model",
             "messages": [{"role": "user", "content": body["prompt"]}],
             "max_tokens": 200,
             "metadata": {"session_id": "bench-0"},
+            "stream": args.stream,
         }
     t0, cpu0 = time.perf_counter(), time.process_time()
     statuses = Counter([(await asgi_post(app, path, timed, headers))[0] for _ in range(args.n)])
@@ -196,6 +197,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--gateway", action="store_true", help="time /v1/chat/completions instead of execute"
     )
+    parser.add_argument("--stream", action="store_true", help="the same, streamed")
     args = parser.parse_args()
     import django
 
