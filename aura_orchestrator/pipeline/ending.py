@@ -244,7 +244,8 @@ def telemetry_fields(
         "completed_at": completed_at,
         "temperature": preset.temperature if preset else None,
         "top_p": preset.top_p if preset else None,
-        "max_tokens": preset.max_tokens if preset else None,
+        # An embedding produces no tokens: the preset's max_tokens means nothing for it.
+        "max_tokens": preset.max_tokens if preset and run.request.embedding is None else None,
         "error_code": error.code if error else "",
         "error_message": storable(error.message[:2000]) if error else "",
         "attempts": run.attempts,

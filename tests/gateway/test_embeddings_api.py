@@ -115,6 +115,10 @@ async def test_the_largest_batch_and_token_arrays_pass(asgi_client, embed_provid
     assert [d["index"] for d in body["data"]] == [0, 1]
     assert body["usage"] == {"prompt_tokens": 4, "total_tokens": 4}
     assert fake_upstream.requests[-1]["input"] == [[1, 2, 3], [4]]
+    row = await OperationTelemetry.objects.aget(
+        operation_id=response.headers["x-aura-operation-id"]
+    )
+    assert (row.tokens_in, row.tokens_out, row.max_tokens) == (4, 0, None)  # nothing produced
 
 
 async def test_unknown_fields_and_metadata_go_to_the_provider_verbatim(
