@@ -222,3 +222,18 @@ def test_count_tokens_is_our_estimate_for_an_openai_kind_model(client, fake_upst
     raw = client.messages.with_raw_response.count_tokens(model="sim-gpt", messages=ask("Hi"))
     assert raw.http_response.json()["estimate"] is True
     assert fake_upstream.request_count == 0
+
+
+def test_a_cached_answer_is_replayed_as_a_message_and_as_a_stream(client, fake_upstream):
+    headers = {"X-Aura-Enable-Cache": "true", "X-Aura-Session-Id": "m-cache"}
+    ask_ = {"model": "sim-gpt", "max_tokens": 100, "messages": ask("What is a tide?")}
+    first = client.messages.create(**ask_, extra_headers=headers)
+    raw = client.messages.with_raw_response.create(**ask_, extra_headers=headers)
+    with client.messages.stream(**ask_, extra_headers=headers) as stream:
+        replayed = stream.get_final_message()
+    assert raw.headers["x-aura-cache"] == "hit"
+    texts = {m.content[0].text for m in (first, raw.parse(), replayed)}
+    assert texts == {"Simulated answer to: What is a tide?"}
+    assert raw.parse().usage.input_tokens == 0 == replayed.usage.output_tokens
+    assert fake_upstream.request_count == 1
+    assert OperationTelemetry.objects.filter(session_id="m-cache").count() == 3

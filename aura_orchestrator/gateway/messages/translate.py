@@ -323,7 +323,8 @@ def messages_call_from(
         raise _invalid("body", "The request body must be a JSON object.")
     unknown = sorted(set(body) - FIELDS)
     if unknown:
-        raise _invalid(unknown[0], f"`{unknown[0][:64]}`: Extra inputs are not permitted.")
+        name = unknown[0][:64] or "body"
+        raise _invalid(name, f"`{name}`: Extra inputs are not permitted.")
     model = model_field(body)
     if body.get("max_tokens") is None:
         raise _invalid("max_tokens", "`max_tokens` is required.")
