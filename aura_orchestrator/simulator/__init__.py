@@ -10,7 +10,16 @@ can compare them:
   marker `[[content:...]]`;
 - usage is always reported: prompt tokens ~ characters / 4 (+ the JSON of `tools` / 4,
   + 85 per low-detail image, 765 per other image), completion tokens ~ content characters
-  / 4 capped by max_tokens, or N when the marker `[[tokens_out:N]]` is present;
+  / 4 capped by max_tokens (+ the thinking's characters / 4 + 1), or N when the marker
+  `[[tokens_out:N]]` is present;
+- the marker `[[cache:R,W]]` reports R cache-read and W cache-write prompt tokens:
+  Anthropic's `cache_read_input_tokens` / `cache_creation_input_tokens` (its
+  `input_tokens` excluding both), OpenAI's `prompt_tokens_details.cached_tokens` (within
+  `prompt_tokens`; no writes);
+- Anthropic's extended thinking (`thinking: {"type": "enabled"}`) opens the answer with a
+  thinking block "Simulated reasoning about: <last user message, 40 characters>" signed
+  "sig_sim_<serial>"; `/v1/messages/count_tokens` answers the `input_tokens` that
+  `/v1/messages` reports for the same body;
 - a plain answer ends with " [images: N]" when the request held N images;
 - with tools offered (tool_choice not "none") and the user speaking last, the answer calls
   the named tool or the first one, with a minimal instance of its schema as arguments, N
@@ -36,6 +45,7 @@ Run one by hand: `python -m aura_orchestrator.simulator --port 9000 --latency 0.
 from __future__ import annotations
 
 from .answers import DEFAULT_MAX_TOKENS, IMAGE_TOKENS, LOW_DETAIL_IMAGE_TOKENS
+from .anthropic import COUNT_TOKENS_PATH
 from .anthropic import PATH as ANTHROPIC_PATH
 from .embeddings import PATH as EMBEDDINGS_PATH
 from .embeddings import vector as embedding_vector
@@ -52,6 +62,7 @@ from .upstream import DEFAULT_MODELS, FakeUpstream, main
 __all__ = [
     "ANTHROPIC_PATH",
     "COMPLETION_PATHS",
+    "COUNT_TOKENS_PATH",
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_MODELS",
     "EMBEDDINGS_PATH",

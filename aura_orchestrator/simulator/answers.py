@@ -22,12 +22,11 @@ IMAGE_TOKENS = 765
 # end of the message, whitespace or another marker.
 _CONTENT_MARKER = re.compile(r"\[\[content:(.*?)\]\](?=\s|\[\[|$)", re.DOTALL)
 _TOKENS_MARKER = re.compile(r"\[\[tokens_out:(\d+)\]\]")
+_CACHE_MARKER = re.compile(r"\[\[cache:\s*(\d+)\s*,\s*(\d+)\s*\]\]")
 
 
 def compose_reply(body: dict, fault: Fault, shape: WireShape) -> Reply:
-    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-    texts = [message_text(m.get("content")) for m in messages]
-    texts.append(shape.prompt_outside_messages(body))
+    messages = _messages(body)
     last_user = next(
         (message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"),
         "",
@@ -45,21 +44,44 @@ def compose_reply(body: dict, fault: Fault, shape: WireShape) -> Reply:
         content = results_text(turn.results)
     else:
         content = _content_for(body, last_user, len(images))
+    thinking = (
+        f"Simulated reasoning about: {' '.join(last_user.split())[:40]}"
+        if shape.thinks(body)
+        else None
+    )
     max_tokens = body.get("max_tokens")
     natural = (len(content) + sum(len(c.name + c.arguments_json) for c in calls)) // 4 + 1
     cap = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else DEFAULT_MAX_TOKENS
-    # Tool definitions cost prompt tokens too, as upstream.
-    tools = body.get("tools")
-    tools_tokens = len(json.dumps(tools)) // 4 if tools else 0
-    tokens_in = max(1, sum(len(text) for text in texts) // 4 + tools_tokens) + sum(images)
-    tokens_out = min(cap, natural)
+    tokens_in = prompt_tokens(body, shape)
+    tokens_out = min(cap, natural) + (len(thinking) // 4 + 1 if thinking else 0)
     marker = _TOKENS_MARKER.search(last_user)
     if marker:
         tokens_out = int(marker.group(1))
     if fault.usage is not None:
         tokens_in, tokens_out = fault.usage
     truncated = isinstance(max_tokens, int) and natural > max_tokens
-    return Reply(content, tokens_in, tokens_out, truncated, calls)
+    cache = _CACHE_MARKER.search(last_user)
+    read, written = (int(cache.group(1)), int(cache.group(2))) if cache else (0, 0)
+    return Reply(content, tokens_in, tokens_out, truncated, calls, read, written, thinking)
+
+
+def prompt_tokens(body: dict, shape: WireShape) -> int:
+    """The prompt tokens reported for `body`, cache reads and writes excluded: characters
+    / 4 (messages and what the kind keeps outside them) + the JSON of `tools` / 4 + images."""
+    messages = _messages(body)
+    texts = [message_text(m.get("content")) for m in messages]
+    texts.append(shape.prompt_outside_messages(body))
+    # Tool definitions cost prompt tokens too, as upstream.
+    tools = body.get("tools")
+    tools_tokens = len(json.dumps(tools)) // 4 if tools else 0
+    return max(1, sum(len(text) for text in texts) // 4 + tools_tokens) + sum(
+        _image_tokens(messages)
+    )
+
+
+def _messages(body: dict) -> list[dict]:
+    messages = body.get("messages")
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
 
 
 def _image_tokens(messages: list[dict]) -> list[int]:

@@ -10,6 +10,7 @@ from .tools import ToolTurn, fragments
 from .wire import Reply, WireShape, message_text, pieces
 
 PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -56,10 +57,26 @@ def _stop_reason(reply: Reply) -> str:
     return "max_tokens" if reply.truncated else "tool_use" if reply.tool_calls else "end_turn"
 
 
+def thinks(body: dict) -> bool:
+    """Extended thinking: `thinking: {"type": "enabled", "budget_tokens": N}`."""
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
+def _signature(serial: int) -> str:
+    return f"sig_sim_{serial}"
+
+
 def _blocks(reply: Reply, serial: int) -> list[dict]:
-    """The text, or a sentence naming the tools then one tool_use block per call."""
+    """The thinking block first when there is one, then the text, or a sentence naming
+    the tools then one tool_use block per call."""
+    thinking = (
+        [{"type": "thinking", "thinking": reply.thinking, "signature": _signature(serial)}]
+        if reply.thinking is not None
+        else []
+    )
     if not reply.tool_calls:
-        return [{"type": "text", "text": reply.content}]
+        return [*thinking, {"type": "text", "text": reply.content}]
     names = ", ".join(dict.fromkeys(call.name for call in reply.tool_calls))
     calls = [
         {
@@ -70,15 +87,16 @@ def _blocks(reply: Reply, serial: int) -> list[dict]:
         }
         for index, call in enumerate(reply.tool_calls)
     ]
-    return [{"type": "text", "text": f"I'll call {names}."}, *calls]
+    return [*thinking, {"type": "text", "text": f"I'll call {names}."}, *calls]
 
 
-def _usage(tokens_in: int, tokens_out: int) -> dict:
+def _usage(reply: Reply, tokens_out: int) -> dict:
+    """Anthropic's input_tokens exclude the cache reads and writes."""
     return {
-        "input_tokens": tokens_in,
+        "input_tokens": reply.tokens_in,
         "output_tokens": tokens_out,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": reply.cache_write,
+        "cache_read_input_tokens": reply.cache_read,
     }
 
 
@@ -91,23 +109,31 @@ def message_body(model: str, reply: Reply, serial: int, body: dict | None = None
         "content": _blocks(reply, serial),
         "stop_reason": _stop_reason(reply),
         "stop_sequence": None,
-        "usage": _usage(reply.tokens_in, reply.tokens_out),
+        "usage": _usage(reply, reply.tokens_out),
     }
 
 
 def events(model: str, reply: Reply, serial: int, body: dict | None = None) -> list[str]:
-    """Usage in every stream: input tokens in message_start, output in message_delta; a
-    tool_use block starts with an empty input, then streams its JSON in fragments."""
+    """Usage in every stream: in message_start (1 output token), then in message_delta
+    (cumulative, as Anthropic's newer streams); a thinking block streams thinking_delta
+    pieces then its signature_delta; a tool_use block starts with an empty input, then
+    streams its JSON in fragments."""
 
     def event(name: str, data: dict) -> str:
         return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
 
     start = message_body(model, reply, serial)
-    start.update(content=[], stop_reason=None, usage=_usage(reply.tokens_in, 1))
+    start.update(content=[], stop_reason=None, usage=_usage(reply, 1))
     frames = [event("message_start", {"message": start})]
     opening: dict
     for index, block in enumerate(_blocks(reply, serial)):
-        if block["type"] == "text":
+        if block["type"] == "thinking":
+            opening = {"type": "thinking", "thinking": ""}
+            deltas = [
+                *({"type": "thinking_delta", "thinking": p} for p in pieces(block["thinking"])),
+                {"type": "signature_delta", "signature": block["signature"]},
+            ]
+        elif block["type"] == "text":
             opening = {"type": "text", "text": ""}
             deltas = [{"type": "text_delta", "text": piece} for piece in pieces(block["text"])]
         else:
@@ -126,7 +152,7 @@ def events(model: str, reply: Reply, serial: int, body: dict | None = None) -> l
             "message_delta",
             {
                 "delta": {"stop_reason": _stop_reason(reply), "stop_sequence": None},
-                "usage": {"output_tokens": reply.tokens_out},
+                "usage": _usage(reply, reply.tokens_out),
             },
         ),
         event("message_stop", {}),
@@ -153,4 +179,5 @@ SHAPE = WireShape(
     answer=message_body,
     events=events,
     error=error,
+    thinks=thinks,
 )

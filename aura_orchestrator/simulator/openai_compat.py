@@ -54,12 +54,14 @@ def _call_id(serial: int, index: int) -> str:
 
 
 def _usage(reply: Reply, choices: int = 1) -> dict:
+    """Cached tokens are part of OpenAI's prompt_tokens; it has no cache writes."""
+    tokens_in = reply.tokens_in + reply.cache_read
     tokens_out = reply.tokens_out * choices
     return {
-        "prompt_tokens": reply.tokens_in,
+        "prompt_tokens": tokens_in,
         "completion_tokens": tokens_out,
-        "total_tokens": reply.tokens_in + tokens_out,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "total_tokens": tokens_in + tokens_out,
+        "prompt_tokens_details": {"cached_tokens": reply.cache_read},
         "completion_tokens_details": {"reasoning_tokens": 0},
     }
 

@@ -1,8 +1,9 @@
 """The HTTP side of the fake upstream: routing, faults on the wire, pacing and drips.
 
 `FakeUpstream` (upstream.py) owns the state; each connection's `_Handler` asks it for the
-next fault and answers in the shape of the kind whose path was called (kinds.py), or with
-embeddings (embeddings.py: OpenAI's format, the same faults).
+next fault and answers in the shape of the kind whose path was called (kinds.py), with
+embeddings (embeddings.py: OpenAI's format) or with Anthropic's token count, the same
+faults applying to all.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from . import embeddings, openai_compat
-from .answers import compose_reply
+from . import anthropic, embeddings, openai_compat
+from .answers import compose_reply, prompt_tokens
 from .faults import Fault
 from .kinds import BY_PATH
 from .wire import WireShape
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("aura_orchestrator.simulator")
 
 MODELS_PATH = "/v1/models"
+# POST paths other than the completions', and the error shape each answers in.
+_OTHER_POSTS = {
+    embeddings.PATH: openai_compat.error,
+    anthropic.COUNT_TOKENS_PATH: anthropic.error,
+}
 
 
 class _Server(ThreadingHTTPServer):
@@ -100,10 +106,10 @@ class _Handler(BaseHTTPRequestHandler):
         upstream = self.server.upstream
         upstream._count(path)
         shape = BY_PATH.get(path)
-        if shape is None and path != embeddings.PATH:
+        if shape is None and path not in _OTHER_POSTS:
             self._send_json(404, openai_compat.error(404, f"no route for POST {path}"))
             return
-        error = shape.error if shape is not None else openai_compat.error
+        error = shape.error if shape is not None else _OTHER_POSTS[path]
         try:
             body = json.loads(raw)
         except ValueError:
@@ -118,10 +124,12 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if self._faulted(fault, error):
                 return
-            if shape is None:
+            if shape is not None:
+                self._answer(body, fault, serial, shape)
+            elif path == embeddings.PATH:
                 self._embed(body, fault)
             else:
-                self._answer(body, fault, serial, shape)
+                self._count_tokens(body, fault)
         except OSError:  # the client gave up (timeout) or went away mid-stream
             self.close_connection = True
 
@@ -148,6 +156,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, openai_compat.error(400, str(bad)), extra, fault)
             return
         self._send(200, answer, extra, fault)
+
+    def _count_tokens(self, body: dict, fault: Fault) -> None:
+        """Anthropic's count_tokens: the input_tokens /v1/messages reports for the body."""
+        extra = fault.headers or {}
+        if fault.malformed:
+            self._send(200, '{"input_tokens": ', extra, fault)
+        elif not isinstance(body.get("messages"), list):
+            self._send(400, anthropic.error(400, "messages: Field required"), extra, fault)
+        else:
+            tokens = prompt_tokens(body, anthropic.SHAPE) if fault.usage is None else fault.usage[0]
+            self._send(200, {"input_tokens": tokens}, extra, fault)
 
     def _answer(self, body: dict, fault: Fault, serial: int, shape: WireShape) -> None:
         extra = fault.headers or {}

@@ -20,6 +20,9 @@ class Reply:
     tokens_out: int
     truncated: bool  # max_tokens cut the answer short
     tool_calls: tuple[ToolCall, ...] = ()  # made instead of a text answer (content "")
+    cache_read: int = 0  # prompt tokens read from the cache (marker [[cache:R,W]])
+    cache_write: int = 0  # prompt tokens written to it (Anthropic only)
+    thinking: str | None = None  # extended thinking's text, when the request enabled it
 
 
 # (model, reply, serial, request body) -> what the kind sends back
@@ -40,6 +43,7 @@ class WireShape:
     answer: Answer  # the body of a non-streamed answer
     events: Events  # the SSE events of a stream, already framed
     error: Callable[[int, str | None], dict]  # (status, message) -> the kind's error body
+    thinks: Callable[[dict], bool] = lambda body: False  # does the body ask for thinking?
 
 
 def pieces(content: str) -> list[str]:
