@@ -237,3 +237,15 @@ def test_a_cached_answer_is_replayed_as_a_message_and_as_a_stream(client, fake_u
     assert raw.parse().usage.input_tokens == 0 == replayed.usage.output_tokens
     assert fake_upstream.request_count == 1
     assert OperationTelemetry.objects.filter(session_id="m-cache").count() == 3
+
+
+def test_count_tokens_asks_an_anthropic_kind_provider_for_its_exact_count(client, fake_upstream):
+    """claude serves the model first: its count_tokens answers what its /v1/messages
+    reports as input tokens."""
+    claude(fake_upstream, model="sim-gpt", make_default=True)
+    messages = ask("Count these words, please")
+    raw = client.messages.with_raw_response.count_tokens(model="sim-gpt", messages=messages)
+    assert raw.http_response.json()["estimate"] is False
+    assert fake_upstream.path_counts["/v1/messages/count_tokens"] == 1
+    message = client.messages.create(model="sim-gpt", max_tokens=50, messages=messages)
+    assert raw.parse().input_tokens == message.usage.input_tokens
