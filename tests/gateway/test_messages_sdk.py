@@ -72,6 +72,7 @@ def test_a_streamed_message_builds_the_final_message_with_the_sdk_helper(client)
     row = wait_for_telemetry(final.id.removeprefix("msg_"))
     assert (row.streamed, row.success, row.session_id) == (True, True, "m-stream")
     assert final.usage.output_tokens == row.tokens_out > 0
+    assert final.usage.input_tokens == row.tokens_in > 0
 
 
 @pytest.mark.parametrize("stream", [False, True])

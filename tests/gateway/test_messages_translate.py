@@ -2,6 +2,7 @@
 translation; stop reasons; the SSE events built from OpenAI chunks."""
 
 import json
+import uuid
 
 import pytest
 from hypothesis import given, settings
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from aura_orchestrator import errors
 from aura_orchestrator.gateway.messages import render
 from aura_orchestrator.gateway.messages.translate import messages_call_from
+from aura_orchestrator.pipeline import OperationResult, OperationStream
 from aura_orchestrator.providers.base import ImagePart, StreamChunk, ToolCall, ToolChoice
 
 JSON = st.recursive(
@@ -136,3 +138,39 @@ def test_openai_chunks_become_anthropic_blocks():
     assert parsed[3]["content_block"] == {"type": "tool_use", "id": "c1", "name": "f", "input": {}}
     assert parsed[4]["delta"] == {"type": "input_json_delta", "partial_json": "{}"}
     assert render.stop_reason(blocks.finish) == "tool_use"
+
+
+async def test_a_failure_mid_stream_ends_with_an_error_event():
+    """The pipeline ends a stream whose provider failed after the first chunk with its
+    result's error: the events stop there, no message_stop."""
+    stream = OperationStream(
+        operation_id=uuid.uuid4(), was_cached=False, provider_name="p", model_name="m", budget={}
+    )
+
+    async def chunks():
+        yield chunk({"content": "Hi"})
+        stream.result = OperationResult(
+            operation_id=stream.operation_id,
+            success=False,
+            content=None,
+            was_cached=False,
+            error=errors.ProviderFailed("Every provider in the chain failed."),
+            telemetry={},
+            budget={},
+        )
+
+    stream.chunks = chunks()
+    events = [event async for event in render.sse_events(stream)]
+    names = [event.split(b"\n", 1)[0].removeprefix(b"event: ").decode() for event in events]
+    assert names == [
+        "message_start", "ping", "content_block_start", "content_block_delta", "error"
+    ]  # fmt: skip
+    error = json.loads(events[-1].split(b"data: ", 1)[1])
+    assert error == {
+        "type": "error",
+        "error": {
+            "type": "api_error",
+            "message": "Every provider in the chain failed.",
+            "code": "provider_error",
+        },
+    }
