@@ -14,6 +14,7 @@ the ones a view names. A view names a status alone (`404`) or with its own descr
 table of machine codes per status (the fuzz test checks every error body against it).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
@@ -296,6 +297,20 @@ def rest_errors(*statuses: int | tuple[int, str]) -> dict[int, OpenApiResponse]:
 def execute_errors(*statuses: int | tuple[int, str]) -> dict[int, OpenApiResponse]:
     """Execute's error responses (the whole execute body): `EVERY_REQUEST`'s and `statuses`'."""
     return _responses(statuses, _execute_response)
+
+
+def shaped_errors(
+    serializer: type, body_of: Callable[[errors.AuraError], dict], *statuses: int | tuple[int, str]
+) -> dict[int, OpenApiResponse]:
+    """Error responses in a view's own body shape (`body_of` an error): `EVERY_REQUEST`'s
+    and `statuses`' (the Anthropic-compatible front's)."""
+
+    def build(status: int, description: str) -> OpenApiResponse:
+        body = body_of(_sample_error(status))
+        example = OpenApiExample(STATUSES[status].codes[0], value=body, status_codes=[status])
+        return OpenApiResponse(serializer, description=description, examples=[example])
+
+    return _responses(statuses, build)
 
 
 def gateway_errors(*statuses: int | tuple[int, str]) -> dict[int, OpenApiResponse]:

@@ -64,14 +64,18 @@ class ChatReply:
     stream: pipeline.OperationStream | None = None
 
 
-def _failure(error: errors.AuraError, headers: dict[str, str]) -> ChatReply:
-    """The reply of a failed operation (its result's `error`)."""
+def failure(
+    error: errors.AuraError,
+    headers: dict[str, str],
+    error_of: Callable[[errors.AuraError], dict] = render.error_body,
+) -> ChatReply:
+    """The reply of a failed operation (its result's `error`; `error_of` its body shape)."""
     headers = {**headers, **error.headers}
     if error.status >= 500:
         # The chain was already retried with backoff and fallback: an SDK retrying on top
         # would multiply the attempts (the OpenAI SDKs honour this header).
         headers["x-should-retry"] = "false"
-    return ChatReply(status=error.status, headers=headers, body=render.error_body(error))
+    return ChatReply(status=error.status, headers=headers, body=error_of(error))
 
 
 async def chat_reply(call: ChatCall, *, principal: pipeline.Principal) -> ChatReply:
@@ -87,7 +91,7 @@ async def chat_reply(call: ChatCall, *, principal: pipeline.Principal) -> ChatRe
             cost=stream.result.telemetry["estimated_cost"] if stream.result else None,
         )
         if stream.error is not None:
-            return _failure(stream.error, headers)
+            return failure(stream.error, headers)
         return ChatReply(
             status=200,
             headers={
@@ -112,8 +116,10 @@ async def answered(
     operation: pipeline.OperationRequest,
     principal: pipeline.Principal,
     body_of: Callable[[pipeline.OperationResult], dict],
+    error_of: Callable[[errors.AuraError], dict] = render.error_body,
 ) -> ChatReply:
-    """Run an operation whose answer is one JSON body (`body_of` its success)."""
+    """Run an operation whose answer is one JSON body (`body_of` its success, `error_of`
+    its failure)."""
     result = await pipeline.execute(operation, principal=principal)
     headers = render.aura_headers(
         operation_id=result.operation_id,
@@ -123,7 +129,7 @@ async def answered(
         cost=result.telemetry["estimated_cost"],
     )
     if result.error is not None:
-        return _failure(result.error, headers)
+        return failure(result.error, headers, error_of)
     return ChatReply(status=200, headers=headers, body=body_of(result))
 
 

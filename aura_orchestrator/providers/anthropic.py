@@ -117,6 +117,25 @@ class AnthropicAdapter:
         return messages.refusal(request)
 
 
+async def count_tokens(client: Sender, config: ProviderConfig, request: CompletionRequest) -> int:
+    """The provider's exact count of `request`'s input tokens (`/v1/messages/count_tokens`)."""
+    with translate_transport_errors(config, request.timeout_seconds):
+        response = await send(
+            client,
+            json_request(
+                messages_url(config.base_url) + "/count_tokens",
+                messages.count_body(request),
+                headers=_headers(config),
+                timeout=request.timeout_seconds,
+            ),
+        )
+        await raise_for_status(config, response, error_types=ERROR_TYPES)
+    tokens = json_body(config, response).get("input_tokens")
+    if not isinstance(tokens, int):
+        raise bad_response(config, "count_tokens answered no input_tokens", response.status_code)
+    return tokens
+
+
 def messages_url(base_url: str) -> str:
     """Accept both "https://api.anthropic.com" and "https://api.anthropic.com/v1"."""
     base = base_url.rstrip("/")

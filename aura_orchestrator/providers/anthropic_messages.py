@@ -40,6 +40,11 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 # dropped rather than refused. Any other `extra` field is refused.
 NO_OP_FIELDS: dict[str, Any] = {"modalities": ["text"], "logprobs": False}
 
+# Messages API fields that ride in `extra` (from the Anthropic-compatible front door):
+# sent on in the Messages body. OpenAI-kind routes refuse `thinking`, which no
+# chat-completions server takes; `top_k` they pass on (vLLM and others take it).
+ANTHROPIC_ONLY = ("top_k", "thinking")
+
 
 def refusal(request: CompletionRequest) -> Refusal | None:
     """The first thing of `request` the Messages API cannot carry, as a body path."""
@@ -57,7 +62,7 @@ def refusal(request: CompletionRequest) -> Refusal | None:
                     "The Messages API takes a tool call's arguments as a JSON object only.",
                 )
     for name, value in request.extra.items():
-        if not _asks_nothing(name, value):
+        if name not in ANTHROPIC_ONLY and not _asks_nothing(name, value):
             return Refusal(name, f"The Messages API has no `{name}`.")
     return None
 
@@ -99,7 +104,10 @@ def request_body(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
     }
     if system:
         body["system"] = system
-    if request.temperature is not None:
+    body.update({k: request.extra[k] for k in ANTHROPIC_ONLY if request.extra.get(k) is not None})
+    if _thinks(request):
+        pass  # extended thinking takes no temperature nor top_p: the preset's are not sent
+    elif request.temperature is not None:
         # OpenAI's range is 0..2, Anthropic's 0..1.
         body["temperature"] = min(max(request.temperature, 0.0), 1.0)
     elif request.top_p is not None:
@@ -117,6 +125,18 @@ def request_body(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
     if stream:
         body["stream"] = True
     return body
+
+
+def _thinks(request: CompletionRequest) -> bool:
+    thinking = request.extra.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
+def count_body(request: CompletionRequest) -> dict[str, Any]:
+    """The count_tokens body: what of the Messages body counts (no max_tokens, sampling)."""
+    body = request_body(request, stream=False)
+    keep = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+    return {k: v for k, v in body.items() if k in keep}
 
 
 def tool_body(tool: Tool) -> dict[str, Any]:

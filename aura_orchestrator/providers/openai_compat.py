@@ -85,7 +85,11 @@ class OpenAICompatAdapter:
             raise bad_response(config, "stream ended before [DONE]")
 
     def refusal(self, request: CompletionRequest) -> Refusal | None:
-        return None  # the chat-completions format itself: everything is passed on
+        # The chat-completions format itself: everything is passed on, but Anthropic's
+        # extended thinking, which no chat-completions server takes.
+        if request.extra.get("thinking") is not None:
+            return Refusal("thinking", "Extended `thinking` is served by Anthropic routes only.")
+        return None
 
     async def embed(
         self, client: Sender, config: ProviderConfig, request: EmbeddingRequest

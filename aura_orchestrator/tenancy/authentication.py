@@ -1,4 +1,5 @@
-"""DRF authentication by `Authorization: Bearer <api key>` (what the OpenAI SDK sends)."""
+"""DRF authentication by `Authorization: Bearer <api key>` (what the OpenAI SDK sends) or
+`x-api-key: <api key>` (what the Anthropic SDK sends); Bearer wins when both are given."""
 
 from django.db import close_old_connections, connection
 from rest_framework import authentication, exceptions, permissions
@@ -26,11 +27,14 @@ class BearerApiKey(authentication.BaseAuthentication):
 
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION", "")
-        if not header:
-            return None
-        scheme, _, raw_key = header.partition(" ")
-        if scheme.lower() != self.keyword or not raw_key.strip():
-            raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
+        if header:
+            scheme, _, raw_key = header.partition(" ")
+            if scheme.lower() != self.keyword or not raw_key.strip():
+                raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
+        else:
+            raw_key = request.META.get("HTTP_X_API_KEY", "")
+            if not raw_key:
+                return None
         try:
             api_key = api_key_authenticate(raw_key=raw_key.strip())
         finally:

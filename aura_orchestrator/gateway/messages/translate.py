@@ -1,0 +1,358 @@
+"""An Anthropic Messages body (plus our headers) → one `OperationRequest`.
+
+Strict as Anthropic is: an unknown field or block type is a 400 naming its path. Fields
+only Anthropic has (`top_k`, `thinking`) travel in `extra`; the adapters decide who can
+carry them (`providers.anthropic_messages.ANTHROPIC_ONLY`).
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aura_orchestrator import errors
+from aura_orchestrator.api.chat import (
+    MAX_ID_CHARS,
+    MAX_IMAGE_URL_CHARS,
+    MAX_IMAGES,
+    MAX_MESSAGES,
+    MAX_TEXT_CHARS,
+    MAX_TOOLS,
+    TOOL_NAME,
+)
+from aura_orchestrator.api.exceptions import invalid_field
+from aura_orchestrator.api.jsonbody import schema_problem
+from aura_orchestrator.gateway.translate import MAX_TOKENS_LIMIT, aura_fields, model_field
+from aura_orchestrator.pipeline import OperationRequest, PresetOverrides
+from aura_orchestrator.providers.anthropic_messages import IMAGE_TYPES
+from aura_orchestrator.providers.base import (
+    ChatMessage,
+    ContentPart,
+    ImagePart,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
+
+FIELDS = frozenset(
+    {
+        "model", "max_tokens", "system", "messages", "tools", "tool_choice", "stop_sequences",
+        "temperature", "top_p", "top_k", "thinking", "metadata", "stream",
+    }
+)  # fmt: skip
+MAX_STOP_SEQUENCES = 4  # OpenAI's limit: the request may fall back to an OpenAI-kind route
+# tool_choice.type → ToolChoice.mode (the adapter's TOOL_CHOICE_TYPES, read backwards).
+TOOL_CHOICE_MODES = {"auto": "auto", "any": "required", "tool": "function", "none": "none"}
+# Blocks of an assistant turn with no chat-completions equivalent: dropped (documented).
+DROPPED_BLOCKS = ("thinking", "redacted_thinking")
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesCall:
+    operation: OperationRequest
+    stream: bool
+
+
+def _invalid(param: str, message: str) -> errors.InvalidRequest:
+    return invalid_field(param, message)
+
+
+def _object(value: object, param: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _invalid(param, f"`{param}` must be an object.")
+    return value
+
+
+def _text(value: object, param: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
+    if type(value) is not str:
+        raise _invalid(param, f"`{param}` must be a string.")
+    if len(value) > max_chars:
+        raise _invalid(param, f"`{param}` exceeds {max_chars} characters.")
+    return value
+
+
+def _number(body: dict, name: str, *, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+        raise _invalid(name, f"`{name}` must be a number between 0 and {high:g}.")
+    return float(value)
+
+
+def _int(value: object, param: str, *, low: int, high: int = MAX_TOKENS_LIMIT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _invalid(param, f"`{param}` must be an integer between {low} and {high}.")
+    return value
+
+
+def _block_type(block: object, param: str, allowed: tuple[str, ...]) -> tuple[dict, str]:
+    block = _object(block, param)
+    kind = block.get("type")
+    if kind not in allowed:
+        raise _invalid(
+            f"{param}.type",
+            f"`{param}.type` must be one of {', '.join(allowed)} (got {str(kind)[:40]!r}).",
+        )
+    return block, kind
+
+
+def _texts(value: object, param: str) -> str:
+    """A string, or text blocks joined by newlines (system prompts, tool results)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise _invalid(param, f"`{param}` must be a string or a list of text blocks.")
+    texts = []
+    for i, block in enumerate(value):
+        block, _ = _block_type(block, f"{param}[{i}]", ("text",))
+        texts.append(_text(block.get("text"), f"{param}[{i}].text"))
+    return "\n".join(texts)
+
+
+def _image(block: dict, param: str) -> ImagePart:
+    source = _object(block.get("source"), f"{param}.source")
+    kind = source.get("type")
+    if kind == "base64":
+        media_type = source.get("media_type")
+        if media_type not in IMAGE_TYPES:
+            raise _invalid(
+                f"{param}.source.media_type",
+                f"`{param}.source.media_type` must be one of {', '.join(IMAGE_TYPES)}.",
+            )
+        data = _text(source.get("data"), f"{param}.source.data", max_chars=MAX_IMAGE_URL_CHARS)
+        return ImagePart(url=f"data:{media_type};base64,{data}")
+    if kind == "url":
+        url = _text(source.get("url"), f"{param}.source.url", max_chars=8192)
+        if not url.startswith(("https://", "http://")):
+            raise _invalid(f"{param}.source.url", f"`{param}.source.url` must be an http(s) URL.")
+        return ImagePart(url=url)
+    raise _invalid(f"{param}.source.type", f"`{param}.source.type` must be base64 or url.")
+
+
+def _tool_name(value: object, param: str) -> str:
+    if type(value) is not str or TOOL_NAME.fullmatch(value) is None:
+        raise _invalid(param, f"`{param}` must be 1 to 64 letters, digits, '_' or '-'.")
+    return value
+
+
+def _tool_use(block: dict, param: str) -> ToolCall:
+    arguments = _object(block.get("input"), f"{param}.input")
+    return ToolCall(
+        id=_text(block.get("id"), f"{param}.id", max_chars=MAX_ID_CHARS),
+        name=_tool_name(block.get("name"), f"{param}.name"),
+        arguments=json.dumps(arguments),
+    )
+
+
+def _tool_result(block: dict, param: str) -> ChatMessage:
+    """`is_error` has no chat-completions equivalent: the result's text says it."""
+    if block.get("tool_use_id") is None:
+        raise _invalid(f"{param}.tool_use_id", f"`{param}.tool_use_id` is required.")
+    call_id = _text(block.get("tool_use_id"), f"{param}.tool_use_id", max_chars=MAX_ID_CHARS)
+    content = block.get("content")
+    text = "" if content is None else _texts(content, f"{param}.content")
+    return ChatMessage(role="tool", content=text, tool_call_id=call_id)
+
+
+def _message(raw: object, param: str) -> list[ChatMessage]:
+    """One turn as chat messages: a user turn's tool results first (each a `tool`
+    message), then the rest of it; an assistant turn's text and calls in one message."""
+    message = _object(raw, param)
+    role = message.get("role")
+    if role not in ("user", "assistant"):
+        raise _invalid(f"{param}.role", f"`{param}.role` must be user or assistant.")
+    unknown = set(message) - {"role", "content"}
+    if unknown:
+        raise _invalid(f"{param}.{min(unknown)}", f"`{param}.{min(unknown)}`: unknown field.")
+    content = message.get("content")
+    if isinstance(content, str):
+        return [ChatMessage(role=role, content=content)]
+    if not isinstance(content, list):
+        raise _invalid(f"{param}.content", f"`{param}.content` must be a string or a list.")
+    allowed = (
+        ("text", "image", "tool_result")
+        if role == "user"
+        else ("text", "tool_use", *DROPPED_BLOCKS)
+    )
+    results: list[ChatMessage] = []
+    parts: list[ContentPart] = []
+    calls: list[ToolCall] = []
+    for i, raw_block in enumerate(content):
+        at = f"{param}.content[{i}]"
+        block, kind = _block_type(raw_block, at, allowed)
+        if kind == "text":
+            parts.append(TextPart(_text(block.get("text"), f"{at}.text")))
+        elif kind == "image":
+            parts.append(_image(block, at))
+        elif kind == "tool_result":
+            results.append(_tool_result(block, at))
+        elif kind == "tool_use":
+            calls.append(_tool_use(block, at))
+    text = "\n".join(p.text for p in parts if isinstance(p, TextPart))
+    rich = tuple(parts) if any(not isinstance(p, TextPart) for p in parts) else None
+    if parts or calls or not results:
+        results.append(ChatMessage(role=role, content=text, parts=rich, tool_calls=tuple(calls)))
+    return results
+
+
+def _messages(body: dict) -> tuple[ChatMessage, ...]:
+    raw = body.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise _invalid("messages", "`messages` must be a non-empty list of messages.")
+    if len(raw) > MAX_MESSAGES:
+        raise _invalid("messages", f"`messages` may hold at most {MAX_MESSAGES} messages.")
+    messages: list[ChatMessage] = []
+    system = body.get("system")
+    if system is not None:
+        messages.append(ChatMessage(role="system", content=_texts(system, "system")))
+    for i, message in enumerate(raw):
+        messages += _message(message, f"messages[{i}]")
+    text = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
+    if text > MAX_TEXT_CHARS:
+        raise _invalid("messages", f"The messages exceed {MAX_TEXT_CHARS} characters of text.")
+    images = sum(isinstance(p, ImagePart) for m in messages for p in m.parts or ())
+    if images > MAX_IMAGES:
+        raise _invalid("messages", f"At most {MAX_IMAGES} images per request.")
+    return tuple(messages)
+
+
+def _tools(body: dict) -> tuple[Tool, ...]:
+    raw = body.get("tools")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_TOOLS:
+        raise _invalid("tools", f"`tools` must be a list of at most {MAX_TOOLS} tools.")
+    tools = []
+    for i, spec in enumerate(raw):
+        at = f"tools[{i}]"
+        spec = _object(spec, at)
+        if spec.get("type", "custom") != "custom":
+            raise _invalid(f"{at}.type", f"`{at}.type`: only client tools (custom) are served.")
+        description = spec.get("description")
+        if description is not None:
+            _text(description, f"{at}.description", max_chars=100_000)
+        schema = _object(spec.get("input_schema"), f"{at}.input_schema")
+        problem = schema_problem(schema)
+        if problem is not None:
+            raise _invalid(f"{at}.input_schema", problem)
+        name = _tool_name(spec.get("name"), f"{at}.name")
+        tools.append(Tool(name=name, description=description, parameters=schema))
+    if len({t.name for t in tools}) != len(tools):
+        raise _invalid("tools", "`tools`: tool names must be unique.")
+    return tuple(tools)
+
+
+def _tool_choice(body: dict, tools: tuple[Tool, ...]) -> tuple[ToolChoice | None, bool | None]:
+    """(the choice, parallel_tool_calls: False when `disable_parallel_tool_use`)."""
+    raw = body.get("tool_choice")
+    if raw is None:
+        return None, None
+    choice = _object(raw, "tool_choice")
+    mode = TOOL_CHOICE_MODES.get(choice.get("type"))  # type: ignore[arg-type]
+    if mode is None:
+        raise _invalid("tool_choice.type", "`tool_choice.type` must be auto, any, tool or none.")
+    if not tools:
+        raise _invalid("tool_choice", "`tool_choice` is only allowed with `tools`.")
+    name = None
+    if mode == "function":
+        name = _tool_name(choice.get("name"), "tool_choice.name")
+        if name not in {t.name for t in tools}:
+            raise _invalid("tool_choice.name", f"No tool named {name!r} in `tools`.")
+    serial = choice.get("disable_parallel_tool_use")
+    if serial is not None and type(serial) is not bool:
+        raise _invalid(
+            "tool_choice.disable_parallel_tool_use",
+            "`tool_choice.disable_parallel_tool_use` must be a boolean.",
+        )
+    return ToolChoice(mode=mode, name=name), (False if serial else None)
+
+
+def _stop(body: dict) -> tuple[str, ...] | None:
+    value = body.get("stop_sequences")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_STOP_SEQUENCES
+        or not all(isinstance(s, str) and s for s in value)
+    ):
+        raise _invalid(
+            "stop_sequences",
+            f"`stop_sequences` must be a list of up to {MAX_STOP_SEQUENCES} non-empty strings.",
+        )
+    return tuple(value) or None
+
+
+def _anthropic_only(body: dict, max_tokens: int) -> dict[str, Any]:
+    """`top_k` and `thinking`, checked, for `extra`."""
+    extra: dict[str, Any] = {}
+    if body.get("top_k") is not None:
+        extra["top_k"] = _int(body["top_k"], "top_k", low=0, high=1_000_000)
+    thinking = body.get("thinking")
+    if thinking is not None:
+        thinking = _object(thinking, "thinking")
+        kind = thinking.get("type")
+        if kind == "enabled":
+            _int(thinking.get("budget_tokens"), "thinking.budget_tokens", low=1024)
+            if thinking["budget_tokens"] >= max_tokens:
+                raise _invalid("thinking.budget_tokens", "Must be less than `max_tokens`.")
+        elif kind != "disabled":
+            raise _invalid("thinking.type", "`thinking.type` must be enabled or disabled.")
+        extra["thinking"] = thinking
+    return extra
+
+
+def _user(body: dict) -> str | None:
+    meta = body.get("metadata")
+    if meta is None:
+        return None
+    meta = _object(meta, "metadata")
+    if set(meta) - {"user_id"}:
+        raise _invalid("metadata", "`metadata` takes `user_id` only.")
+    user = meta.get("user_id")
+    return None if user is None else _text(user, "metadata.user_id", max_chars=256)
+
+
+def messages_call_from(
+    *, body: object, headers: Mapping[str, str], default_session: str
+) -> MessagesCall:
+    """Validate a Messages body and build the pipeline's request from it."""
+    if not isinstance(body, dict):
+        raise _invalid("body", "The request body must be a JSON object.")
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        name = unknown[0][:64] or "body"
+        raise _invalid(name, f"`{name}`: Extra inputs are not permitted.")
+    model = model_field(body)
+    if body.get("max_tokens") is None:
+        raise _invalid("max_tokens", "`max_tokens` is required.")
+    max_tokens = _int(body["max_tokens"], "max_tokens", low=1)
+    stream = body.get("stream")
+    if stream is not None and type(stream) is not bool:
+        raise _invalid("stream", "`stream` must be a boolean.")
+    tools = _tools(body)
+    tool_choice, parallel = _tool_choice(body, tools)
+    aura = aura_fields(headers, {}, default_session=default_session)
+    operation = OperationRequest(
+        session_id=aura.session_id,
+        operation_type=aura.operation_type,
+        messages=_messages(body),
+        enable_cache=aura.enable_cache,
+        budget_name=aura.budget_name,
+        overrides=PresetOverrides(
+            temperature=_number(body, "temperature", high=1.0),
+            top_p=_number(body, "top_p", high=1.0),
+            max_tokens=max_tokens,
+        ),
+        model=model,
+        stop=_stop(body),
+        user=_user(body),
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+        extra=_anthropic_only(body, max_tokens),
+        source="gateway",
+    )
+    return MessagesCall(operation=operation, stream=bool(stream))

@@ -1,0 +1,252 @@
+"""`POST /v1/messages` driven by the official Anthropic SDK against a real `manage.py
+serve`: plain and streamed answers, a tool round trip, an image, fallback across kinds,
+budgets, bad input, both ways to pass the key, count_tokens. Every call leaves one row."""
+
+import base64
+
+import anthropic
+import httpx
+import pytest
+
+from aura_orchestrator.simulator import Fault
+from budgets.models import BudgetConstraint
+from telemetry.models import OperationTelemetry
+from tests.gateway.test_anthropic_tools import ATTEMPTS, claude
+from tests.gateway.test_sdk import wait_for_telemetry
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WEATHER = {
+    "name": "weather",
+    "description": "The forecast for a city.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 32).decode()
+
+
+@pytest.fixture
+def client(live_server_url, api_key, provider):
+    """The official Anthropic SDK (x-api-key) against a real server, no retries."""
+    return anthropic.Anthropic(base_url=live_server_url, api_key=api_key.raw_key, max_retries=0)
+
+
+def ask(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def test_a_plain_message_answers_in_anthropic_shape_with_usage_and_one_row(client, fake_upstream):
+    raw = client.messages.with_raw_response.create(
+        model="sim-gpt", max_tokens=300, system="You are terse.", messages=ask("Name a colour")
+    )
+    message = raw.parse()
+    assert message.type == "message" and message.role == "assistant"
+    assert message.content[0].text == "Simulated answer to: Name a colour"
+    assert message.stop_reason == "end_turn"
+    sent = fake_upstream.requests[-1]
+    assert sent["max_tokens"] == 300
+    assert sent["messages"][0] == {"role": "system", "content": "You are terse."}
+    row = OperationTelemetry.objects.get(operation_id=raw.headers["x-aura-operation-id"])
+    assert message.id == "msg_" + row.operation_id.hex
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (
+        row.tokens_in,
+        row.tokens_out,
+    )
+    assert raw.headers["x-aura-cache"] == "miss"
+
+
+def test_a_streamed_message_builds_the_final_message_with_the_sdk_helper(client):
+    with client.messages.stream(
+        model="sim-gpt",
+        max_tokens=300,
+        messages=ask("Tell me about the tides of the sea"),
+        extra_headers={"X-Aura-Session-Id": "m-stream"},
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "Simulated answer to: Tell me about the tides of the sea"
+    assert final.content[0].text == text and final.stop_reason == "end_turn"
+    row = wait_for_telemetry(final.id.removeprefix("msg_"))
+    assert (row.streamed, row.success, row.session_id) == (True, True, "m-stream")
+    assert final.usage.output_tokens == row.tokens_out > 0
+    assert final.usage.input_tokens == row.tokens_in > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_tool_round_trip(client, stream):
+    """tool_use out, tool_result back in, a final text; streamed: input_json_delta."""
+    first = _create(client, stream, messages=ask("Weather in Paris?"), tools=[WEATHER])
+    assert first.stop_reason == "tool_use"
+    call = next(block for block in first.content if block.type == "tool_use")
+    assert call.name == "weather" and isinstance(call.input, dict) and "city" in call.input
+    messages = [
+        *ask("Weather in Paris?"),
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "12°C, rain"}],
+        },
+    ]
+    second = _create(client, stream, messages=messages, tools=[WEATHER])
+    assert second.stop_reason == "end_turn"
+    assert second.content[0].text == "Tool results: 12°C, rain"
+    assert OperationTelemetry.objects.count() == 2
+
+
+def _create(client, stream: bool, **kwargs):
+    if not stream:
+        return client.messages.create(model="sim-gpt", max_tokens=200, **kwargs)
+    with client.messages.stream(model="sim-gpt", max_tokens=200, **kwargs) as events:
+        return events.get_final_message()
+
+
+def test_an_image_reaches_the_provider_as_a_data_url(client, fake_upstream):
+    image = {"type": "base64", "media_type": "image/png", "data": PNG}
+    content = [{"type": "image", "source": image}, {"type": "text", "text": "What is it?"}]
+    message = client.messages.create(
+        model="sim-gpt", max_tokens=100, messages=[{"role": "user", "content": content}]
+    )
+    assert message.content[0].text.endswith("[images: 1]")
+    part = fake_upstream.requests[-1]["messages"][0]["content"][0]
+    assert part["image_url"]["url"] == f"data:image/png;base64,{PNG}"
+
+
+def test_an_anthropic_route_failing_falls_back_to_the_openai_kind_one(client, fake_upstream):
+    """claude (Anthropic-kind, first in the chain) fails every attempt: primary answers."""
+    claude(fake_upstream, model="sim-gpt", make_default=True)
+    fake_upstream.enqueue(*[Fault(status=500)] * ATTEMPTS)
+    raw = client.messages.with_raw_response.create(
+        model="sim-gpt", max_tokens=100, extra_body={"top_k": 5}, messages=ask("Hi")
+    )
+    assert raw.parse().content[0].text == "Simulated answer to: Hi"
+    row = OperationTelemetry.objects.get(operation_id=raw.headers["x-aura-operation-id"])
+    assert row.provider_name == "primary"
+    assert [a["provider"] for a in row.attempts] == ["claude"] * ATTEMPTS + ["primary"]
+    assert fake_upstream.path_counts["/v1/messages"] == ATTEMPTS
+
+
+def test_an_anthropic_route_gets_top_k_and_thinking(client, fake_upstream):
+    claude(fake_upstream, model="sim-gpt", make_default=True)
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    client.messages.create(
+        model="claude/sim-gpt",
+        max_tokens=2000,
+        extra_body={"top_k": 5},
+        thinking=thinking,
+        messages=ask("Hi"),
+    )
+    sent = fake_upstream.requests[-1]
+    assert (sent["top_k"], sent["thinking"]) == (5, thinking)
+    assert "temperature" not in sent
+
+
+def test_thinking_is_refused_by_an_openai_kind_route(client, fake_upstream):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(
+            model="sim-gpt",
+            max_tokens=2000,
+            thinking={"type": "enabled", "budget_tokens": 1024},
+            messages=ask("Hi"),
+        )
+    assert caught.value.body["error"]["param"] == "thinking"
+    assert fake_upstream.request_count == 0
+
+
+def test_a_hard_session_cap_is_a_402_billing_error(client, fake_upstream):
+    BudgetConstraint.objects.create(name="tight", max_tokens_per_session=150)
+    headers = {"X-Aura-Session-Id": "m-budget", "X-Aura-Budget": "tight"}
+    messages = ask("Go [[tokens_out:100]]")
+    client.messages.create(
+        model="sim-gpt", max_tokens=100, messages=messages, extra_headers=headers
+    )
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        client.messages.create(
+            model="sim-gpt", max_tokens=100, messages=messages, extra_headers=headers
+        )
+    assert caught.value.status_code == 402
+    assert caught.value.body["type"] == "error"
+    assert caught.value.body["error"]["type"] == "billing_error"
+    assert caught.value.body["error"]["code"] == "budget_exceeded"
+    assert fake_upstream.request_count == 1
+    assert OperationTelemetry.objects.filter(session_id="m-budget").count() == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "sim-gpt", "messages": ask("Hi")}, "max_tokens"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "video"}]}]},
+            "messages[0].content[0].type",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "tool_result", "content": "x"}]}]},
+            "messages[0].content[0].tool_use_id",
+        ),
+        ({"messages": ask("Hi"), "frequency_penalty": 1}, "frequency_penalty"),
+        ({"messages": ask("Hi"), "temperature": 1.5}, "temperature"),
+    ],
+)
+def test_bad_input_is_a_400_invalid_request_error_naming_the_field(
+    live_server_url, api_key, provider, fake_upstream, body, param
+):
+    body = {"model": "sim-gpt", "max_tokens": 10, **body} if "max_tokens" not in param else body
+    response = httpx.post(
+        f"{live_server_url}/v1/messages", json=body, headers={"x-api-key": api_key.raw_key}
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["param"] == param and param in error["error"]["message"]
+    assert fake_upstream.request_count == 0
+
+
+def test_bearer_and_x_api_key_are_both_accepted_and_a_bad_key_is_an_authentication_error(
+    live_server_url, api_key, provider
+):
+    bearer = anthropic.Anthropic(
+        base_url=live_server_url, auth_token=api_key.raw_key, max_retries=0
+    )
+    assert bearer.messages.create(model="sim-gpt", max_tokens=50, messages=ask("Hi")).content
+    wrong = anthropic.Anthropic(base_url=live_server_url, api_key="aura_wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        wrong.messages.create(model="sim-gpt", max_tokens=50, messages=ask("Hi"))
+    assert caught.value.body["error"]["type"] == "authentication_error"
+
+
+def test_count_tokens_is_our_estimate_for_an_openai_kind_model(client, fake_upstream):
+    count = client.messages.count_tokens(model="sim-gpt", messages=ask("Hello there"))
+    assert count.input_tokens > 0
+    raw = client.messages.with_raw_response.count_tokens(model="sim-gpt", messages=ask("Hi"))
+    assert raw.http_response.json()["estimate"] is True
+    assert fake_upstream.request_count == 0
+
+
+def test_a_cached_answer_is_replayed_as_a_message_and_as_a_stream(client, fake_upstream):
+    headers = {"X-Aura-Enable-Cache": "true", "X-Aura-Session-Id": "m-cache"}
+    ask_ = {"model": "sim-gpt", "max_tokens": 100, "messages": ask("What is a tide?")}
+    first = client.messages.create(**ask_, extra_headers=headers)
+    raw = client.messages.with_raw_response.create(**ask_, extra_headers=headers)
+    with client.messages.stream(**ask_, extra_headers=headers) as stream:
+        replayed = stream.get_final_message()
+    assert raw.headers["x-aura-cache"] == "hit"
+    texts = {m.content[0].text for m in (first, raw.parse(), replayed)}
+    assert texts == {"Simulated answer to: What is a tide?"}
+    assert raw.parse().usage.input_tokens == 0 == replayed.usage.output_tokens
+    assert fake_upstream.request_count == 1
+    assert OperationTelemetry.objects.filter(session_id="m-cache").count() == 3
+
+
+def test_count_tokens_asks_an_anthropic_kind_provider_for_its_exact_count(client, fake_upstream):
+    """claude serves the model first: its count_tokens answers what its /v1/messages
+    reports as input tokens."""
+    claude(fake_upstream, model="sim-gpt", make_default=True)
+    messages = ask("Count these words, please")
+    raw = client.messages.with_raw_response.count_tokens(model="sim-gpt", messages=messages)
+    assert raw.http_response.json()["estimate"] is False
+    assert fake_upstream.path_counts["/v1/messages/count_tokens"] == 1
+    message = client.messages.create(model="sim-gpt", max_tokens=50, messages=messages)
+    assert raw.parse().input_tokens == message.usage.input_tokens
