@@ -78,6 +78,7 @@ class AnthropicAdapter:
         if not isinstance(blocks, list):
             raise bad_response(config, "response has no content list", response.status_code)
         text, calls = messages.answer_of(blocks)
+        thinking = messages.thinking_of(blocks)
         finish_reason = map_finish_reason(body.get("stop_reason"))
         return CompletionResult(
             content=text,
@@ -86,7 +87,11 @@ class AnthropicAdapter:
             finish_reason=finish_reason,
             raw=body,
             tool_calls=calls,
-            choices=(messages.choice_of(text, calls, finish_reason),) if calls else (),
+            choices=(
+                (messages.choice_of(text, calls, finish_reason, thinking),)
+                if calls or thinking
+                else ()
+            ),
         )
 
     async def stream(
@@ -158,7 +163,9 @@ def _headers(config: ProviderConfig) -> dict[str, str]:
 class _StreamTranslator:
     """Turns Anthropic stream events into OpenAI chat.completion.chunk dicts: text deltas
     as content, each tool_use block as one OpenAI tool call (numbered from 0, its input
-    JSON streamed as the call's arguments)."""
+    JSON streamed as the call's arguments), thinking deltas as `reasoning_content`, a
+    thinking block's signature (and a redacted_thinking block whole) as `thinking_blocks`
+    (chunks.ChoicesAssembler joins them back into whole blocks)."""
 
     def __init__(self, *, model: str) -> None:
         self.id = "chatcmpl-anthropic"
@@ -182,8 +189,14 @@ class _StreamTranslator:
             delta = _dict(event.get("delta"))
             if delta.get("type") == "input_json_delta":
                 return self._arguments(event.get("index"), str(delta.get("partial_json", "")))
+            if delta.get("type") == "thinking_delta":
+                piece = str(delta.get("thinking", ""))
+                return StreamChunk("", raw=self._chunk({"reasoning_content": piece}))
+            if delta.get("type") == "signature_delta":
+                signed = {"type": "thinking", "thinking": "", "signature": delta.get("signature")}
+                return StreamChunk("", raw=self._chunk({"thinking_blocks": [signed]}))
             if delta.get("type") != "text_delta":
-                return None  # thinking deltas have no chat-completions text
+                return None
             text = str(delta.get("text", ""))
             return StreamChunk(text, raw=self._chunk({"content": text}))
         if kind == "content_block_stop" and event.get("index") in self.unfilled:
@@ -195,6 +208,8 @@ class _StreamTranslator:
 
     def _call_start(self, event: dict[str, Any]) -> StreamChunk | None:
         block = _dict(event.get("content_block"))
+        if block.get("type") == "redacted_thinking":
+            return StreamChunk("", raw=self._chunk({"thinking_blocks": [block]}))
         if block.get("type") != "tool_use":
             return None
         index = self.calls[event.get("index")] = len(self.calls)

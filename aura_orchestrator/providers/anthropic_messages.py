@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 from .base import (
+    THINKING_BLOCKS,
+    CacheControl,
     ChatMessage,
     CompletionRequest,
     ContentPart,
@@ -68,7 +70,7 @@ def refusal(request: CompletionRequest) -> Refusal | None:
 
 
 def _part_problem(part: ContentPart) -> str | None:
-    if isinstance(part, OtherPart):
+    if isinstance(part, OtherPart) and not part.thinking:
         return f"The Messages API takes no `{part.type}` parts."
     inline = part.inline if isinstance(part, ImagePart) else None
     if inline is not None and inline[0] not in IMAGE_TYPES:
@@ -96,7 +98,7 @@ def _arguments(call: ToolCall) -> dict[str, Any] | None:
 def request_body(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
     """The Messages body of a request `refusal` accepts (`response_format` has no
     equivalent: the pipeline validates a schema'd answer itself)."""
-    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    system = system_body(request.messages)
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS,
@@ -127,6 +129,16 @@ def request_body(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
     return body
 
 
+def system_body(messages: tuple[ChatMessage, ...]) -> str | list[dict[str, Any]]:
+    """The system messages joined, or as text blocks when one of them carries a
+    cache_control (which only a block can hold)."""
+    system = [m for m in messages if m.role == "system"]
+    parts = [p for m in system for p in m.parts or (TextPart(m.content),)]
+    if any(isinstance(p, TextPart) and p.cache_control for p in parts):
+        return [_part_block(p) for p in parts if isinstance(p, TextPart) and p.text]
+    return "\n\n".join(m.content for m in system)
+
+
 def _thinks(request: CompletionRequest) -> bool:
     thinking = request.extra.get("thinking")
     return isinstance(thinking, dict) and thinking.get("type") == "enabled"
@@ -145,7 +157,7 @@ def tool_body(tool: Tool) -> dict[str, Any]:
     if tool.description is not None:
         body["description"] = tool.description
     body["input_schema"] = tool.parameters or {"type": "object", "properties": {}}
-    return body
+    return _cached(body, tool.cache_control)
 
 
 def tool_choice_body(request: CompletionRequest) -> dict[str, Any] | None:
@@ -177,18 +189,17 @@ def messages_body(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
         else:
             turns.append({"role": role, "content": blocks})
     for turn in turns:
-        # A lone text block (or none) reads as the plain string it came from.
+        # A lone plain text block (or none) reads as the plain string it came from.
         blocks = turn["content"]
-        if not blocks or (len(blocks) == 1 and blocks[0]["type"] == "text"):
+        if not blocks or (len(blocks) == 1 and blocks[0].keys() == {"type", "text"}):
             turn["content"] = blocks[0]["text"] if blocks else ""
     return turns
 
 
 def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
     if message.tool_call_id is not None:
-        return [
-            {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content}
-        ]
+        result = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+        return [_cached({**result, "content": message.content}, message.cache_control)]
     parts = message.parts if message.parts is not None else (TextPart(message.content),)
     # Anthropic rejects empty text blocks; an assistant turn of calls alone has no text.
     blocks = [_part_block(p) for p in parts if not isinstance(p, TextPart) or p.text]
@@ -200,16 +211,24 @@ def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
 
 
 def _part_block(part: ContentPart) -> dict[str, Any]:
-    """A text or image part (`refusal` turns down the others); an image's `detail` has
-    no Messages equivalent."""
+    """A text or image part, or a thinking block verbatim (`refusal` turns down the
+    others); an image's `detail` has no Messages equivalent."""
+    if isinstance(part, OtherPart):
+        return part.body
     if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
-    assert isinstance(part, ImagePart)
+        return _cached({"type": "text", "text": part.text}, part.cache_control)
     inline = part.inline
     if inline is None:
-        return {"type": "image", "source": {"type": "url", "url": part.url}}
-    media_type, data = inline
-    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+        source: dict[str, Any] = {"type": "url", "url": part.url}
+    else:
+        media_type, data = inline
+        source = {"type": "base64", "media_type": media_type, "data": data}
+    return _cached({"type": "image", "source": source}, part.cache_control)
+
+
+def _cached(block: dict[str, Any], cache_control: CacheControl | None) -> dict[str, Any]:
+    """`block` with its cache_control, verbatim, when it has one."""
+    return block if cache_control is None else {**block, "cache_control": cache_control}
 
 
 def answer_of(blocks: list[Any]) -> tuple[str, tuple[ToolCall, ...]]:
@@ -231,19 +250,28 @@ def answer_of(blocks: list[Any]) -> tuple[str, tuple[ToolCall, ...]]:
     return text, calls
 
 
-def choice_of(text: str, calls: tuple[ToolCall, ...], finish_reason: str | None) -> dict[str, Any]:
-    """The answer as an OpenAI choice: what the gateway sends back when it calls tools."""
-    return {
-        "index": 0,
-        "message": {
-            "role": "assistant",
-            "content": text or None,
-            "refusal": None,
-            "tool_calls": [call.body() for call in calls],
-        },
-        "logprobs": None,
-        "finish_reason": finish_reason,
-    }
+def thinking_of(blocks: list[Any]) -> list[dict[str, Any]]:
+    """An answer's thinking and redacted_thinking blocks, verbatim (their signatures are
+    what the provider checks when a client sends them back)."""
+    return [b for b in blocks if isinstance(b, dict) and b.get("type") in THINKING_BLOCKS]
+
+
+def choice_of(
+    text: str,
+    calls: tuple[ToolCall, ...],
+    finish_reason: str | None,
+    thinking: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The answer as an OpenAI choice: what the gateway sends back when it calls tools or
+    thought. Thinking follows LiteLLM: `thinking_blocks` verbatim, `reasoning_content`
+    their text joined."""
+    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    if calls:
+        message["tool_calls"] = [call.body() for call in calls]
+    if thinking:
+        message["reasoning_content"] = "".join(str(b.get("thinking", "")) for b in thinking)
+        message["thinking_blocks"] = thinking
+    return {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
 
 
 def parse_usage(raw: Any) -> Usage | None:

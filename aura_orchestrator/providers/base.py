@@ -46,9 +46,16 @@ class ProviderConfig:
     extra_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
+# Anthropic's prompt-caching marker (`{"type": "ephemeral"}`), carried verbatim on the
+# blocks that had it: Anthropic routes send it on, OpenAI-kind ones drop it (OpenAI
+# caches prompts by itself).
+CacheControl = dict[str, Any]
+
+
 @dataclass(frozen=True, slots=True)
 class TextPart:
     text: str
+    cache_control: CacheControl | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,7 @@ class ImagePart:
 
     url: str
     detail: str | None = None  # auto | low | high (OpenAI's); None: the provider's default
+    cache_control: CacheControl | None = None
 
     @property
     def inline(self) -> tuple[str, str] | None:
@@ -75,6 +83,16 @@ class OtherPart:
     type: str
     body: dict[str, Any]  # the part as the client sent it
 
+    @property
+    def thinking(self) -> bool:
+        """An Anthropic thinking block of an assistant turn: the model's own reasoning,
+        sent back verbatim to Anthropic routes (which want it in tool-use conversations)
+        and dropped by the others (it is not input)."""
+        return self.type in THINKING_BLOCKS
+
+
+# Anthropic's thinking block types: kept as `OtherPart`s of an assistant message.
+THINKING_BLOCKS = ("thinking", "redacted_thinking")
 
 ContentPart = TextPart | ImagePart | OtherPart
 
@@ -107,6 +125,7 @@ class ChatMessage:
     tool_calls: tuple[ToolCall, ...] = ()  # an assistant's calls
     tool_call_id: str | None = None  # a tool message: the call it answers
     name: str | None = None
+    cache_control: CacheControl | None = None  # a tool message's (Anthropic's tool_result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +136,7 @@ class Tool:
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    cache_control: CacheControl | None = None
 
 
 @dataclass(frozen=True, slots=True)

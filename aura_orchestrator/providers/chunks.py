@@ -2,7 +2,8 @@
 
 `ChoicesAssembler` reassembles `chat.completion.chunk` dicts into choices the way the
 SDKs do (text concatenated, tool calls by index with their argument fragments joined,
-logprobs appended), so a streamed answer is cached and recorded like a complete one.
+logprobs appended, LiteLLM's `reasoning_content` pieces and `thinking_blocks` joined into
+whole thinking blocks), so a streamed answer is cached and recorded like a complete one.
 `replay_deltas` turns choices back into deltas, to replay a cached answer as a stream.
 `passthrough_of` picks what an answer (or a chunk) carries that we pass back as sent.
 """
@@ -11,10 +12,22 @@ from typing import Any
 
 
 class _Choice:
-    __slots__ = ("content", "finish_reason", "logprobs", "refusal", "tool_calls")
+    __slots__ = (
+        "content",
+        "finish_reason",
+        "logprobs",
+        "reasoning",
+        "refusal",
+        "thinking",
+        "thinking_blocks",
+        "tool_calls",
+    )
 
     def __init__(self) -> None:
         self.content: list[str] = []
+        self.reasoning: list[str] = []  # every reasoning_content piece
+        self.thinking: list[str] = []  # the pieces of the thinking block not yet signed
+        self.thinking_blocks: list[dict[str, Any]] = []
         self.refusal: list[str] = []
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.logprobs: list[Any] | None = None
@@ -31,6 +44,13 @@ class _Choice:
             rich = True
         for call in delta.get("tool_calls") or ():
             self._call(call)
+            rich = True
+        if isinstance(delta.get("reasoning_content"), str):
+            self.reasoning.append(delta["reasoning_content"])
+            self.thinking.append(delta["reasoning_content"])
+            rich = True
+        for block in delta.get("thinking_blocks") or ():
+            self._thinking_block(block)
             rich = True
         logprobs = choice.get("logprobs")
         if isinstance(logprobs, dict):
@@ -53,6 +73,13 @@ class _Choice:
         if function.get("arguments"):
             known["function"]["arguments"] += function["arguments"]
 
+    def _thinking_block(self, block: dict[str, Any]) -> None:
+        """A signed thinking block with no text holds the pieces streamed before it."""
+        if block.get("type") == "thinking" and not block.get("thinking"):
+            block = {**block, "thinking": "".join(self.thinking)}
+        self.thinking.clear()
+        self.thinking_blocks.append(block)
+
     def body(self, index: int) -> dict[str, Any]:
         message: dict[str, Any] = {
             "role": "assistant",
@@ -61,6 +88,10 @@ class _Choice:
         }
         if self.tool_calls:
             message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
+        if self.thinking_blocks:
+            message["thinking_blocks"] = self.thinking_blocks
         return {
             "index": index,
             "message": message,
@@ -92,22 +123,27 @@ class ChoicesAssembler:
 
 def replay_deltas(choice: dict[str, Any], *, chunk_chars: int) -> list[dict[str, Any]]:
     """A whole choice as the deltas of a stream (each an OpenAI chunk's choice): the role,
-    its text in pieces, each tool call whole, then the finish."""
+    its thinking blocks (text in pieces, then the signature), its text in pieces, each
+    tool call whole, then the finish."""
     index = choice.get("index", 0)
     message = choice.get("message") or {}
     # As OpenAI opens: an empty text, or null content when the answer is only tool calls.
     content = message.get("content")
     first = {"role": "assistant", "content": None if content is None else ""}
     deltas = [{"index": index, "delta": first, "finish_reason": None}]
-    content = content or ""
-    for start in range(0, len(content), chunk_chars):
-        deltas.append(
-            {
-                "index": index,
-                "delta": {"content": content[start : start + chunk_chars]},
-                "finish_reason": None,
-            }
-        )
+
+    def add(delta: dict[str, Any]) -> None:
+        deltas.append({"index": index, "delta": delta, "finish_reason": None})
+
+    for block in message.get("thinking_blocks") or ():
+        thinking = block.get("thinking") if block.get("type") == "thinking" else None
+        if isinstance(thinking, str) and thinking:
+            for piece in _pieces(thinking, chunk_chars):
+                add({"reasoning_content": piece})
+            block = {**block, "thinking": ""}
+        add({"thinking_blocks": [block]})
+    for piece in _pieces(content or "", chunk_chars):
+        add({"content": piece})
     if choice.get("logprobs") is not None:
         deltas[-1]["logprobs"] = choice["logprobs"]
     for position, call in enumerate(message.get("tool_calls") or ()):
@@ -120,6 +156,10 @@ def replay_deltas(choice: dict[str, Any], *, chunk_chars: int) -> list[dict[str,
         )
     deltas.append({"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")})
     return deltas
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[start : start + size] for start in range(0, len(text), size)]
 
 
 # Top-level answer fields passed back to the client as the provider sent them.

@@ -15,6 +15,7 @@ from .base import (
     EmbeddingRequest,
     EmbeddingResult,
     ImagePart,
+    OtherPart,
     ProviderConfig,
     ProviderKindSpec,
     Refusal,
@@ -184,9 +185,12 @@ def parse_embeddings(
 
 
 def message_body(message: ChatMessage) -> dict[str, Any]:
+    """OpenAI's message. Dropped: Anthropic's thinking blocks (the model's own reasoning,
+    not input) and cache_control markers (OpenAI caches prompts by itself)."""
     body: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.parts is not None:
-        body["content"] = [part_body(p) for p in message.parts]
+    parts = [p for p in message.parts or () if not (isinstance(p, OtherPart) and p.thinking)]
+    if parts:
+        body["content"] = [part_body(p) for p in parts]
     if message.tool_calls:
         body["tool_calls"] = [c.body() for c in message.tool_calls]
         if not message.content:

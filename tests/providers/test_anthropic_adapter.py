@@ -34,7 +34,8 @@ from aura_orchestrator.providers.base import (
     ToolCall,
     ToolChoice,
 )
-from aura_orchestrator.providers.chunks import ChoicesAssembler
+from aura_orchestrator.providers.chunks import ChoicesAssembler, replay_deltas
+from aura_orchestrator.providers.openai_compat import message_body as openai_message_body
 
 SECRET = "sk-ant-test-secret-456"
 CONFIG = ProviderConfig("claude", "anthropic", "https://api.anthropic.test", SECRET)
@@ -648,6 +649,103 @@ async def test_a_tool_call_alone_has_null_content_and_a_text_answer_no_choices()
     assert (plain.tool_calls, plain.choices) == ((), ())
 
 
+THINKING = {"type": "thinking", "thinking": "The user wants...", "signature": "sig_1"}
+REDACTED = {"type": "redacted_thinking", "data": "opaque"}
+THINKING_CHOICE_BODY = {
+    **TOOL_CHOICE_BODY,
+    "message": {
+        **TOOL_CHOICE_BODY["message"],
+        "reasoning_content": "The user wants...",
+        "thinking_blocks": [THINKING],
+    },
+}
+
+
+@pytest.mark.asyncio
+async def test_thinking_blocks_are_kept_verbatim_on_the_answer_with_their_text_joined():
+    answer = message_body(content=[THINKING, REDACTED, {"type": "text", "text": "Hi."}])
+    result = await complete(lambda request: httpx.Response(200, json=answer))
+    assert result.content == "Hi."
+    message = result.choices[0]["message"]
+    assert message["thinking_blocks"] == [THINKING, REDACTED]
+    assert message["reasoning_content"] == "The user wants..."
+    assert "tool_calls" not in message
+
+
+def test_a_thinking_answer_replays_as_deltas_that_reassemble_to_it():
+    choice = {
+        **THINKING_CHOICE_BODY,
+        "message": {**THINKING_CHOICE_BODY["message"], "thinking_blocks": [THINKING, REDACTED]},
+    }
+    assembler = ChoicesAssembler()
+    for delta in replay_deltas(choice, chunk_chars=4):
+        assembler.feed({"choices": [delta]})
+    assert assembler.choices() == (choice,)
+
+
+@pytest.mark.asyncio
+async def test_a_streamed_redacted_thinking_block_is_one_thinking_blocks_delta():
+    events = (
+        STREAM_EVENTS[0],
+        {"type": "content_block_start", "index": 0, "content_block": REDACTED},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {}},
+        {"type": "message_stop"},
+    )
+    chunks = await stream(lambda request: httpx.Response(200, content=sse(*events)))
+    assert chunks[1].raw["choices"][0]["delta"] == {"thinking_blocks": [REDACTED]}
+
+
+def test_an_assistant_turns_thinking_blocks_go_back_verbatim_and_openai_drops_them():
+    assistant = ChatMessage(
+        "assistant",
+        "",
+        parts=(OtherPart("thinking", THINKING), OtherPart("redacted_thinking", REDACTED)),
+        tool_calls=(ToolCall("toolu_1", "get_weather", '{"city": "Paris"}'),),
+    )
+    request = asking(HELLO, assistant, ChatMessage("tool", "Sunny", tool_call_id="toolu_1"))
+    assert messages.refusal(request) is None
+    assert sent_body(request)["messages"][1]["content"] == [
+        THINKING,
+        REDACTED,
+        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+    ]
+    openai = openai_message_body(assistant)
+    assert openai["content"] is None and "thinking" not in json.dumps(openai)
+
+
+def test_cache_control_reaches_the_messages_body_verbatim_and_openai_drops_it():
+    ephemeral = {"type": "ephemeral"}
+    request = asking(
+        ChatMessage(
+            "system",
+            "Be brief.\nBe kind.",
+            parts=(TextPart("Be brief."), TextPart("Be kind.", cache_control=ephemeral)),
+        ),
+        ChatMessage("user", "Hello", parts=(TextPart("Hello", cache_control=ephemeral),)),
+        ChatMessage(
+            "assistant", "", tool_calls=(ToolCall("toolu_1", "get_weather", '{"city": "Paris"}'),)
+        ),
+        ChatMessage("tool", "Sunny", tool_call_id="toolu_1", cache_control=ephemeral),
+        ChatMessage("user", "More", parts=(ImagePart(PNG, cache_control=ephemeral),)),
+        tools=(Tool("get_weather", parameters={"type": "object"}, cache_control=ephemeral),),
+    )
+    body = sent_body(request)
+    assert body["system"] == [
+        {"type": "text", "text": "Be brief."},
+        {"type": "text", "text": "Be kind.", "cache_control": ephemeral},
+    ]
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "Hello", "cache_control": ephemeral}
+    ]
+    result, image = body["messages"][2]["content"]
+    assert (result["cache_control"], image["cache_control"]) == (ephemeral, ephemeral)
+    assert body["tools"][0]["cache_control"] == ephemeral
+    openai = [openai_message_body(m) for m in request.messages]
+    assert "cache_control" not in json.dumps(openai)
+    assert openai[0]["content"][1] == {"type": "text", "text": "Be kind."}
+
+
 def tool_stream_events() -> tuple[dict, ...]:
     """Thinking, text, then two tool_use blocks (the second streams no input)."""
 
@@ -664,6 +762,7 @@ def tool_stream_events() -> tuple[dict, ...]:
         STREAM_EVENTS[0],
         block(0, type="thinking", thinking=""),
         delta(0, type="thinking_delta", thinking="The user wants..."),
+        delta(0, type="signature_delta", signature="sig_1"),
         stop(0),
         block(1, type="text", text=""),
         delta(1, type="text_delta", text="Checking."),
@@ -691,6 +790,8 @@ async def test_a_stream_with_tool_use_is_translated_to_openai_tool_call_deltas()
     deltas = [c.raw["choices"][0]["delta"] for c in chunks]
     assert deltas == [
         {"role": "assistant", "content": ""},
+        {"reasoning_content": "The user wants..."},
+        {"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "sig_1"}]},
         {"content": "Checking."},
         {
             "tool_calls": [
@@ -725,4 +826,4 @@ async def test_a_stream_with_tool_use_is_translated_to_openai_tool_call_deltas()
     assembler = ChoicesAssembler()
     for chunk in chunks:
         assembler.feed(chunk.raw)
-    assert assembler.choices() == (TOOL_CHOICE_BODY,)
+    assert assembler.choices() == (THINKING_CHOICE_BODY,)
