@@ -250,3 +250,100 @@ def test_count_tokens_asks_an_anthropic_kind_provider_for_its_exact_count(client
     assert fake_upstream.path_counts["/v1/messages/count_tokens"] == 1
     message = client.messages.create(model="sim-gpt", max_tokens=50, messages=messages)
     assert raw.parse().input_tokens == message.usage.input_tokens
+
+
+THINK = {"type": "enabled", "budget_tokens": 1024}
+
+
+@pytest.fixture
+def thinker(fake_upstream):
+    """`claude` (Anthropic-kind) serves sim-gpt first."""
+    return claude(fake_upstream, model="sim-gpt", make_default=True)
+
+
+def assert_thinks_first(message, about: str) -> None:
+    thinking, text = message.content[0], message.content[1]
+    assert thinking.type == "thinking" and thinking.signature.startswith("sig_sim_")
+    assert thinking.thinking == f"Simulated reasoning about: {about}"
+    assert text.type == "text" and text.text == f"Simulated answer to: {about}"
+
+
+def test_a_thinking_answer_returns_its_signed_thinking_block_first(client, thinker):
+    message = client.messages.create(
+        model="sim-gpt", max_tokens=2000, thinking=THINK, messages=ask("Why is the sky blue")
+    )
+    assert_thinks_first(message, "Why is the sky blue")
+
+
+def test_a_streamed_thinking_answer_streams_its_thinking_block_first(client, thinker):
+    with client.messages.stream(
+        model="sim-gpt", max_tokens=2000, thinking=THINK, messages=ask("Why is grass green")
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert "thinking" in kinds and "signature" in kinds
+    assert_thinks_first(final, "Why is grass green")
+
+
+def test_an_assistant_thinking_block_goes_back_verbatim_with_the_tool_result(
+    client, thinker, fake_upstream
+):
+    thinking = {"type": "thinking", "thinking": "Need the weather.", "signature": "sig_abc"}
+    call = {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Oslo"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "Snow"}
+    client.messages.create(
+        model="sim-gpt",
+        max_tokens=2000,
+        thinking=THINK,
+        tools=[WEATHER],
+        messages=[
+            *ask("Weather in Oslo?"),
+            {"role": "assistant", "content": [thinking, call]},
+            {"role": "user", "content": [result]},
+        ],
+    )
+    sent = fake_upstream.requests[-1]
+    assert sent["messages"][1] == {"role": "assistant", "content": [thinking, call]}
+    assert sent["messages"][2]["content"] == [result]
+
+
+def test_cache_control_reaches_an_anthropic_route_verbatim(client, thinker, fake_upstream):
+    ephemeral = {"type": "ephemeral"}
+    system = [
+        {"type": "text", "text": "You are terse."},
+        {"type": "text", "text": "A long shared prefix.", "cache_control": ephemeral},
+    ]
+    question = {"type": "text", "text": "Weather?", "cache_control": ephemeral}
+    client.messages.create(
+        model="sim-gpt",
+        max_tokens=300,
+        system=system,
+        tools=[{**WEATHER, "cache_control": ephemeral}],
+        messages=[{"role": "user", "content": [question]}],
+    )
+    sent = fake_upstream.requests[-1]
+    assert sent["system"] == system
+    assert sent["messages"][0]["content"] == [question]
+    assert sent["tools"][0]["cache_control"] == ephemeral
+
+
+def test_cache_control_and_thinking_blocks_are_dropped_for_an_openai_kind_route(
+    client, fake_upstream
+):
+    thinking = {"type": "thinking", "thinking": "Hm.", "signature": "sig_abc"}
+    client.messages.create(
+        model="sim-gpt",
+        max_tokens=300,
+        system=[{"type": "text", "text": "Terse.", "cache_control": {"type": "ephemeral"}}],
+        messages=[
+            *ask("Hi"),
+            {"role": "assistant", "content": [thinking, {"type": "text", "text": "Hello"}]},
+            *ask("Bye"),
+        ],
+    )
+    sent = fake_upstream.requests[-1]
+    assert "cache_control" not in str(sent) and "sig_abc" not in str(sent)
+    assert sent["messages"][2] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "Hello"}],
+    }

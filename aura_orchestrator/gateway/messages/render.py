@@ -82,14 +82,16 @@ def _arguments(text: str) -> Any:
 
 
 def message_body(result: OperationResult) -> dict:
-    """Choice 0 as a message: its text block, then a tool_use block per call."""
+    """Choice 0 as a message: its thinking blocks (verbatim, as the Anthropic adapter
+    kept them), its text block, then a tool_use block per call."""
     message: dict[str, Any] = {}
     finish = result.finish_reason
     for choice in result.answer.choices if result.answer else ():
         if choice.get("index", 0) == 0:
             message, finish = choice.get("message") or {}, choice.get("finish_reason") or finish
     text = message.get("content") if message else result.content
-    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    content: list[dict[str, Any]] = list(message.get("thinking_blocks") or ())
+    content += [{"type": "text", "text": text}] if text else []
     content += [
         {
             "type": "tool_use",
@@ -116,13 +118,15 @@ def _event(name: str, data: dict) -> bytes:
 
 
 class _Blocks:
-    """OpenAI deltas → content blocks: text opens a text block, each tool call index a
-    tool_use block (its argument fragments as input_json_delta); a new block closes the
-    open one, as Anthropic streams one block at a time."""
+    """OpenAI deltas → content blocks: `reasoning_content` opens a thinking block (its
+    pieces as thinking_delta, closed by the signature a `thinking_blocks` delta carries),
+    text a text block, each tool call index a tool_use block (its argument fragments as
+    input_json_delta); a new block closes the open one, as Anthropic streams one block
+    at a time."""
 
     def __init__(self) -> None:
         self.index = -1  # the open block's index
-        self.open: tuple[str, Any] | None = None  # ("text", None) or ("tool", call index)
+        self.open: tuple[str, Any] | None = None  # ("text"|"thinking", None), ("tool", call index)
         self.finish: str | None = None
 
     def _start(self, key: tuple[str, Any], block: dict) -> list[bytes]:
@@ -147,6 +151,23 @@ class _Blocks:
             return []
         events = [] if self.open == ("text", None) else self._start(("text", None), _TEXT)
         return [*events, self._delta({"type": "text_delta", "text": text})]
+
+    def thinking(self, text: str) -> list[bytes]:
+        if not text:
+            return []
+        events = [] if self.open == _THINKING_KEY else self._start(_THINKING_KEY, _THINKING)
+        return [*events, self._delta({"type": "thinking_delta", "thinking": text})]
+
+    def thinking_block(self, block: dict) -> list[bytes]:
+        """A signed thinking block ends the open one (its text streamed before); any other
+        (redacted_thinking) is a block of its own, whole."""
+        if block.get("type") != "thinking":
+            return [*self._start(("redacted", self.index + 1), block), *self.close()]
+        events = self.thinking(str(block.get("thinking") or ""))
+        if self.open != _THINKING_KEY:
+            events += self._start(_THINKING_KEY, _THINKING)
+        signature = {"type": "signature_delta", "signature": block.get("signature") or ""}
+        return [*events, self._delta(signature), *self.close()]
 
     def call(self, call: dict) -> list[bytes]:
         key = ("tool", call.get("index", 0))
@@ -174,6 +195,9 @@ class _Blocks:
             if choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
+            events += self.thinking(delta.get("reasoning_content") or "")
+            for block in delta.get("thinking_blocks") or ():
+                events += self.thinking_block(block)
             events += self.text(delta.get("content") or "")
             for call in delta.get("tool_calls") or ():
                 events += self.call(call)
@@ -182,6 +206,8 @@ class _Blocks:
 
 
 _TEXT = {"type": "text", "text": ""}
+_THINKING = {"type": "thinking", "thinking": "", "signature": ""}
+_THINKING_KEY = ("thinking", None)
 
 
 def _error_event(error: errors.AuraError) -> bytes:

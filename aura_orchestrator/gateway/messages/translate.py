@@ -1,8 +1,9 @@
 """An Anthropic Messages body (plus our headers) → one `OperationRequest`.
 
 Strict as Anthropic is: an unknown field or block type is a 400 naming its path. Fields
-only Anthropic has (`top_k`, `thinking`) travel in `extra`; the adapters decide who can
-carry them (`providers.anthropic_messages.ANTHROPIC_ONLY`).
+only Anthropic has (`top_k`, `thinking`) travel in `extra`, an assistant turn's thinking
+blocks as `OtherPart`s and `cache_control` markers on the parts, tools and tool messages
+that had them; the adapters decide who can carry them (Anthropic routes send them on).
 """
 
 import json
@@ -26,9 +27,12 @@ from aura_orchestrator.gateway.translate import MAX_TOKENS_LIMIT, aura_fields, m
 from aura_orchestrator.pipeline import OperationRequest, PresetOverrides
 from aura_orchestrator.providers.anthropic_messages import IMAGE_TYPES
 from aura_orchestrator.providers.base import (
+    THINKING_BLOCKS,
+    CacheControl,
     ChatMessage,
     ContentPart,
     ImagePart,
+    OtherPart,
     TextPart,
     Tool,
     ToolCall,
@@ -44,8 +48,8 @@ FIELDS = frozenset(
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit: the request may fall back to an OpenAI-kind route
 # tool_choice.type → ToolChoice.mode (the adapter's TOOL_CHOICE_TYPES, read backwards).
 TOOL_CHOICE_MODES = {"auto": "auto", "any": "required", "tool": "function", "none": "none"}
-# Blocks of an assistant turn with no chat-completions equivalent: dropped (documented).
-DROPPED_BLOCKS = ("thinking", "redacted_thinking")
+# A thinking block's fields, each a string: checked, then the block is kept verbatim.
+THINKING_FIELDS = {"thinking": ("thinking", "signature"), "redacted_thinking": ("data",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +102,46 @@ def _block_type(block: object, param: str, allowed: tuple[str, ...]) -> tuple[di
     return block, kind
 
 
-def _texts(value: object, param: str) -> str:
-    """A string, or text blocks joined by newlines (system prompts, tool results)."""
+def _cache_control(block: dict, param: str) -> CacheControl | None:
+    """A block's cache_control, kept verbatim for Anthropic routes."""
+    value = block.get("cache_control")
+    return None if value is None else _object(value, f"{param}.cache_control")
+
+
+def _text_part(block: dict, param: str) -> TextPart:
+    return TextPart(_text(block.get("text"), f"{param}.text"), _cache_control(block, param))
+
+
+def _text_blocks(value: object, param: str) -> tuple[TextPart, ...]:
+    """A string, or text blocks (system prompts, tool results)."""
     if isinstance(value, str):
-        return value
+        return (TextPart(value),)
     if not isinstance(value, list):
         raise _invalid(param, f"`{param}` must be a string or a list of text blocks.")
-    texts = []
-    for i, block in enumerate(value):
-        block, _ = _block_type(block, f"{param}[{i}]", ("text",))
-        texts.append(_text(block.get("text"), f"{param}[{i}].text"))
-    return "\n".join(texts)
+    return tuple(
+        _text_part(_block_type(block, f"{param}[{i}]", ("text",))[0], f"{param}[{i}]")
+        for i, block in enumerate(value)
+    )
+
+
+def _joined(parts: tuple[ContentPart, ...] | list[ContentPart]) -> str:
+    return "\n".join(p.text for p in parts if isinstance(p, TextPart))
+
+
+def _rich(parts: tuple[ContentPart, ...] | list[ContentPart]) -> tuple[ContentPart, ...] | None:
+    """The parts, when the text alone would lose something (an image, a cache_control)."""
+    if any(not isinstance(p, TextPart) or p.cache_control for p in parts):
+        return tuple(parts)
+    return None
+
+
+def _thinking(block: dict, kind: str, param: str) -> OtherPart:
+    """A thinking block of an assistant turn, verbatim: its signature must reach the
+    provider unchanged."""
+    for name in THINKING_FIELDS[kind]:
+        if type(block.get(name)) is not str:
+            raise _invalid(f"{param}.{name}", f"`{param}.{name}` must be a string.")
+    return OtherPart(type=kind, body=block)
 
 
 def _image(block: dict, param: str) -> ImagePart:
@@ -122,12 +155,14 @@ def _image(block: dict, param: str) -> ImagePart:
                 f"`{param}.source.media_type` must be one of {', '.join(IMAGE_TYPES)}.",
             )
         data = _text(source.get("data"), f"{param}.source.data", max_chars=MAX_IMAGE_URL_CHARS)
-        return ImagePart(url=f"data:{media_type};base64,{data}")
+        return ImagePart(
+            url=f"data:{media_type};base64,{data}", cache_control=_cache_control(block, param)
+        )
     if kind == "url":
         url = _text(source.get("url"), f"{param}.source.url", max_chars=8192)
         if not url.startswith(("https://", "http://")):
             raise _invalid(f"{param}.source.url", f"`{param}.source.url` must be an http(s) URL.")
-        return ImagePart(url=url)
+        return ImagePart(url=url, cache_control=_cache_control(block, param))
     raise _invalid(f"{param}.source.type", f"`{param}.source.type` must be base64 or url.")
 
 
@@ -147,13 +182,19 @@ def _tool_use(block: dict, param: str) -> ToolCall:
 
 
 def _tool_result(block: dict, param: str) -> ChatMessage:
-    """`is_error` has no chat-completions equivalent: the result's text says it."""
+    """`is_error` has no chat-completions equivalent: the result's text says it. The
+    block's cache_control rides on the tool message (its text blocks' are not kept)."""
     if block.get("tool_use_id") is None:
         raise _invalid(f"{param}.tool_use_id", f"`{param}.tool_use_id` is required.")
     call_id = _text(block.get("tool_use_id"), f"{param}.tool_use_id", max_chars=MAX_ID_CHARS)
     content = block.get("content")
-    text = "" if content is None else _texts(content, f"{param}.content")
-    return ChatMessage(role="tool", content=text, tool_call_id=call_id)
+    text = "" if content is None else _joined(_text_blocks(content, f"{param}.content"))
+    return ChatMessage(
+        role="tool",
+        content=text,
+        tool_call_id=call_id,
+        cache_control=_cache_control(block, param),
+    )
 
 
 def _message(raw: object, param: str) -> list[ChatMessage]:
@@ -174,7 +215,7 @@ def _message(raw: object, param: str) -> list[ChatMessage]:
     allowed = (
         ("text", "image", "tool_result")
         if role == "user"
-        else ("text", "tool_use", *DROPPED_BLOCKS)
+        else ("text", "tool_use", *THINKING_BLOCKS)
     )
     results: list[ChatMessage] = []
     parts: list[ContentPart] = []
@@ -183,17 +224,20 @@ def _message(raw: object, param: str) -> list[ChatMessage]:
         at = f"{param}.content[{i}]"
         block, kind = _block_type(raw_block, at, allowed)
         if kind == "text":
-            parts.append(TextPart(_text(block.get("text"), f"{at}.text")))
+            parts.append(_text_part(block, at))
         elif kind == "image":
             parts.append(_image(block, at))
         elif kind == "tool_result":
             results.append(_tool_result(block, at))
         elif kind == "tool_use":
             calls.append(_tool_use(block, at))
-    text = "\n".join(p.text for p in parts if isinstance(p, TextPart))
-    rich = tuple(parts) if any(not isinstance(p, TextPart) for p in parts) else None
+        else:
+            parts.append(_thinking(block, kind, at))
     if parts or calls or not results:
-        results.append(ChatMessage(role=role, content=text, parts=rich, tool_calls=tuple(calls)))
+        message_ = ChatMessage(
+            role=role, content=_joined(parts), parts=_rich(parts), tool_calls=tuple(calls)
+        )
+        results.append(message_)
     return results
 
 
@@ -206,7 +250,8 @@ def _messages(body: dict) -> tuple[ChatMessage, ...]:
     messages: list[ChatMessage] = []
     system = body.get("system")
     if system is not None:
-        messages.append(ChatMessage(role="system", content=_texts(system, "system")))
+        blocks = _text_blocks(system, "system")
+        messages.append(ChatMessage(role="system", content=_joined(blocks), parts=_rich(blocks)))
     for i, message in enumerate(raw):
         messages += _message(message, f"messages[{i}]")
     text = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
@@ -238,7 +283,8 @@ def _tools(body: dict) -> tuple[Tool, ...]:
         if problem is not None:
             raise _invalid(f"{at}.input_schema", problem)
         name = _tool_name(spec.get("name"), f"{at}.name")
-        tools.append(Tool(name=name, description=description, parameters=schema))
+        cache_control = _cache_control(spec, at)
+        tools.append(Tool(name, description, schema, cache_control=cache_control))
     if len({t.name for t in tools}) != len(tools):
         raise _invalid("tools", "`tools`: tool names must be unique.")
     return tuple(tools)
