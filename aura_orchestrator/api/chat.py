@@ -88,7 +88,7 @@ def _image(part: dict, param: str) -> ImagePart:
 
 
 def _parts(content: list, param: str) -> tuple[str, tuple[ContentPart, ...] | None]:
-    """(the text parts joined, every part when one is not text)."""
+    """(the text parts joined, every part when one is not text or has a cache_control)."""
     texts: list[str] = []
     parts: list[ContentPart] = []
     for index, part in enumerate(content):
@@ -97,7 +97,13 @@ def _parts(content: list, param: str) -> tuple[str, tuple[ContentPart, ...] | No
         if kind == "text":
             text = _text(part.get("text"), f"{part_param}.text")
             texts.append(text)
-            parts.append(TextPart(text))
+            cache_control = part.get("cache_control")  # LiteLLM's: kept for Anthropic routes
+            if cache_control is not None and not isinstance(cache_control, dict):
+                raise _invalid(
+                    f"{part_param}.cache_control",
+                    f"`{part_param}.cache_control` must be an object.",
+                )
+            parts.append(TextPart(text, cache_control))
         elif kind == "image_url":
             parts.append(_image(part, part_param))
         elif kind in OTHER_PARTS:
@@ -109,7 +115,7 @@ def _parts(content: list, param: str) -> tuple[str, tuple[ContentPart, ...] | No
                 + ", ".join(OTHER_PARTS)
                 + f" (got {str(kind)[:40]!r}).",
             )
-    rich = any(not isinstance(p, TextPart) for p in parts)
+    rich = any(not isinstance(p, TextPart) or p.cache_control for p in parts)
     return "\n".join(texts), tuple(parts) if rich else None
 
 

@@ -242,3 +242,14 @@ async def test_a_request_no_anthropic_route_can_take_is_a_400_naming_the_param(
     assert error["param"] == "logprobs"
     assert "The Messages API has no `logprobs`." in error["message"]
     assert fake_upstream.request_count == 0
+
+
+async def test_a_chat_text_parts_cache_control_reaches_an_anthropic_route(
+    asgi_client, anthropic_provider, fake_upstream
+):
+    """LiteLLM's convention: `cache_control` on a chat-completions text part."""
+    ephemeral = {"type": "ephemeral"}
+    system = [{"type": "text", "text": "A long prefix.", "cache_control": ephemeral}]
+    question = {"role": "user", "content": "Hi"}
+    await post(asgi_client, ask([{"role": "system", "content": system}, question]))
+    assert fake_upstream.requests[-1]["system"] == system
