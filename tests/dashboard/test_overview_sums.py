@@ -32,6 +32,7 @@ TOTALS = (
     "total_tokens_out",
     "total_retries",
     "total_estimated_cost",
+    "total_cache_savings",
     "average_latency_ms",
     "operations_by_provider",
     "operations_by_type",
