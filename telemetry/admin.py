@@ -126,6 +126,9 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
                     "tokens_out",
                     "total_tokens",
                     "estimated_cost",
+                    "cache_read_tokens",
+                    "cache_write_tokens",
+                    "cache_savings",
                     "budget_overrun",
                 ]
             },

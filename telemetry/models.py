@@ -25,6 +25,19 @@ class OperationTelemetry(models.Model):
     success = models.BooleanField(default=False)
     cache_hit = models.BooleanField(default=False)
     estimated_cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    cache_read_tokens = models.PositiveIntegerField(
+        default=0, help_text="The part of tokens_in read from the provider's prompt cache."
+    )
+    cache_write_tokens = models.PositiveIntegerField(
+        default=0, help_text="The part of tokens_in written to the provider's prompt cache."
+    )
+    cache_savings = models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        default=0,
+        help_text="USD prompt caching saved against plain input prices (negative: its "
+        "writes cost more than its reads saved).",
+    )
     started_at = models.DateTimeField()
     completed_at = models.DateTimeField()
     temperature = models.FloatField(null=True, blank=True)
@@ -103,6 +116,9 @@ class TelemetryRollup(models.Model):
     tokens_out = models.PositiveBigIntegerField(default=0)
     retries = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(max_digits=18, decimal_places=6, default=0)
+    cache_savings = models.DecimalField(
+        max_digits=18, decimal_places=6, default=0, help_text="USD prompt caching saved."
+    )
     latency_sum_ms = models.PositiveBigIntegerField(default=0)
     latency_max_ms = models.PositiveIntegerField(default=0)
     latency_histogram = models.JSONField(

@@ -69,6 +69,7 @@ def _rollup_chunk(start: datetime, end: datetime) -> int:
                 tokens_out=row["tokens_out"] or 0,
                 retries=row["retries"] or 0,
                 cost=row["cost"] or 0,
+                cache_savings=row["cache_savings"] or 0,
                 latency_sum_ms=row["latency_sum_ms"] or 0,
                 latency_max_ms=row["latency_max_ms"] or 0,
                 latency_histogram=[row[f"h{i}"] for i in range(LATENCY_BUCKETS)],

@@ -82,6 +82,10 @@ class StatisticsSerializer(serializers.Serializer):
     total_tokens_out = serializers.IntegerField()
     total_retries = serializers.IntegerField()
     total_estimated_cost = serializers.CharField(help_text="USD, 6 decimals")
+    total_cache_savings = serializers.CharField(
+        help_text="USD, 6 decimals: what prompt caching saved against plain input prices "
+        "(cache reads cheaper, minus cache writes dearer); negative when writes cost more."
+    )
     average_latency_ms = serializers.FloatField()
     p50_latency_ms = serializers.FloatField()
     p95_latency_ms = serializers.FloatField()

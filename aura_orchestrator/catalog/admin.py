@@ -19,7 +19,7 @@ class _ModelCounts(TypedDict):
     _model_count: int
 
 
-PRICE_FIELDS = ("input_price", "output_price", "cached_input_price")
+PRICE_FIELDS = ("input_price", "output_price", "cached_input_price", "cache_write_price")
 
 
 def _mark_manual_price(model: LlmModel, changed: list[str]) -> None:
@@ -44,6 +44,7 @@ class LlmModelInline(admin.TabularInline):
         "input_price",
         "output_price",
         "cached_input_price",
+        "cache_write_price",
         "price_source",
         "context_window",
     ]
@@ -131,6 +132,7 @@ class LlmModelAdmin(AuraModelAdmin):
         "input_price",
         "output_price",
         "cached_input_price",
+        "cache_write_price",
         "price_source",
         "context_window",
     ]
@@ -144,7 +146,7 @@ class LlmModelAdmin(AuraModelAdmin):
         (
             "Prices (USD per million tokens)",
             {
-                "fields": ["input_price", "output_price", "cached_input_price", "price_source"],
+                "fields": [*PRICE_FIELDS, "price_source"],
                 "description": "Editing a price marks it as set by an operator; the action "
                 "“Reset price from catalogue” goes back to the bundled catalogue.",
             },

@@ -94,6 +94,16 @@ class LlmModel(models.Model):
         blank=True,
         validators=[MinValueValidator(0)],
     )
+    # Writing the prompt to the provider's cache (Anthropic's cache_creation_input_tokens,
+    # 1.25x its input price); None: written tokens are priced as input.
+    cache_write_price = models.DecimalField(
+        "cache write $/M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+    )
     price_source = models.CharField(
         max_length=16, choices=PriceSource.choices, default=PriceSource.UNKNOWN
     )

@@ -18,6 +18,7 @@ class CataloguePrice:
     input_price: Decimal
     output_price: Decimal
     cached_input_price: Decimal | None
+    cache_write_price: Decimal | None = None
 
 
 def catalogue_price(*, model: str, provider_kind: str | None = None) -> CataloguePrice | None:
@@ -39,6 +40,13 @@ def catalogue_price(*, model: str, provider_kind: str | None = None) -> Catalogu
                 model_ref=name,
                 provider_id=provider,
             )
+            # genai-prices counts cache writes inside input_tokens, like Usage.tokens_in;
+            # a model without a write rate prices them as input.
+            written = calc_price(
+                Usage(input_tokens=_MILLION, cache_write_tokens=_MILLION, output_tokens=0),
+                model_ref=name,
+                provider_id=provider,
+            )
         except LookupError:
             continue
         except Exception:  # the catalogue is advisory: a bad entry must not break config
@@ -48,5 +56,6 @@ def catalogue_price(*, model: str, provider_kind: str | None = None) -> Catalogu
             input_price=Decimal(full.input_price),
             output_price=Decimal(full.output_price),
             cached_input_price=Decimal(cached.input_price),
+            cache_write_price=Decimal(written.input_price),
         )
     return None

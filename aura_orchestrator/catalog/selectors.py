@@ -20,10 +20,21 @@ class Route:
     input_price: Decimal | None
     output_price: Decimal | None
     cached_input_price: Decimal | None
+    cache_write_price: Decimal | None = None
 
     @property
     def priced(self) -> bool:
         return self.input_price is not None and self.output_price is not None
+
+    @property
+    def worst_input_price(self) -> Decimal | None:
+        """What a worst case prices each prompt token at. Not the input price alone: a
+        prompt the provider writes to its cache costs the write price (Anthropic's, 1.25x
+        input), so a worst case below it would let the charge pass the reservation and the
+        hard cap. A cache read only lowers the charge, so the worst case assumes none."""
+        if self.input_price is None or self.cache_write_price is None:
+            return self.input_price
+        return max(self.input_price, self.cache_write_price)
 
 
 def _route(provider: Provider, model: LlmModel) -> Route:
@@ -36,6 +47,7 @@ def _route(provider: Provider, model: LlmModel) -> Route:
         input_price=model.input_price,
         output_price=model.output_price,
         cached_input_price=model.cached_input_price,
+        cache_write_price=model.cache_write_price,
     )
 
 

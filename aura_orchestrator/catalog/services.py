@@ -59,6 +59,7 @@ def provider_configure(
                     input_price=price.input_price,
                     output_price=price.output_price,
                     cached_input_price=price.cached_input_price,
+                    cache_write_price=price.cache_write_price,
                     price_source=LlmModel.PriceSource.CATALOGUE,
                 )
     LlmModel.objects.filter(provider=provider, is_default=True).exclude(name=model).update(
@@ -83,8 +84,15 @@ def model_apply_catalogue_price(*, llm_model: LlmModel) -> bool:
     llm_model.input_price = price.input_price
     llm_model.output_price = price.output_price
     llm_model.cached_input_price = price.cached_input_price
+    llm_model.cache_write_price = price.cache_write_price
     llm_model.price_source = LlmModel.PriceSource.CATALOGUE
     llm_model.save(
-        update_fields=["input_price", "output_price", "cached_input_price", "price_source"]
+        update_fields=[
+            "input_price",
+            "output_price",
+            "cached_input_price",
+            "cache_write_price",
+            "price_source",
+        ]
     )
     return True

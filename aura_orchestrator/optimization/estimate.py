@@ -33,12 +33,14 @@ class EstimateRequest:
 
 
 def _cost(route: Route, tokens_in: int, tokens_out: int) -> int | None:
-    if route.input_price is None or route.output_price is None:  # not route.priced
+    """The worst case as the budget reserves it (the prompt at `Route.worst_input_price`)."""
+    input_price = route.worst_input_price
+    if input_price is None or route.output_price is None:  # not route.priced
         return None
     return cost_micros(
         tokens_in=tokens_in,
         tokens_out=tokens_out,
-        input_price=route.input_price,
+        input_price=input_price,
         output_price=route.output_price,
     )
 

@@ -99,10 +99,12 @@ def _safe(draft: Draft) -> tuple[dict, list[str]]:
 
 
 def _prices(route: Route) -> tuple[Decimal, Decimal]:
-    """A priced route's input and output prices (callers check `route.priced` first)."""
-    if route.input_price is None or route.output_price is None:
+    """A priced route's worst-case input and output prices, as the budget reserves them
+    (callers check `route.priced` first)."""
+    input_price = route.worst_input_price
+    if input_price is None or route.output_price is None:
         raise ValueError(f"{route.model_name} has no price")
-    return route.input_price, route.output_price
+    return input_price, route.output_price
 
 
 def max_tokens_within_cost(*, route: Route, prompt_tokens: int, cap_micros: int) -> int:

@@ -19,7 +19,7 @@ from aura_orchestrator.caching.services import Answer
 from aura_orchestrator.catalog.selectors import Route
 from aura_orchestrator.catalog.tokens import count_answer_tokens, count_chat_tokens
 from aura_orchestrator.pgtext import storable
-from aura_orchestrator.pipeline.plan import cost_of
+from aura_orchestrator.pipeline.plan import cache_savings_of, cost_of
 from aura_orchestrator.pipeline.types import Run, Usage
 from aura_orchestrator.pipeline.wire import completion_request, provider_config
 from aura_orchestrator.providers.base import (
@@ -159,16 +159,26 @@ def usage_of(
     """Bill from the provider's reported usage; count ourselves when it reports none: the
     prompt with its images, tool calls and tool definitions, every choice's answer with
     its tool calls (as the worst case counted them)."""
-    cached_in = 0
+    read = written = 0
     if result.usage is not None:
         tokens_in, tokens_out = result.usage.tokens_in, result.usage.tokens_out
-        cached_in = result.usage.cached_tokens_in
+        read, written = result.usage.cached_tokens_in, result.usage.cache_write_tokens
     else:
         model = route.model_name
         tokens_in = count_chat_tokens(messages, tools=tools, model=model, kind=route.kind)
         tokens_out = count_answer_tokens(result.content, result.choices, model=model)
-    cost = cost_of(route, tokens_in=tokens_in, tokens_out=tokens_out, cached_in=cached_in) or 0
-    return Usage(tokens_in=tokens_in, tokens_out=tokens_out, cost_micros=cost)
+    cost = cost_of(
+        route, tokens_in=tokens_in, tokens_out=tokens_out, cached_in=read, cache_written=written
+    )
+    saved = cache_savings_of(route, tokens_in=tokens_in, read=read, written=written)
+    return Usage(
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost_micros=cost or 0,
+        cache_read_tokens=read,
+        cache_write_tokens=written,
+        cache_savings_micros=saved,
+    )
 
 
 def deadline_passed(route: Route) -> ProviderTimeout:

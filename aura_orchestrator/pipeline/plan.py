@@ -28,7 +28,7 @@ from aura_orchestrator.catalog.tokens import (
 )
 from aura_orchestrator.db import db
 from aura_orchestrator.deadline import Lifetimes, operation_seconds, reservation_seconds
-from aura_orchestrator.money import cost_micros
+from aura_orchestrator.money import cache_adjustment, cost_micros
 from aura_orchestrator.pipeline.types import (
     EmbeddingInput,
     OperationRequest,
@@ -186,10 +186,11 @@ def embedding_plan(
 # --- Costs, deadline, lifetimes ------------------------------------------------------------
 
 
-def cost_of(route: Route, *, tokens_in: int, tokens_out: int, cached_in: int = 0) -> int | None:
-    """Micro-dollars at the route's prices (of a worst case, which assumes no cache read,
-    or of actual usage, its cached input at the model's cache-read price); None when the
-    model has no price."""
+def cost_of(
+    route: Route, *, tokens_in: int, tokens_out: int, cached_in: int = 0, cache_written: int = 0
+) -> int | None:
+    """Micro-dollars of actual usage at the route's prices, its cache reads and writes at
+    the model's cache prices; None when the model has no price."""
     input_price, output_price = route.input_price, route.output_price
     if input_price is None or output_price is None:  # not route.priced
         return None
@@ -200,12 +201,45 @@ def cost_of(route: Route, *, tokens_in: int, tokens_out: int, cached_in: int = 0
         output_price=output_price,
         cached_in=cached_in,
         cached_input_price=route.cached_input_price,
+        cache_written=cache_written,
+        cache_write_price=route.cache_write_price,
+    )
+
+
+def cache_savings_of(route: Route, *, tokens_in: int, read: int, written: int) -> Decimal:
+    """Micro-dollars prompt caching saved on this usage (negative: its writes cost more
+    than its reads saved); 0 when the model has no input price."""
+    if route.input_price is None:
+        return Decimal(0)
+    return cache_adjustment(
+        tokens_in=tokens_in,
+        input_price=route.input_price,
+        cached_in=read,
+        cached_input_price=route.cached_input_price,
+        cache_written=written,
+        cache_write_price=route.cache_write_price,
+    )
+
+
+def worst_cost(route: Route, *, tokens_in: int, tokens_out: int) -> int | None:
+    """Micro-dollars of a worst case: the prompt at `Route.worst_input_price` (no cache
+    read, every token possibly a cache write); None when the model has no price."""
+    input_price, output_price = route.worst_input_price, route.output_price
+    if input_price is None or output_price is None:  # not route.priced
+        return None
+    return cost_micros(
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        input_price=input_price,
+        output_price=output_price,
     )
 
 
 def worst_costs(plan: Plan, *, tokens_in: int) -> list[int | None]:
     """Each route's price of the worst case (None: an unpriced route)."""
-    return [cost_of(r, tokens_in=tokens_in, tokens_out=plan.max_output_tokens) for r in plan.chain]
+    return [
+        worst_cost(r, tokens_in=tokens_in, tokens_out=plan.max_output_tokens) for r in plan.chain
+    ]
 
 
 def lifetimes() -> Lifetimes:

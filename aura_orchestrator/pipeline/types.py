@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, cast
 
 from django.utils import timezone
@@ -159,17 +160,30 @@ class Usage:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_micros: int = 0
+    # The parts of tokens_in read from and written to the provider's prompt cache: what
+    # telemetry keeps and prices the caching's savings from.
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    # What prompt caching took off this usage's cost, in micro-dollars (negative when
+    # writes cost more than reads saved); exact, not rounded, summed per operation.
+    cache_savings_micros: Decimal = Decimal(0)
 
     def add(self, other: "Usage") -> None:
         self.tokens_in += other.tokens_in
         self.tokens_out += other.tokens_out
         self.cost_micros += other.cost_micros
+        self.cache_read_tokens += other.cache_read_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.cache_savings_micros += other.cache_savings_micros
 
     def minus(self, other: "Usage") -> "Usage":
         return Usage(
             tokens_in=self.tokens_in - other.tokens_in,
             tokens_out=self.tokens_out - other.tokens_out,
             cost_micros=self.cost_micros - other.cost_micros,
+            cache_read_tokens=self.cache_read_tokens - other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens - other.cache_write_tokens,
+            cache_savings_micros=self.cache_savings_micros - other.cache_savings_micros,
         )
 
     @property

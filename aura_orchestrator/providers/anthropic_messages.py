@@ -283,7 +283,7 @@ def parse_usage(raw: Any) -> Usage | None:
         return None
     cached = _int(raw.get("cache_read_input_tokens"))
     written = _int(raw.get("cache_creation_input_tokens"))
-    return Usage(tokens_in + cached + written, tokens_out, cached)
+    return Usage(tokens_in + cached + written, tokens_out, cached, cache_write_tokens=written)
 
 
 def map_finish_reason(stop_reason: Any) -> str | None:

@@ -179,6 +179,9 @@ class Usage:
     tokens_out: int  # all completion tokens, reasoning ones included
     cached_tokens_in: int = 0  # the part of tokens_in served from the provider's prompt cache
     reasoning_tokens: int = 0  # the part of tokens_out the model spent thinking
+    # The part of tokens_in written to the provider's prompt cache (Anthropic's
+    # cache_creation_input_tokens, priced above input; OpenAI reports none).
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,10 @@ def decode(line: bytes) -> Finish:
     telemetry = doc["telemetry"]
     telemetry["operation_id"] = uuid.UUID(telemetry["operation_id"])
     telemetry["estimated_cost"] = Decimal(telemetry["estimated_cost"])
+    # A line journaled before prompt caching was recorded has none of it.
+    telemetry["cache_savings"] = Decimal(telemetry.get("cache_savings", 0))
+    telemetry.setdefault("cache_read_tokens", 0)
+    telemetry.setdefault("cache_write_tokens", 0)
     for name in ("started_at", "completed_at"):
         telemetry[name] = datetime.fromisoformat(telemetry[name])
     return Finish(

@@ -245,7 +245,7 @@ def store_params(
 # --- telemetry -------------------------------------------------------------------------------
 
 # The operation's row as one precompiled statement (the ORM's create() compiles a
-# 25-column INSERT on every call). A test checks these columns against the model and
+# 28-column INSERT on every call). A test checks these columns against the model and
 # against the pipeline's fields.
 TELEMETRY_COLUMNS = (
     "operation_id",
@@ -262,6 +262,9 @@ TELEMETRY_COLUMNS = (
     "success",
     "cache_hit",
     "estimated_cost",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_savings",
     "started_at",
     "completed_at",
     "temperature",

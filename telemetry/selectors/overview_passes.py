@@ -87,7 +87,7 @@ def _sets(qs: QuerySet, accs: dict[tuple, Acc], *, in_sql: bool | None = None) -
         sets=OVERVIEW_SETS,
         sums=_SUMMED,
         maxima=("latency_max_ms",),
-        decimal=("cost",),
+        decimal=("cost", "cache_savings"),
         in_sql=in_sql,
     ):
         value = _utc(row[name]) if name == "bucket" else row[name]

@@ -32,6 +32,7 @@ class Statistics:
     total_tokens_out: int
     total_retries: int
     total_estimated_cost: Decimal
+    total_cache_savings: Decimal  # USD prompt caching saved (negative: writes cost more)
     average_latency_ms: float
     p50_latency_ms: float
     p95_latency_ms: float
@@ -79,6 +80,7 @@ def statistics_of(
         total_tokens_out=total.tokens_out,
         total_retries=total.retries,
         total_estimated_cost=total.cost.quantize(MICROS),
+        total_cache_savings=total.cache_savings.quantize(MICROS),
         average_latency_ms=round(total.average_latency_ms, 3),
         p50_latency_ms=round(percentiles[0], 3),
         p95_latency_ms=round(percentiles[1], 3),

@@ -31,6 +31,7 @@ ADDITIVE = (
     "tokens_out",
     "retries",
     "cost",
+    "cache_savings",
     "latency_sum_ms",
 )
 
@@ -46,6 +47,7 @@ class Acc:
     tokens_out: int = 0
     retries: int = 0
     cost: Decimal = Decimal(0)
+    cache_savings: Decimal = Decimal(0)  # USD prompt caching saved (OperationTelemetry's)
     latency_sum_ms: int = 0
     latency_max_ms: int = 0
     histogram: list[int] = field(default_factory=lambda: [0] * LATENCY_BUCKETS)
@@ -60,6 +62,7 @@ class Acc:
             tokens_out=row["tokens_out"] or 0,
             retries=row["retries"] or 0,
             cost=row["cost"] or Decimal(0),
+            cache_savings=row["cache_savings"] or Decimal(0),
             latency_sum_ms=row["latency_sum_ms"] or 0,
             latency_max_ms=row["latency_max_ms"] or 0,
             histogram=[row[f"h{i}"] or 0 for i in range(LATENCY_BUCKETS)],
@@ -73,6 +76,7 @@ class Acc:
         self.tokens_out += other.tokens_out
         self.retries += other.retries
         self.cost += other.cost
+        self.cache_savings += other.cache_savings
         self.latency_sum_ms += other.latency_sum_ms
         self.latency_max_ms = max(self.latency_max_ms, other.latency_max_ms)
         self.histogram = [a + b for a, b in zip(self.histogram, other.histogram, strict=True)]
@@ -123,6 +127,7 @@ def raw_sums() -> dict:
         "tokens_out": Sum("tokens_out"),
         "retries": Sum("retry_count"),
         "cost": Sum("estimated_cost"),
+        "cache_savings": Sum("cache_savings"),
         "latency_sum_ms": Sum("latency_ms"),
         "latency_max_ms": Max("latency_ms"),
     }

@@ -32,6 +32,7 @@ TOTALS = (
     "total_tokens_out",
     "total_retries",
     "total_estimated_cost",
+    "total_cache_savings",
     "average_latency_ms",
     "operations_by_provider",
     "operations_by_type",
@@ -63,6 +64,7 @@ def _spread(project, other, now: datetime) -> None:
             retry_count=i % 2,
             tokens_in=100 + i,
             estimated_cost=Decimal("0.000123") * (i % 6),
+            cache_savings=Decimal("0.000041") * (i % 5 - 1),  # negative too: writes dearer
         )
 
 

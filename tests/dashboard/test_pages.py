@@ -58,6 +58,16 @@ def test_overview_shows_kpis_with_change_against_the_previous_period(staff_clien
     assert "+100.0%" in html and "+25.0 pp" in html
 
 
+def test_overview_shows_what_prompt_caching_saved(staff_client, project):
+    make_operation(project, cache_read_tokens=900, cache_savings=Decimal("0.002430"))
+    make_operation(project, cache_write_tokens=300, cache_savings=Decimal("-0.000225"))
+
+    response = staff_client.get("/dashboard/")
+
+    assert response.context["overview"].current.total_cache_savings == Decimal("0.002205")
+    assert "Saved by prompt caching: $0.0022" in response.content.decode()
+
+
 def test_overview_charts_get_one_point_per_hour_and_the_breakdowns(staff_client, project):
     """The chart data holds 24 hourly points for the last 24 hours, with the operations
     in the right buckets, and the breakdowns list every provider, model and type."""

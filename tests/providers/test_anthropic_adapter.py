@@ -169,7 +169,9 @@ async def test_complete_joins_text_blocks_and_maps_usage_with_cache():
 
     assert result.content == "Part one. Part two."
     assert result.model == "claude-test-2025"
-    assert result.usage == Usage(tokens_in=115, tokens_out=7, cached_tokens_in=100)
+    assert result.usage == Usage(
+        tokens_in=115, tokens_out=7, cached_tokens_in=100, cache_write_tokens=5
+    )
     assert result.raw == body
 
 

@@ -33,6 +33,7 @@ def test_statistics_endpoint_returns_the_contract_fields(api_client, rows):
     assert body["total_tokens_out"] == 500
     assert body["total_retries"] == 2
     assert body["total_estimated_cost"] == "0.001800"
+    assert body["total_cache_savings"] == "0.000000"  # the data set caches nothing
     assert body["average_latency_ms"] == pytest.approx(145.0)
     assert body["p50_latency_ms"] == pytest.approx(dataset.P50)
     assert body["p95_latency_ms"] == pytest.approx(dataset.P95)

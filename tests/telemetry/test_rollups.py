@@ -114,6 +114,7 @@ def test_statistics_from_rollups_equal_raw_totals(project, rows):
         "total_tokens_out",
         "total_retries",
         "total_estimated_cost",
+        "total_cache_savings",
         "average_latency_ms",
         "operations_by_provider",
         "operations_by_type",

@@ -75,6 +75,7 @@ def render_table(result: Statistics, *, project: str) -> str:
         f"  tokens out        {result.total_tokens_out:>14,}",
         f"  retries           {result.total_retries:>14,}",
         f"  estimated cost    {'$' + format(result.total_estimated_cost, ',.6f'):>14}",
+        f"  prompt caching    {'$' + format(result.total_cache_savings, ',.6f'):>14} saved",
         f"  latency avg       {result.average_latency_ms:>11,.1f} ms",
         f"  latency p50       {result.p50_latency_ms:>11,.1f} ms",
         f"  latency p95       {result.p95_latency_ms:>11,.1f} ms",
