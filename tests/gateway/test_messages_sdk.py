@@ -347,3 +347,22 @@ def test_cache_control_and_thinking_blocks_are_dropped_for_an_openai_kind_route(
         "role": "assistant",
         "content": [{"type": "text", "text": "Hello"}],
     }
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "streamed"])
+def test_prompt_cache_reads_and_writes_are_reported_as_anthropic_counts_them(
+    client, thinker, stream
+):
+    """The provider's cache reads and writes come back apart from `input_tokens`, as the
+    row recorded them; `message_delta`'s usage carries them in a stream."""
+    kwargs = {"model": "sim-gpt", "max_tokens": 100, "messages": ask("Handbook [[cache:900,300]]")}
+    if stream:
+        with client.messages.stream(**kwargs) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**kwargs)
+    usage = message.usage
+    assert (usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (900, 300)
+    row = OperationTelemetry.objects.get(operation_id=message.id.removeprefix("msg_"))
+    assert (row.cache_read_tokens, row.cache_write_tokens) == (900, 300)
+    assert usage.input_tokens == row.tokens_in - 900 - 300 > 0

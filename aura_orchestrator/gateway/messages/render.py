@@ -59,18 +59,16 @@ def stop_reason(finish_reason: str | None) -> str:
 
 
 def usage_body(result: OperationResult) -> dict[str, int]:
-    """What this request was billed (zero for a cache hit): Anthropic counts cache reads
-    apart from `input_tokens`; cache writes are not reported to us (0)."""
+    """What this request was billed (zero for a cache hit), as Anthropic counts it: cache
+    reads and writes apart from `input_tokens` (telemetry keeps them, whatever the
+    provider's kind)."""
     telemetry = result.telemetry
-    details = (result.answer.passthrough.get("usage") if result.answer else None) or {}
-    cached = 0
-    if not telemetry["cache_hit"]:
-        cached = (details.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    read, written = telemetry["cache_read_tokens"], telemetry["cache_write_tokens"]
     return {
-        "input_tokens": telemetry["tokens_in"] - cached,
+        "input_tokens": telemetry["tokens_in"] - read - written,
         "output_tokens": telemetry["tokens_out"],
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": read,
     }
 
 
