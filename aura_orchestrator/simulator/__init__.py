@@ -11,7 +11,9 @@ can compare them:
 - usage is always reported: prompt tokens ~ characters / 4 (+ the JSON of `tools` / 4,
   + 85 per low-detail image, 765 per other image), completion tokens ~ content characters
   / 4 capped by max_tokens (+ the thinking's characters / 4 + 1), or N when the marker
-  `[[tokens_out:N]]` is present;
+  `[[tokens_out:N]]` is present; an Anthropic stream reports it in `message_start` (1
+  output token) and again in full in `message_delta`, or only there (`message_start`'s all
+  zeros) for `Fault(usage_at_end_only=True)`;
 - the marker `[[cache:R,W]]` reports R cache-read and W cache-write prompt tokens:
   Anthropic's `cache_read_input_tokens` / `cache_creation_input_tokens` (its
   `input_tokens` excluding both), OpenAI's `prompt_tokens_details.cached_tokens` (within

@@ -62,7 +62,17 @@ def compose_reply(body: dict, fault: Fault, shape: WireShape) -> Reply:
     truncated = isinstance(max_tokens, int) and natural > max_tokens
     cache = _CACHE_MARKER.search(last_user)
     read, written = (int(cache.group(1)), int(cache.group(2))) if cache else (0, 0)
-    return Reply(content, tokens_in, tokens_out, truncated, calls, read, written, thinking)
+    return Reply(
+        content,
+        tokens_in,
+        tokens_out,
+        truncated,
+        calls,
+        read,
+        written,
+        thinking,
+        usage_at_end_only=fault.usage_at_end_only,
+    )
 
 
 def prompt_tokens(body: dict, shape: WireShape) -> int:

@@ -114,8 +114,9 @@ def message_body(model: str, reply: Reply, serial: int, body: dict | None = None
 
 
 def events(model: str, reply: Reply, serial: int, body: dict | None = None) -> list[str]:
-    """Usage in every stream: in message_start (1 output token), then in message_delta
-    (cumulative, as Anthropic's newer streams); a thinking block streams thinking_delta
+    """Usage in every stream: in message_start (1 output token; all zeros for
+    `Fault(usage_at_end_only=True)`), then in message_delta (cumulative, input and cache
+    counts included, as Anthropic's newer streams); a thinking block streams thinking_delta
     pieces then its signature_delta; a tool_use block starts with an empty input, then
     streams its JSON in fragments."""
 
@@ -123,7 +124,10 @@ def events(model: str, reply: Reply, serial: int, body: dict | None = None) -> l
         return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
 
     start = message_body(model, reply, serial)
-    start.update(content=[], stop_reason=None, usage=_usage(reply, 1))
+    opening_usage = _usage(reply, 1)
+    if reply.usage_at_end_only:
+        opening_usage = dict.fromkeys(opening_usage, 0)
+    start.update(content=[], stop_reason=None, usage=opening_usage)
     frames = [event("message_start", {"message": start})]
     opening: dict
     for index, block in enumerate(_blocks(reply, serial)):

@@ -20,6 +20,7 @@ class Fault:
     usage: tuple[int, int] | None = None  # (prompt, completion) tokens; embeddings: prompt
     drip: float = 0.0  # > 0: headers at once, then the body one byte every `drip` seconds
     drip_after: int = 0  # bytes of the body sent at once before the drip starts
+    usage_at_end_only: bool = False  # Anthropic streams: message_start's usage all zeros
 
 
 def random_fault(rng: random.Random, error_rate: float) -> Fault | None:

@@ -23,6 +23,7 @@ class Reply:
     cache_read: int = 0  # prompt tokens read from the cache (marker [[cache:R,W]])
     cache_write: int = 0  # prompt tokens written to it (Anthropic only)
     thinking: str | None = None  # extended thinking's text, when the request enabled it
+    usage_at_end_only: bool = False  # Anthropic streams: the usage only in message_delta
 
 
 # (model, reply, serial, request body) -> what the kind sends back

@@ -3,13 +3,18 @@ serve`: plain and streamed answers, a tool round trip, an image, fallback across
 budgets, bad input, both ways to pass the key, count_tokens. Every call leaves one row."""
 
 import base64
+import time
+from decimal import Decimal
 
 import anthropic
 import httpx
+import openai
 import pytest
 
+from aura_orchestrator.catalog.models import LlmModel
+from aura_orchestrator.money import MICROS
 from aura_orchestrator.simulator import Fault
-from budgets.models import BudgetConstraint
+from budgets.models import BudgetConstraint, LlmSession
 from telemetry.models import OperationTelemetry
 from tests.gateway.test_anthropic_tools import ATTEMPTS, claude
 from tests.gateway.test_sdk import wait_for_telemetry
@@ -366,3 +371,103 @@ def test_prompt_cache_reads_and_writes_are_reported_as_anthropic_counts_them(
     row = OperationTelemetry.objects.get(operation_id=message.id.removeprefix("msg_"))
     assert (row.cache_read_tokens, row.cache_write_tokens) == (900, 300)
     assert usage.input_tokens == row.tokens_in - 900 - 300 > 0
+
+
+def wait_for_settled(session_id: str, timeout: float = 10.0) -> LlmSession:
+    """The session once its reservation is handed back (the ledger settles after the row)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        session = LlmSession.objects.get(session_id=session_id)
+        if session.tokens_reserved == 0 or time.monotonic() > deadline:
+            return session
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("route", ["anthropic", "openai"])
+def test_a_client_that_disconnects_mid_stream_is_charged_what_it_consumed(
+    request, client, fake_upstream, slow_stream, route
+):
+    """The SDK's stream is closed after a few text deltas while the upstream (either kind)
+    is still streaming: the row says client_disconnected, the reservation is handed back,
+    and the ledger holds exactly what the row charged, more than nothing."""
+    if route == "anthropic":
+        request.getfixturevalue("thinker")  # claude (Anthropic-kind) serves sim-gpt first
+    slow_stream(0.1)
+    words = " ".join(f"word{i}" for i in range(60))
+    session_id = f"m-gone-{route}"
+    received = 0
+    operation_id = None
+    with client.messages.stream(
+        model="sim-gpt",
+        max_tokens=500,
+        messages=ask(f"[[content:{words}]]"),
+        extra_headers={"X-Aura-Session-Id": session_id},
+    ) as stream:
+        for event in stream:
+            if event.type == "message_start":
+                operation_id = event.message.id.removeprefix("msg_")
+            elif event.type == "text":
+                received += 1
+                if received == 3:
+                    break
+    assert operation_id is not None and received == 3
+
+    row = wait_for_telemetry(operation_id)
+    assert (row.success, row.error_code, row.streamed) == (False, "client_disconnected", True)
+    assert row.tokens_in > 0 and 0 < row.tokens_out < 500
+    assert row.estimated_cost > 0
+    session = wait_for_settled(session_id)
+    assert session.tokens_reserved == 0 and session.cost_reserved_micros == 0
+    assert session.tokens_used == row.tokens_in + row.tokens_out
+    assert session.cost_accrued_micros * MICROS == row.estimated_cost
+    assert fake_upstream.request_count == 1
+
+
+@pytest.mark.parametrize("front", ["messages", "chat"])
+def test_a_stream_whose_usage_arrives_only_in_message_delta_is_charged_exactly(
+    client, thinker, fake_upstream, live_server_url, api_key, front
+):
+    """The Anthropic upstream's message_start carries zeros; message_delta alone reports
+    the input and output tokens: the row and the ledger hold exactly those, at the
+    model's prices, and the client is told the same usage."""
+    LlmModel.objects.filter(provider__name="claude", name="sim-gpt").update(
+        input_price=Decimal(3), output_price=Decimal(15)
+    )
+    tokens_in, tokens_out = 1_234, 567
+    fake_upstream.enqueue(Fault(usage=(tokens_in, tokens_out), usage_at_end_only=True))
+    session_id = f"m-late-usage-{front}"
+    headers = {"X-Aura-Session-Id": session_id}
+    if front == "messages":
+        with client.messages.stream(
+            model="sim-gpt", max_tokens=2000, messages=ask("Late usage"), extra_headers=headers
+        ) as stream:
+            final = stream.get_final_message()
+        assert final.id == "msg_" + OperationTelemetry.objects.get().operation_id.hex
+        reported = (final.usage.input_tokens, final.usage.output_tokens)
+    else:
+        chat = openai.OpenAI(
+            base_url=f"{live_server_url}/v1", api_key=api_key.raw_key, max_retries=0
+        )
+        chunks = list(
+            chat.chat.completions.create(
+                model="sim-gpt",
+                messages=ask("Late usage"),
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_headers=headers,
+            )
+        )
+        usage = chunks[-1].usage
+        reported = (usage.prompt_tokens, usage.completion_tokens)
+    assert fake_upstream.requests[-1]["model"] == "sim-gpt"
+    assert fake_upstream.path_counts.get("/v1/messages") == 1  # the Anthropic route served it
+
+    assert reported == (tokens_in, tokens_out)
+    row = OperationTelemetry.objects.get(session_id=session_id)
+    assert row.success and (row.tokens_in, row.tokens_out) == (tokens_in, tokens_out)
+    micros = tokens_in * 3 + tokens_out * 15  # USD per million tokens = micro-dollars each
+    assert row.estimated_cost == Decimal(micros) * MICROS
+    session = wait_for_settled(session_id)
+    assert session.tokens_reserved == 0
+    assert session.tokens_used == tokens_in + tokens_out
+    assert session.cost_accrued_micros == micros
