@@ -110,6 +110,8 @@ def plan_of(*, request: OperationRequest) -> Plan:
     key = None
     if uses_cache(request, preset):
         extra: dict[str, Any] = {"stop": request.stop, "response_format": request.response_format}
+        if request.provider_headers:  # a beta may change the answer
+            extra["headers"] = list(request.provider_headers)
         if not request.plain:
             extra |= request_material(
                 messages=request.messages,

@@ -91,6 +91,9 @@ class OperationRequest:
     parallel_tool_calls: bool | None = None
     n: int | None = None  # choices asked for; the worst case holds n times one choice
     extra: dict[str, Any] = field(default_factory=dict)  # CompletionRequest.extra
+    # CompletionRequest.headers: headers for the provider (the Messages front's
+    # `anthropic-beta`); the kinds they mean nothing to drop them.
+    provider_headers: tuple[tuple[str, str], ...] = ()
     source: str = "api"
     embedding: EmbeddingInput | None = None  # an embeddings operation (messages empty)
 

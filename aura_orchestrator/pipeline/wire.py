@@ -64,6 +64,7 @@ def completion_request(
         tool_choice=request.tool_choice,
         parallel_tool_calls=request.parallel_tool_calls,
         extra=request.extra,
+        headers=request.provider_headers,
     )
 
 

@@ -130,7 +130,7 @@ async def count_tokens(client: Sender, config: ProviderConfig, request: Completi
             json_request(
                 messages_url(config.base_url) + "/count_tokens",
                 messages.count_body(request),
-                headers=_headers(config),
+                headers=_headers(config, request),
                 timeout=request.timeout_seconds,
             ),
         )
@@ -152,11 +152,26 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _headers(config: ProviderConfig) -> dict[str, str]:
+# Headers a request may carry to Anthropic (`CompletionRequest.headers`); the others
+# (`anthropic-version`, the key) are the adapter's and the provider's own.
+PASSED_HEADERS = frozenset({"anthropic-beta"})
+
+
+def _headers(config: ProviderConfig, request: CompletionRequest) -> dict[str, str]:
     headers = {"anthropic-version": API_VERSION}
     if config.api_key:
         headers["x-api-key"] = config.api_key
     headers.update(config.extra_headers)
+    for name, value in request.headers:
+        name = name.lower()
+        if name not in PASSED_HEADERS:
+            continue
+        # A beta the provider's extra_headers already asks for is kept: the lists join.
+        configured = next((k for k in headers if k.lower() == name), None)
+        if configured is None:
+            headers[name] = value
+        else:
+            headers[configured] = f"{headers[configured]},{value}"
     return headers
 
 
@@ -259,6 +274,6 @@ def _post(config: ProviderConfig, request: CompletionRequest, *, stream: bool) -
     return json_request(
         messages_url(config.base_url),
         messages.request_body(request, stream=stream),
-        headers=_headers(config),
+        headers=_headers(config, request),
         timeout=request.timeout_seconds,
     )

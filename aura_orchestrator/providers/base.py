@@ -163,6 +163,10 @@ class CompletionRequest:
     # Every other field of an OpenAI body (seed, logprobs, logit_bias, next year's fields),
     # verbatim: OpenAI-compatible kinds send it on, others map what they can or refuse it.
     extra: dict[str, Any] = field(default_factory=dict)
+    # HTTP headers the client asked to pass on (name, value), validated by the front that
+    # took them: the kinds they mean something to send them (Anthropic: `anthropic-beta`),
+    # the others drop them.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

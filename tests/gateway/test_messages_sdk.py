@@ -471,3 +471,75 @@ def test_a_stream_whose_usage_arrives_only_in_message_delta_is_charged_exactly(
     assert session.tokens_reserved == 0
     assert session.tokens_used == tokens_in + tokens_out
     assert session.cost_accrued_micros == micros
+
+
+PROMPT_CACHING = {"anthropic-beta": "prompt-caching-2024-07-31"}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "streamed"])
+def test_anthropic_beta_reaches_an_anthropic_route(client, thinker, fake_upstream, stream):
+    kwargs = {"messages": ask("Hi"), "extra_headers": {**PROMPT_CACHING, "anthropic-version": "x"}}
+    _create(client, stream, **kwargs)
+    sent = fake_upstream.request_headers[-1]
+    assert sent["anthropic-beta"] == "prompt-caching-2024-07-31"
+    assert sent["anthropic-version"] == "2023-06-01"  # the adapter's own
+    client.messages.create(model="sim-gpt", max_tokens=50, messages=ask("Hi again"))
+    assert "anthropic-beta" not in fake_upstream.request_headers[-1]
+
+
+def test_several_betas_reach_an_anthropic_route_as_one_list(client, thinker, fake_upstream):
+    betas = {"anthropic-beta": "prompt-caching-2024-07-31, token-efficient-tools-2025-02-19"}
+    client.messages.create(model="sim-gpt", max_tokens=50, messages=ask("Hi"), extra_headers=betas)
+    sent = fake_upstream.request_headers[-1]["anthropic-beta"]
+    assert sent == "prompt-caching-2024-07-31,token-efficient-tools-2025-02-19"
+
+
+def test_anthropic_beta_is_not_sent_to_an_openai_kind_route(client, fake_upstream):
+    message = client.messages.create(
+        model="sim-gpt", max_tokens=50, messages=ask("Hi"), extra_headers=PROMPT_CACHING
+    )
+    assert message.content[0].text == "Simulated answer to: Hi"
+    assert fake_upstream.request_count == 1
+    assert "anthropic-beta" not in fake_upstream.request_headers[-1]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "prompt caching", "a,,b", "a;b", "x" * 513, "caf\u00e9"],
+    ids=["empty", "space", "empty-name", "semicolon", "too-long", "non-ascii"],
+)
+def test_a_bad_anthropic_beta_is_a_400_naming_the_header(
+    live_server_url, api_key, thinker, fake_upstream, value
+):
+    response = httpx.post(
+        f"{live_server_url}/v1/messages",
+        json={"model": "sim-gpt", "max_tokens": 10, "messages": ask("Hi")},
+        headers={"x-api-key": api_key.raw_key, "anthropic-beta": value.encode("latin-1")},
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["param"] == "anthropic-beta"
+    assert "anthropic-beta" in error["error"]["message"]
+    assert fake_upstream.request_count == 0
+
+
+def test_a_bad_anthropic_beta_is_an_sdk_bad_request_on_count_tokens_too(client, thinker):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.count_tokens(
+            model="sim-gpt", messages=ask("Hi"), extra_headers={"anthropic-beta": "a;b"}
+        )
+    assert caught.value.body["error"]["param"] == "anthropic-beta"
+
+
+def test_an_anthropic_beta_is_part_of_the_cache_key(client, thinker, fake_upstream):
+    """A beta may change the answer: the same question under another beta is a miss."""
+    ask_ = {"model": "sim-gpt", "max_tokens": 100, "messages": ask("What is a neap tide?")}
+
+    def cache_of(beta: str) -> str:
+        headers = {"X-Aura-Enable-Cache": "true", "anthropic-beta": beta}
+        raw = client.messages.with_raw_response.create(**ask_, extra_headers=headers)
+        return raw.headers["x-aura-cache"]
+
+    assert [cache_of("beta-a"), cache_of("beta-a"), cache_of("beta-b")] == ["miss", "hit", "miss"]
+    assert fake_upstream.request_count == 2

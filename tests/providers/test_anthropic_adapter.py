@@ -24,7 +24,7 @@ from aura_orchestrator.providers import (
     Usage,
 )
 from aura_orchestrator.providers import anthropic_messages as messages
-from aura_orchestrator.providers.anthropic import AnthropicAdapter, messages_url
+from aura_orchestrator.providers.anthropic import AnthropicAdapter, count_tokens, messages_url
 from aura_orchestrator.providers.base import (
     ImagePart,
     OtherPart,
@@ -829,3 +829,61 @@ async def test_a_stream_with_tool_use_is_translated_to_openai_tool_call_deltas()
     for chunk in chunks:
         assembler.feed(chunk.raw)
     assert assembler.choices() == (THINKING_CHOICE_BODY,)
+
+
+BETA = (("anthropic-beta", "prompt-caching-2024-07-31"),)
+
+
+@pytest.mark.asyncio
+async def test_a_requests_anthropic_beta_is_sent_on_complete_stream_and_count_tokens():
+    seen: list[httpx.Request] = []
+    request = CompletionRequest(model="claude-test", messages=REQUEST.messages, headers=BETA)
+    await complete(capture(seen), request)
+
+    def streaming(sent: httpx.Request) -> httpx.Response:
+        seen.append(sent)
+        stop = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {}}
+        return httpx.Response(200, content=sse(stop, {"type": "message_stop"}))
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(streaming)) as client:
+        [c async for c in AnthropicAdapter().stream(client, CONFIG, request)]
+
+    def counting(sent: httpx.Request) -> httpx.Response:
+        seen.append(sent)
+        return httpx.Response(200, json={"input_tokens": 7})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(counting)) as client:
+        assert await count_tokens(client, CONFIG, request) == 7
+    assert [s.headers["anthropic-beta"] for s in seen] == ["prompt-caching-2024-07-31"] * 3
+    assert {s.headers["anthropic-version"] for s in seen} == {"2023-06-01"}
+    assert str(seen[2].url).endswith("/v1/messages/count_tokens")
+
+
+@pytest.mark.asyncio
+async def test_no_beta_asked_sends_none_and_only_anthropic_beta_is_passed():
+    seen: list[httpx.Request] = []
+    await complete(capture(seen))
+    assert "anthropic-beta" not in seen[0].headers
+    sneaky = (("anthropic-version", "2099-01-01"), ("x-api-key", "stolen"), ("x-other", "1"))
+    request = CompletionRequest(model="claude-test", messages=REQUEST.messages, headers=sneaky)
+    await complete(capture(seen), request)
+    assert seen[1].headers["anthropic-version"] == "2023-06-01"
+    assert seen[1].headers["x-api-key"] == SECRET
+    assert "x-other" not in seen[1].headers and "anthropic-beta" not in seen[1].headers
+
+
+@pytest.mark.asyncio
+async def test_a_requests_beta_joins_the_providers_configured_one():
+    seen: list[httpx.Request] = []
+    config = ProviderConfig(
+        "claude",
+        "anthropic",
+        "https://api.anthropic.test",
+        SECRET,
+        extra_headers=(("Anthropic-Beta", "output-128k-2025-02-19"),),
+    )
+    request = CompletionRequest(model="claude-test", messages=REQUEST.messages, headers=BETA)
+    await complete(capture(seen), request, config=config)
+    assert seen[0].headers.get_list("anthropic-beta") == [
+        "output-128k-2025-02-19,prompt-caching-2024-07-31"
+    ]

@@ -33,6 +33,7 @@ async def count_tokens(body: object, headers: Mapping[str, str]) -> dict[str, An
             tool_choice=operation.tool_choice,
             parallel_tool_calls=operation.parallel_tool_calls,
             extra=operation.extra,
+            headers=operation.provider_headers,
             timeout_seconds=COUNT_TIMEOUT_SECONDS,
         )
         try:

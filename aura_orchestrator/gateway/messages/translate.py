@@ -7,6 +7,7 @@ that had them; the adapters decide who can carry them (Anthropic routes send the
 """
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,10 @@ MAX_STOP_SEQUENCES = 4  # OpenAI's limit: the request may fall back to an OpenAI
 TOOL_CHOICE_MODES = {"auto": "auto", "any": "required", "tool": "function", "none": "none"}
 # A thinking block's fields, each a string: checked, then the block is kept verbatim.
 THINKING_FIELDS = {"thinking": ("thinking", "signature"), "redacted_thinking": ("data",)}
+# `anthropic-beta`: passed on to Anthropic-kind routes (`OperationRequest.provider_headers`).
+BETA_HEADER = "anthropic-beta"
+MAX_BETA_CHARS = 512
+BETA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +366,25 @@ def _user(body: dict) -> str | None:
     return None if user is None else _text(user, "metadata.user_id", max_chars=256)
 
 
+def _beta(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The `anthropic-beta` header, checked (printable ASCII, at most 512 characters, a
+    comma-separated list of beta names) and normalised to `a,b`; () when absent."""
+    value = headers.get(BETA_HEADER)
+    if value is None:
+        return ()
+    problem = None
+    if len(value) > MAX_BETA_CHARS:
+        problem = f"at most {MAX_BETA_CHARS} characters"
+    elif not all(" " <= c <= "~" for c in value):
+        problem = "printable ASCII"
+    names = [name.strip() for name in value.split(",")]
+    if problem is None and not all(BETA_NAME.fullmatch(name) for name in names):
+        problem = "comma-separated beta names (letters, digits, '.', '_', '-')"
+    if problem is not None:
+        raise _invalid(BETA_HEADER, f"The `{BETA_HEADER}` header must be {problem}.")
+    return ((BETA_HEADER, ",".join(names)),)
+
+
 def messages_call_from(
     *, body: object, headers: Mapping[str, str], default_session: str
 ) -> MessagesCall:
@@ -399,6 +423,7 @@ def messages_call_from(
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
         extra=_anthropic_only(body, max_tokens),
+        provider_headers=_beta(headers),
         source="gateway",
     )
     return MessagesCall(operation=operation, stream=bool(stream))

@@ -32,7 +32,9 @@ from aura_orchestrator.gateway.views import (
 
 ANTHROPIC_HEADERS_NOTE = (
     "Authenticate with `x-api-key: <our key>` (what the Anthropic SDK sends) or "
-    "`Authorization: Bearer`; `anthropic-version` and `anthropic-beta` are accepted."
+    "`Authorization: Bearer`; `anthropic-version` is accepted (the Anthropic adapter sends "
+    "its own), `anthropic-beta` (comma-separated beta names) is passed on to Anthropic-kind "
+    "providers and dropped for the others."
 )
 
 
