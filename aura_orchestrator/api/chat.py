@@ -51,7 +51,8 @@ def _invalid(param: str, message: str) -> errors.InvalidRequest:
     return invalid_field(param, message)
 
 
-def _text(value: object, param: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
+def text_value(value: object, param: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """A string of at most `max_chars` (both chat formats' fields and blocks)."""
     if type(value) is not str:
         raise _invalid(param, f"`{param}` must be a string.")
     if len(value) > max_chars:
@@ -59,7 +60,8 @@ def _text(value: object, param: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
     return value
 
 
-def _object(value: object, param: str) -> dict[str, Any]:
+def object_value(value: object, param: str) -> dict[str, Any]:
+    """A JSON object, or a 400 naming `param`."""
     if not isinstance(value, dict):
         raise _invalid(param, f"`{param}` must be an object.")
     return value
@@ -69,7 +71,7 @@ def _object(value: object, param: str) -> dict[str, Any]:
 
 
 def _image(part: dict, param: str) -> ImagePart:
-    spec = _object(part.get("image_url"), f"{param}.image_url")
+    spec = object_value(part.get("image_url"), f"{param}.image_url")
     url = spec.get("url")
     url_param = f"{param}.image_url.url"
     if type(url) is not str:
@@ -95,7 +97,7 @@ def _parts(content: list, param: str) -> tuple[str, tuple[ContentPart, ...] | No
         part_param = f"{param}[{index}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
-            text = _text(part.get("text"), f"{part_param}.text")
+            text = text_value(part.get("text"), f"{part_param}.text")
             texts.append(text)
             cache_control = part.get("cache_control")  # LiteLLM's: kept for Anthropic routes
             if cache_control is not None and not isinstance(cache_control, dict):
@@ -137,13 +139,13 @@ def _content(
 
 
 def _tool_call(value: object, param: str) -> ToolCall:
-    call = _object(value, param)
-    call_id = _text(call.get("id"), f"{param}.id", max_chars=MAX_ID_CHARS)
+    call = object_value(value, param)
+    call_id = text_value(call.get("id"), f"{param}.id", max_chars=MAX_ID_CHARS)
     if call.get("type", "function") != "function":
         raise _invalid(f"{param}.type", f"`{param}.type` must be function.")
-    function = _object(call.get("function"), f"{param}.function")
-    name = _tool_name(function.get("name"), f"{param}.function.name")
-    arguments = _text(function.get("arguments"), f"{param}.function.arguments")
+    function = object_value(call.get("function"), f"{param}.function")
+    name = tool_name(function.get("name"), f"{param}.function.name")
+    arguments = text_value(function.get("arguments"), f"{param}.function.arguments")
     return ToolCall(id=call_id, name=name, arguments=arguments)
 
 
@@ -163,12 +165,12 @@ class _LegacyCalls:
         self.latest: str | None = None
 
     def call(self, value: object, param: str, index: int) -> ToolCall:
-        call = _object(value, param)
+        call = object_value(value, param)
         self.latest = f"call_legacy_{index}"
         return ToolCall(
             id=self.latest,
-            name=_tool_name(call.get("name"), f"{param}.name"),
-            arguments=_text(call.get("arguments"), f"{param}.arguments"),
+            name=tool_name(call.get("name"), f"{param}.name"),
+            arguments=text_value(call.get("arguments"), f"{param}.arguments"),
         )
 
 
@@ -186,7 +188,7 @@ def parse_messages(raw: object, *, param: str = "messages") -> tuple[ChatMessage
     legacy = _LegacyCalls()
     for index, message in enumerate(raw):
         at = f"{param}[{index}]"
-        message = _object(message, at)
+        message = object_value(message, at)
         message_, text_chars = _message(message, at, index, legacy)
         total += text_chars
         images += sum(isinstance(p, ImagePart) for p in message_.parts or ())
@@ -227,7 +229,7 @@ def _message(message: dict, at: str, index: int, legacy: _LegacyCalls) -> tuple[
                 f"{at}.tool_call_id",
                 f"`{at}.tool_call_id` is required: the id of the tool call it answers.",
             )
-        tool_call_id = _text(
+        tool_call_id = text_value(
             message.get("tool_call_id"), f"{at}.tool_call_id", max_chars=MAX_ID_CHARS
         )
     # OpenAI requires content of every message but an assistant's (it may hold only calls).
@@ -248,21 +250,22 @@ def _message(message: dict, at: str, index: int, legacy: _LegacyCalls) -> tuple[
 # --- Tools ---------------------------------------------------------------------------------
 
 
-def _tool_name(value: object, param: str) -> str:
+def tool_name(value: object, param: str) -> str:
+    """A function name as OpenAI accepts it (Anthropic's rule is the same)."""
     if type(value) is not str or TOOL_NAME.fullmatch(value) is None:
         raise _invalid(param, f"`{param}` must be 1 to 64 letters, digits, '_' or '-'.")
     return value
 
 
 def _function(spec: object, param: str) -> Tool:
-    function = _object(spec, param)
-    name = _tool_name(function.get("name"), f"{param}.name")
+    function = object_value(spec, param)
+    name = tool_name(function.get("name"), f"{param}.name")
     description = function.get("description")
     if description is not None:
-        _text(description, f"{param}.description", max_chars=100_000)
+        text_value(description, f"{param}.description", max_chars=100_000)
     parameters = function.get("parameters")
     if parameters is not None:
-        parameters = _object(parameters, f"{param}.parameters")
+        parameters = object_value(parameters, f"{param}.parameters")
         problem = schema_problem(parameters)
         if problem is not None:
             raise _invalid(f"{param}.parameters", problem)
@@ -282,7 +285,7 @@ def parse_tools(raw: object, *, param: str = "tools") -> tuple[Tool, ...]:
     tools = []
     for index, tool in enumerate(raw):
         at = f"{param}[{index}]"
-        tool = _object(tool, at)
+        tool = object_value(tool, at)
         if tool.get("type") != "function":
             raise _invalid(f"{at}.type", f"`{at}.type` must be function.")
         tools.append(_function(tool.get("function"), f"{at}.function"))
@@ -307,12 +310,12 @@ def tool_choice_form(raw: object, *, param: str = "tool_choice") -> ToolChoice |
         if raw not in TOOL_CHOICE_MODES:
             raise _invalid(param, f"`{param}` must be auto, none, required or a function.")
         return ToolChoice(mode=raw)
-    choice = _object(raw, param)
+    choice = object_value(raw, param)
     if choice.get("type") != "function":
         raise _invalid(f"{param}.type", f"`{param}.type` must be function.")
-    function = _object(choice.get("function"), f"{param}.function")
+    function = object_value(choice.get("function"), f"{param}.function")
     return ToolChoice(
-        mode="function", name=_tool_name(function.get("name"), f"{param}.function.name")
+        mode="function", name=tool_name(function.get("name"), f"{param}.function.name")
     )
 
 
@@ -344,7 +347,7 @@ def legacy_tools(body: dict) -> tuple[tuple[Tool, ...], ToolChoice | None]:
         if choice not in ("auto", "none"):
             raise _invalid("function_call", "`function_call` must be auto, none or a function.")
         return tools, ToolChoice(mode=choice)
-    name = _tool_name(_object(choice, "function_call").get("name"), "function_call.name")
+    name = tool_name(object_value(choice, "function_call").get("name"), "function_call.name")
     if name not in {t.name for t in tools}:
         raise _invalid("function_call.name", f"No function named {name!r} in `functions`.")
     return tools, ToolChoice(mode="function", name=name)

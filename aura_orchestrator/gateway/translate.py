@@ -96,7 +96,7 @@ def user_field(body: dict) -> str | None:
     return user
 
 
-def _number(body: dict, name: str, *, low: float, high: float) -> float | None:
+def number_field(body: dict, name: str, *, low: float, high: float) -> float | None:
     value = body.get(name)
     if value is None:
         return None
@@ -292,8 +292,8 @@ def chat_call_from(*, body: object, headers: Mapping[str, str], default_session:
         enable_cache=aura.enable_cache,
         budget_name=aura.budget_name,
         overrides=PresetOverrides(
-            temperature=_number(body, "temperature", low=0.0, high=2.0),
-            top_p=_number(body, "top_p", low=0.0, high=1.0),
+            temperature=number_field(body, "temperature", low=0.0, high=2.0),
+            top_p=number_field(body, "top_p", low=0.0, high=1.0),
             max_tokens=max_tokens,
         ),
         model=model,

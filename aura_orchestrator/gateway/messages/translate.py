@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aura_orchestrator import errors
 from aura_orchestrator.api.chat import (
     MAX_ID_CHARS,
     MAX_IMAGE_URL_CHARS,
@@ -20,11 +19,18 @@ from aura_orchestrator.api.chat import (
     MAX_MESSAGES,
     MAX_TEXT_CHARS,
     MAX_TOOLS,
-    TOOL_NAME,
+    object_value,
+    text_value,
+    tool_name,
 )
 from aura_orchestrator.api.exceptions import invalid_field
 from aura_orchestrator.api.jsonbody import schema_problem
-from aura_orchestrator.gateway.translate import MAX_TOKENS_LIMIT, aura_fields, model_field
+from aura_orchestrator.gateway.translate import (
+    MAX_TOKENS_LIMIT,
+    aura_fields,
+    model_field,
+    number_field,
+)
 from aura_orchestrator.pipeline import OperationRequest, PresetOverrides
 from aura_orchestrator.providers.anthropic_messages import IMAGE_TYPES
 from aura_orchestrator.providers.base import (
@@ -63,44 +69,17 @@ class MessagesCall:
     stream: bool
 
 
-def _invalid(param: str, message: str) -> errors.InvalidRequest:
-    return invalid_field(param, message)
-
-
-def _object(value: object, param: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _invalid(param, f"`{param}` must be an object.")
-    return value
-
-
-def _text(value: object, param: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
-    if type(value) is not str:
-        raise _invalid(param, f"`{param}` must be a string.")
-    if len(value) > max_chars:
-        raise _invalid(param, f"`{param}` exceeds {max_chars} characters.")
-    return value
-
-
-def _number(body: dict, name: str, *, high: float) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
-        raise _invalid(name, f"`{name}` must be a number between 0 and {high:g}.")
-    return float(value)
-
-
 def _int(value: object, param: str, *, low: int, high: int = MAX_TOKENS_LIMIT) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _invalid(param, f"`{param}` must be an integer between {low} and {high}.")
+        raise invalid_field(param, f"`{param}` must be an integer between {low} and {high}.")
     return value
 
 
 def _block_type(block: object, param: str, allowed: tuple[str, ...]) -> tuple[dict, str]:
-    block = _object(block, param)
+    block = object_value(block, param)
     kind = block.get("type")
     if kind not in allowed:
-        raise _invalid(
+        raise invalid_field(
             f"{param}.type",
             f"`{param}.type` must be one of {', '.join(allowed)} (got {str(kind)[:40]!r}).",
         )
@@ -110,11 +89,11 @@ def _block_type(block: object, param: str, allowed: tuple[str, ...]) -> tuple[di
 def _cache_control(block: dict, param: str) -> CacheControl | None:
     """A block's cache_control, kept verbatim for Anthropic routes."""
     value = block.get("cache_control")
-    return None if value is None else _object(value, f"{param}.cache_control")
+    return None if value is None else object_value(value, f"{param}.cache_control")
 
 
 def _text_part(block: dict, param: str) -> TextPart:
-    return TextPart(_text(block.get("text"), f"{param}.text"), _cache_control(block, param))
+    return TextPart(text_value(block.get("text"), f"{param}.text"), _cache_control(block, param))
 
 
 def _text_blocks(value: object, param: str) -> tuple[TextPart, ...]:
@@ -122,7 +101,7 @@ def _text_blocks(value: object, param: str) -> tuple[TextPart, ...]:
     if isinstance(value, str):
         return (TextPart(value),)
     if not isinstance(value, list):
-        raise _invalid(param, f"`{param}` must be a string or a list of text blocks.")
+        raise invalid_field(param, f"`{param}` must be a string or a list of text blocks.")
     return tuple(
         _text_part(_block_type(block, f"{param}[{i}]", ("text",))[0], f"{param}[{i}]")
         for i, block in enumerate(value)
@@ -145,43 +124,39 @@ def _thinking(block: dict, kind: str, param: str) -> OtherPart:
     provider unchanged."""
     for name in THINKING_FIELDS[kind]:
         if type(block.get(name)) is not str:
-            raise _invalid(f"{param}.{name}", f"`{param}.{name}` must be a string.")
+            raise invalid_field(f"{param}.{name}", f"`{param}.{name}` must be a string.")
     return OtherPart(type=kind, body=block)
 
 
 def _image(block: dict, param: str) -> ImagePart:
-    source = _object(block.get("source"), f"{param}.source")
+    source = object_value(block.get("source"), f"{param}.source")
     kind = source.get("type")
     if kind == "base64":
         media_type = source.get("media_type")
         if media_type not in IMAGE_TYPES:
-            raise _invalid(
+            raise invalid_field(
                 f"{param}.source.media_type",
                 f"`{param}.source.media_type` must be one of {', '.join(IMAGE_TYPES)}.",
             )
-        data = _text(source.get("data"), f"{param}.source.data", max_chars=MAX_IMAGE_URL_CHARS)
+        data = text_value(source.get("data"), f"{param}.source.data", max_chars=MAX_IMAGE_URL_CHARS)
         return ImagePart(
             url=f"data:{media_type};base64,{data}", cache_control=_cache_control(block, param)
         )
     if kind == "url":
-        url = _text(source.get("url"), f"{param}.source.url", max_chars=8192)
+        url = text_value(source.get("url"), f"{param}.source.url", max_chars=8192)
         if not url.startswith(("https://", "http://")):
-            raise _invalid(f"{param}.source.url", f"`{param}.source.url` must be an http(s) URL.")
+            raise invalid_field(
+                f"{param}.source.url", f"`{param}.source.url` must be an http(s) URL."
+            )
         return ImagePart(url=url, cache_control=_cache_control(block, param))
-    raise _invalid(f"{param}.source.type", f"`{param}.source.type` must be base64 or url.")
-
-
-def _tool_name(value: object, param: str) -> str:
-    if type(value) is not str or TOOL_NAME.fullmatch(value) is None:
-        raise _invalid(param, f"`{param}` must be 1 to 64 letters, digits, '_' or '-'.")
-    return value
+    raise invalid_field(f"{param}.source.type", f"`{param}.source.type` must be base64 or url.")
 
 
 def _tool_use(block: dict, param: str) -> ToolCall:
-    arguments = _object(block.get("input"), f"{param}.input")
+    arguments = object_value(block.get("input"), f"{param}.input")
     return ToolCall(
-        id=_text(block.get("id"), f"{param}.id", max_chars=MAX_ID_CHARS),
-        name=_tool_name(block.get("name"), f"{param}.name"),
+        id=text_value(block.get("id"), f"{param}.id", max_chars=MAX_ID_CHARS),
+        name=tool_name(block.get("name"), f"{param}.name"),
         arguments=json.dumps(arguments),
     )
 
@@ -190,8 +165,8 @@ def _tool_result(block: dict, param: str) -> ChatMessage:
     """`is_error` has no chat-completions equivalent: the result's text says it. The
     block's cache_control rides on the tool message (its text blocks' are not kept)."""
     if block.get("tool_use_id") is None:
-        raise _invalid(f"{param}.tool_use_id", f"`{param}.tool_use_id` is required.")
-    call_id = _text(block.get("tool_use_id"), f"{param}.tool_use_id", max_chars=MAX_ID_CHARS)
+        raise invalid_field(f"{param}.tool_use_id", f"`{param}.tool_use_id` is required.")
+    call_id = text_value(block.get("tool_use_id"), f"{param}.tool_use_id", max_chars=MAX_ID_CHARS)
     content = block.get("content")
     text = "" if content is None else _joined(_text_blocks(content, f"{param}.content"))
     return ChatMessage(
@@ -205,18 +180,18 @@ def _tool_result(block: dict, param: str) -> ChatMessage:
 def _message(raw: object, param: str) -> list[ChatMessage]:
     """One turn as chat messages: a user turn's tool results first (each a `tool`
     message), then the rest of it; an assistant turn's text and calls in one message."""
-    message = _object(raw, param)
+    message = object_value(raw, param)
     role = message.get("role")
     if role not in ("user", "assistant"):
-        raise _invalid(f"{param}.role", f"`{param}.role` must be user or assistant.")
+        raise invalid_field(f"{param}.role", f"`{param}.role` must be user or assistant.")
     unknown = set(message) - {"role", "content"}
     if unknown:
-        raise _invalid(f"{param}.{min(unknown)}", f"`{param}.{min(unknown)}`: unknown field.")
+        raise invalid_field(f"{param}.{min(unknown)}", f"`{param}.{min(unknown)}`: unknown field.")
     content = message.get("content")
     if isinstance(content, str):
         return [ChatMessage(role=role, content=content)]
     if not isinstance(content, list):
-        raise _invalid(f"{param}.content", f"`{param}.content` must be a string or a list.")
+        raise invalid_field(f"{param}.content", f"`{param}.content` must be a string or a list.")
     allowed = (
         ("text", "image", "tool_result")
         if role == "user"
@@ -249,9 +224,9 @@ def _message(raw: object, param: str) -> list[ChatMessage]:
 def _messages(body: dict) -> tuple[ChatMessage, ...]:
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
-        raise _invalid("messages", "`messages` must be a non-empty list of messages.")
+        raise invalid_field("messages", "`messages` must be a non-empty list of messages.")
     if len(raw) > MAX_MESSAGES:
-        raise _invalid("messages", f"`messages` may hold at most {MAX_MESSAGES} messages.")
+        raise invalid_field("messages", f"`messages` may hold at most {MAX_MESSAGES} messages.")
     messages: list[ChatMessage] = []
     system = body.get("system")
     if system is not None:
@@ -261,10 +236,10 @@ def _messages(body: dict) -> tuple[ChatMessage, ...]:
         messages += _message(message, f"messages[{i}]")
     text = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
     if text > MAX_TEXT_CHARS:
-        raise _invalid("messages", f"The messages exceed {MAX_TEXT_CHARS} characters of text.")
+        raise invalid_field("messages", f"The messages exceed {MAX_TEXT_CHARS} characters of text.")
     images = sum(isinstance(p, ImagePart) for m in messages for p in m.parts or ())
     if images > MAX_IMAGES:
-        raise _invalid("messages", f"At most {MAX_IMAGES} images per request.")
+        raise invalid_field("messages", f"At most {MAX_IMAGES} images per request.")
     return tuple(messages)
 
 
@@ -273,25 +248,27 @@ def _tools(body: dict) -> tuple[Tool, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list) or len(raw) > MAX_TOOLS:
-        raise _invalid("tools", f"`tools` must be a list of at most {MAX_TOOLS} tools.")
+        raise invalid_field("tools", f"`tools` must be a list of at most {MAX_TOOLS} tools.")
     tools = []
     for i, spec in enumerate(raw):
         at = f"tools[{i}]"
-        spec = _object(spec, at)
+        spec = object_value(spec, at)
         if spec.get("type", "custom") != "custom":
-            raise _invalid(f"{at}.type", f"`{at}.type`: only client tools (custom) are served.")
+            raise invalid_field(
+                f"{at}.type", f"`{at}.type`: only client tools (custom) are served."
+            )
         description = spec.get("description")
         if description is not None:
-            _text(description, f"{at}.description", max_chars=100_000)
-        schema = _object(spec.get("input_schema"), f"{at}.input_schema")
+            text_value(description, f"{at}.description", max_chars=100_000)
+        schema = object_value(spec.get("input_schema"), f"{at}.input_schema")
         problem = schema_problem(schema)
         if problem is not None:
-            raise _invalid(f"{at}.input_schema", problem)
-        name = _tool_name(spec.get("name"), f"{at}.name")
+            raise invalid_field(f"{at}.input_schema", problem)
+        name = tool_name(spec.get("name"), f"{at}.name")
         cache_control = _cache_control(spec, at)
         tools.append(Tool(name, description, schema, cache_control=cache_control))
     if len({t.name for t in tools}) != len(tools):
-        raise _invalid("tools", "`tools`: tool names must be unique.")
+        raise invalid_field("tools", "`tools`: tool names must be unique.")
     return tuple(tools)
 
 
@@ -300,20 +277,22 @@ def _tool_choice(body: dict, tools: tuple[Tool, ...]) -> tuple[ToolChoice | None
     raw = body.get("tool_choice")
     if raw is None:
         return None, None
-    choice = _object(raw, "tool_choice")
+    choice = object_value(raw, "tool_choice")
     mode = TOOL_CHOICE_MODES.get(choice.get("type"))  # type: ignore[arg-type]
     if mode is None:
-        raise _invalid("tool_choice.type", "`tool_choice.type` must be auto, any, tool or none.")
+        raise invalid_field(
+            "tool_choice.type", "`tool_choice.type` must be auto, any, tool or none."
+        )
     if not tools:
-        raise _invalid("tool_choice", "`tool_choice` is only allowed with `tools`.")
+        raise invalid_field("tool_choice", "`tool_choice` is only allowed with `tools`.")
     name = None
     if mode == "function":
-        name = _tool_name(choice.get("name"), "tool_choice.name")
+        name = tool_name(choice.get("name"), "tool_choice.name")
         if name not in {t.name for t in tools}:
-            raise _invalid("tool_choice.name", f"No tool named {name!r} in `tools`.")
+            raise invalid_field("tool_choice.name", f"No tool named {name!r} in `tools`.")
     serial = choice.get("disable_parallel_tool_use")
     if serial is not None and type(serial) is not bool:
-        raise _invalid(
+        raise invalid_field(
             "tool_choice.disable_parallel_tool_use",
             "`tool_choice.disable_parallel_tool_use` must be a boolean.",
         )
@@ -329,7 +308,7 @@ def _stop(body: dict) -> tuple[str, ...] | None:
         or len(value) > MAX_STOP_SEQUENCES
         or not all(isinstance(s, str) and s for s in value)
     ):
-        raise _invalid(
+        raise invalid_field(
             "stop_sequences",
             f"`stop_sequences` must be a list of up to {MAX_STOP_SEQUENCES} non-empty strings.",
         )
@@ -343,14 +322,14 @@ def _anthropic_only(body: dict, max_tokens: int) -> dict[str, Any]:
         extra["top_k"] = _int(body["top_k"], "top_k", low=0, high=1_000_000)
     thinking = body.get("thinking")
     if thinking is not None:
-        thinking = _object(thinking, "thinking")
+        thinking = object_value(thinking, "thinking")
         kind = thinking.get("type")
         if kind == "enabled":
             _int(thinking.get("budget_tokens"), "thinking.budget_tokens", low=1024)
             if thinking["budget_tokens"] >= max_tokens:
-                raise _invalid("thinking.budget_tokens", "Must be less than `max_tokens`.")
+                raise invalid_field("thinking.budget_tokens", "Must be less than `max_tokens`.")
         elif kind != "disabled":
-            raise _invalid("thinking.type", "`thinking.type` must be enabled or disabled.")
+            raise invalid_field("thinking.type", "`thinking.type` must be enabled or disabled.")
         extra["thinking"] = thinking
     return extra
 
@@ -359,11 +338,11 @@ def _user(body: dict) -> str | None:
     meta = body.get("metadata")
     if meta is None:
         return None
-    meta = _object(meta, "metadata")
+    meta = object_value(meta, "metadata")
     if set(meta) - {"user_id"}:
-        raise _invalid("metadata", "`metadata` takes `user_id` only.")
+        raise invalid_field("metadata", "`metadata` takes `user_id` only.")
     user = meta.get("user_id")
-    return None if user is None else _text(user, "metadata.user_id", max_chars=256)
+    return None if user is None else text_value(user, "metadata.user_id", max_chars=256)
 
 
 def _beta(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -381,7 +360,7 @@ def _beta(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     if problem is None and not all(BETA_NAME.fullmatch(name) for name in names):
         problem = "comma-separated beta names (letters, digits, '.', '_', '-')"
     if problem is not None:
-        raise _invalid(BETA_HEADER, f"The `{BETA_HEADER}` header must be {problem}.")
+        raise invalid_field(BETA_HEADER, f"The `{BETA_HEADER}` header must be {problem}.")
     return ((BETA_HEADER, ",".join(names)),)
 
 
@@ -390,18 +369,18 @@ def messages_call_from(
 ) -> MessagesCall:
     """Validate a Messages body and build the pipeline's request from it."""
     if not isinstance(body, dict):
-        raise _invalid("body", "The request body must be a JSON object.")
+        raise invalid_field("body", "The request body must be a JSON object.")
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         name = unknown[0][:64] or "body"
-        raise _invalid(name, f"`{name}`: Extra inputs are not permitted.")
+        raise invalid_field(name, f"`{name}`: Extra inputs are not permitted.")
     model = model_field(body)
     if body.get("max_tokens") is None:
-        raise _invalid("max_tokens", "`max_tokens` is required.")
+        raise invalid_field("max_tokens", "`max_tokens` is required.")
     max_tokens = _int(body["max_tokens"], "max_tokens", low=1)
     stream = body.get("stream")
     if stream is not None and type(stream) is not bool:
-        raise _invalid("stream", "`stream` must be a boolean.")
+        raise invalid_field("stream", "`stream` must be a boolean.")
     tools = _tools(body)
     tool_choice, parallel = _tool_choice(body, tools)
     aura = aura_fields(headers, {}, default_session=default_session)
@@ -412,8 +391,8 @@ def messages_call_from(
         enable_cache=aura.enable_cache,
         budget_name=aura.budget_name,
         overrides=PresetOverrides(
-            temperature=_number(body, "temperature", high=1.0),
-            top_p=_number(body, "top_p", high=1.0),
+            temperature=number_field(body, "temperature", low=0.0, high=1.0),
+            top_p=number_field(body, "top_p", low=0.0, high=1.0),
             max_tokens=max_tokens,
         ),
         model=model,
