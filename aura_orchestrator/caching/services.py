@@ -28,12 +28,15 @@ class Answer:
         """Whether a cache entry keeps it: choices or embeddings (passthrough alone not)."""
         return bool(self.choices) or self.data is not None
 
+    @property
+    def first(self) -> dict[str, Any] | None:
+        """Choice 0 (what a single-answer reply shows), if the answer kept choices."""
+        return next((c for c in self.choices if c.get("index", 0) == 0), None)
+
     def tool_calls(self) -> list[dict[str, Any]]:
         """Choice 0's tool calls."""
-        for choice in self.choices:
-            if choice.get("index", 0) == 0:
-                return list((choice.get("message") or {}).get("tool_calls") or [])
-        return []
+        first = self.first
+        return list(((first or {}).get("message") or {}).get("tool_calls") or [])
 
     def payload(self) -> dict[str, Any]:
         """What the cache entry stores (JSON)."""

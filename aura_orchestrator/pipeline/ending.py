@@ -170,10 +170,8 @@ async def conclude(
 
 def _cached_finish(cached: CachedAnswer) -> str:
     """A cached answer's finish: its choice 0's (tool_calls...), else it stopped."""
-    choices = cached.answer.choices if cached.answer else ()
-    return next(
-        (c.get("finish_reason") or "stop" for c in choices if c.get("index", 0) == 0), "stop"
-    )
+    first = cached.answer.first if cached.answer else None
+    return (first or {}).get("finish_reason") or "stop"
 
 
 def _route_of(run: Run, answer: CachedAnswer) -> Route:

@@ -84,9 +84,9 @@ def message_body(result: OperationResult) -> dict:
     kept them), its text block, then a tool_use block per call."""
     message: dict[str, Any] = {}
     finish = result.finish_reason
-    for choice in result.answer.choices if result.answer else ():
-        if choice.get("index", 0) == 0:
-            message, finish = choice.get("message") or {}, choice.get("finish_reason") or finish
+    first = result.answer.first if result.answer else None
+    if first is not None:
+        message, finish = first.get("message") or {}, first.get("finish_reason") or finish
     text = message.get("content") if message else result.content
     content: list[dict[str, Any]] = list(message.get("thinking_blocks") or ())
     content += [{"type": "text", "text": text}] if text else []
