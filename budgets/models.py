@@ -125,3 +125,28 @@ class BudgetReservation(models.Model):
     @property
     def cost(self) -> Decimal:
         return micros_to_usd(self.cost_micros)
+
+
+# Spend limits beyond the session (issue 15) live in their own module.
+from budgets.spend_models import (  # noqa: E402
+    AlertDelivery,
+    AlertEndpoint,
+    BudgetAlert,
+    SpendBudget,
+    SpendHold,
+    SpendPeriod,
+    SpendShard,
+)
+
+__all__ = [
+    "AlertDelivery",
+    "AlertEndpoint",
+    "BudgetAlert",
+    "BudgetConstraint",
+    "BudgetReservation",
+    "LlmSession",
+    "SpendBudget",
+    "SpendHold",
+    "SpendPeriod",
+    "SpendShard",
+]

@@ -14,6 +14,9 @@ class OperationTelemetry(models.Model):
         "tenancy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     session_id = models.CharField(max_length=200)
+    end_user = models.CharField(
+        max_length=200, blank=True, help_text="The app's end user (`user`, X-Aura-End-User)."
+    )
     operation_type = models.CharField(max_length=32)
     provider_name = models.CharField(max_length=64, blank=True)
     model_name = models.CharField(max_length=200, blank=True)

@@ -1,5 +1,15 @@
+import zoneinfo
+
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+
+
+def validate_time_zone(name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(f"{name!r} is not an IANA time zone (e.g. Europe/Paris).") from exc
 
 
 class Project(models.Model):
@@ -7,6 +17,12 @@ class Project(models.Model):
 
     name = models.SlugField(max_length=64, unique=True)
     description = models.TextField(blank=True)
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="Where this project's days, weeks and months of spend budgets begin.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

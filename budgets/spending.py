@@ -1,0 +1,614 @@
+"""Spend budgets: which apply to a request (`levels_for`), and the protocol that holds
+them all exactly, together with the session's (`spend_reserve`).
+
+A request reserves its worst case on one shard of every budget that applies, all or
+nothing, in one write (`SpendWrite`: SQL in store/pg_sql.py, the ORM below). A shard
+without room enough is topped up from its period's pool (`spend_grant`, a transaction on
+that one budget); when the pool is dry, every shard's unused allotment goes back to it
+first, so `spend_grant` refuses only when the budget's shards, summed under their locks,
+cannot take the worst case: the refusal is exact, and so is the admission (a shard never
+admits past its allotment, and the allotments never sum past the cap). The hold is
+settled or released with the session's reservation, in the same transaction.
+"""
+
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+
+from aura_orchestrator.caching.config_cache import memoized
+from aura_orchestrator.errors import BudgetExceeded
+from aura_orchestrator.money import micros_to_usd
+from budgets import periods
+from budgets.caps import COST, TOKENS, Unit
+from budgets.spend_models import Scope, SpendBudget, SpendHold, SpendPeriod, SpendShard
+
+# --- what applies --------------------------------------------------------------------------
+
+
+def scope_label(
+    budget: SpendBudget | None = None,
+    *,
+    scope: str = "",
+    project: str = "",
+    api_key: str = "",
+    end_user: str = "",
+    provider: str = "",
+    model: str = "",
+) -> str:
+    """How a budget is named to clients: `project:search`, `api_key:ingest`,
+    `end_user:u-42`, `end_user:*` (every end user's default), `+provider:P`/`+model:M`
+    when narrowed. From a budget (its project and key loaded), or from its parts."""
+    if budget is not None:
+        scope, project, end_user = budget.scope, budget.project.name, budget.end_user
+        api_key = budget.api_key.name if budget.api_key_id else ""
+        provider = budget.provider.name if budget.provider_id else ""
+        model = budget.model_name
+    label = {
+        Scope.PROJECT: f"project:{project}",
+        Scope.API_KEY: f"api_key:{api_key}",
+        Scope.END_USER: f"end_user:{end_user}",
+        Scope.DEFAULT_END_USER: "end_user:*",
+    }[Scope(scope)]
+    if provider:
+        label += f"+provider:{provider}"
+    if model:
+        label += f"+model:{model}"
+    return label
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A SpendBudget as the per-process memo keeps it (immutable, shared)."""
+
+    budget_id: int
+    scope: str
+    api_key_id: int | None
+    end_user: str
+    provider_name: str | None
+    model_name: str | None
+    period: str
+    max_tokens: int | None
+    max_cost_micros: int | None
+    hard: bool
+    label: str
+
+    def limit(self, unit: Unit) -> int | None:
+        return self.max_tokens if unit is TOKENS else self.max_cost_micros
+
+    def serves(self, provider_name: str, model_name: str) -> bool:
+        """Does a call served by this provider and model count against this budget?"""
+        return (self.provider_name is None or self.provider_name == provider_name) and (
+            self.model_name is None or self.model_name == model_name
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    time_zone: str
+    rules: tuple[Rule, ...]
+
+
+def _load_rules(project_id: int) -> Rules:
+    from aura_orchestrator.tenancy.models import Project
+
+    project = Project.objects.get(pk=project_id)
+    budgets = SpendBudget.objects.filter(project_id=project_id, active=True).select_related(
+        "project", "api_key", "provider"
+    )
+    return Rules(
+        time_zone=project.time_zone,
+        rules=tuple(
+            Rule(
+                budget_id=b.pk,
+                scope=b.scope,
+                api_key_id=b.api_key_id,
+                end_user=b.end_user,
+                provider_name=b.provider.name if b.provider_id else None,
+                model_name=b.model_name or None,
+                period=b.period,
+                max_tokens=b.max_tokens,
+                max_cost_micros=b.max_cost_micros,
+                hard=b.enforce_hard_limits,
+                label=scope_label(b),
+            )
+            for b in budgets
+        ),
+    )
+
+
+def rules_of(project_id: int) -> Rules:
+    """The project's active budgets, memoized like the rest of the configuration (an
+    edit bumps the version: caching/config_cache.py)."""
+    return memoized(("spend", project_id), lambda: _load_rules(project_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One budget applying to one request, in the period holding the request."""
+
+    rule: Rule
+    subject: str  # the end user, for the default end-user budget; "" otherwise
+    period_start: datetime
+    resets_at: datetime | None
+
+    @property
+    def key(self) -> tuple[int, str, datetime]:
+        return (self.rule.budget_id, self.subject, self.period_start)
+
+    @property
+    def label(self) -> str:
+        return self.rule.label if not self.subject else f"end_user:{self.subject}"
+
+    def details(self) -> dict[str, Any]:
+        """What a refusal says about this budget (`details` of the 402)."""
+        return {
+            "scope": self.label,
+            "period": self.rule.period,
+            "resets_at": None if self.resets_at is None else self.resets_at.isoformat(),
+        }
+
+
+def levels_for(
+    *,
+    project_id: int,
+    api_key_id: int | None,
+    end_user: str | None,
+    routes: Iterable[tuple[str, str]],
+    now: datetime | None = None,
+) -> list[Level]:
+    """Every budget that applies to a request of this key and end user whose chain holds
+    `routes` (provider, model): the project's, the key's, the end user's (their own, else
+    the default for end users), each narrowed one only if a route of the chain counts."""
+    rules = rules_of(project_id)
+    if not rules.rules:
+        return []
+    routes = list(routes)
+    own = {
+        (r.provider_name, r.model_name)
+        for r in rules.rules
+        if r.scope == Scope.END_USER and end_user and r.end_user == end_user
+    }
+    now = now or periods.now()
+    levels = []
+    for rule in rules.rules:
+        if rule.scope == Scope.API_KEY and rule.api_key_id != api_key_id:
+            continue
+        if rule.scope == Scope.END_USER and (not end_user or rule.end_user != end_user):
+            continue
+        if rule.scope == Scope.DEFAULT_END_USER and (
+            not end_user or (rule.provider_name, rule.model_name) in own
+        ):
+            continue
+        if not any(rule.serves(p, m) for p, m in routes):
+            continue
+        start, resets = periods.window(rule.period, time_zone=rules.time_zone, now=now)
+        subject = end_user or "" if rule.scope == Scope.DEFAULT_END_USER else ""
+        levels.append(Level(rule=rule, subject=subject, period_start=start, resets_at=resets))
+    return levels
+
+
+def worker_shard() -> int:
+    """This process's shard of every budget (its slice of the escrow)."""
+    return int(_SHARD_DRAW * settings.AURA["SPEND_SHARDS"])
+
+
+_SHARD_DRAW = random.random()
+
+
+# --- the hold ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SpendTotals:
+    """One budget's period summed over its shards (ledger units)."""
+
+    tokens_used: int = 0
+    cost_micros: int = 0
+    tokens_reserved: int = 0
+    cost_reserved_micros: int = 0
+
+    def in_use(self, unit: Unit) -> int:
+        if unit is TOKENS:
+            return self.tokens_used + self.tokens_reserved
+        return self.cost_micros + self.cost_reserved_micros
+
+    def used(self, unit: Unit) -> int:
+        return self.tokens_used if unit is TOKENS else self.cost_micros
+
+
+@dataclass(slots=True)
+class SpendHoldRef:
+    """What an operation holds on the budgets' shards, kept with its reservation:
+    `shards` as in SpendHold (pk, narrowed provider, narrowed model)."""
+
+    id: uuid.UUID
+    shards: list[list[Any]]
+    tokens: int
+    cost_micros: int
+
+    def charges(
+        self, *, served: tuple[str, str] | None, charge: tuple[int, int] | None, operations: int
+    ) -> list[tuple[int, int, int, int]]:
+        """Per shard: (pk, tokens, micro-dollars, operations) to charge. A narrowed
+        budget's shard is charged only for a call its provider and model served."""
+        rows = []
+        for pk, provider, model in self.shards:
+            counts = (
+                charge is not None
+                and served is not None
+                and (provider is None or provider == served[0])
+                and (model is None or model == served[1])
+            )
+            if counts:
+                tokens, cost = charge  # type: ignore[misc]  # counts: charge is set
+                rows.append((pk, tokens, cost, operations))
+            else:
+                rows.append((pk, 0, 0, 0))
+        return rows
+
+    def doc(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "shards": self.shards,
+            "tokens": self.tokens,
+            "cost_micros": self.cost_micros,
+        }
+
+    @classmethod
+    def of_doc(cls, doc: dict[str, Any]) -> "SpendHoldRef":
+        return cls(
+            id=uuid.UUID(doc["id"]),
+            shards=doc["shards"],
+            tokens=doc["tokens"],
+            cost_micros=doc["cost_micros"],
+        )
+
+
+@dataclass(slots=True)
+class Written:
+    """A spend write's outcome: the hold (None: not written), the levels whose shard had
+    no room or no row, and every level's totals after the write."""
+
+    hold: SpendHoldRef | None
+    short: list[Level] = field(default_factory=list)
+    totals: dict[tuple[int, str, datetime], SpendTotals] = field(default_factory=dict)
+
+
+# The write, for a store: (levels, hold id, operation id, tokens, cost, expires, shard).
+SpendWrite = Callable[..., Awaitable[Written]]
+
+# A write that found a shard short is followed by a grant, then written again; a grant
+# another request used up first is one more round, this many in all.
+SPEND_TRIES = 6
+
+
+async def spend_reserve(
+    *,
+    write: SpendWrite,
+    grant: Callable[..., Awaitable[None]],
+    levels: Sequence[Level],
+    operation_id: uuid.UUID,
+    tokens: int,
+    cost_micros: int,
+    expires_at: datetime,
+) -> Written:
+    """Hold the worst case on every level, all or nothing: BudgetExceeded (its details
+    naming the budget) when one of them cannot take it."""
+    shard = worker_shard()
+    hold_id = uuid.uuid4()
+    for _ in range(SPEND_TRIES):
+        written = await write(
+            levels=levels,
+            hold_id=hold_id,
+            operation_id=operation_id,
+            tokens=tokens,
+            cost_micros=cost_micros,
+            expires_at=expires_at,
+            shard=shard,
+        )
+        if written.hold is not None:
+            return written
+        for level in written.short:
+            await grant(level=level, shard=shard, tokens=tokens, cost_micros=cost_micros)
+    level = levels[0]
+    raise BudgetExceeded(
+        f"Budget exceeded: {level.label} is contended; retry.", details=level.details()
+    )
+
+
+# --- the ORM's write, grant, hand-back -----------------------------------------------------
+
+
+def _fits(row: SpendShard, *, tokens: int, cost_micros: int) -> bool:
+    return (
+        row.allot_tokens is None
+        or row.tokens_used + row.tokens_reserved + tokens <= row.allot_tokens
+    ) and (
+        row.allot_cost_micros is None
+        or row.cost_accrued_micros + row.cost_reserved_micros + cost_micros <= row.allot_cost_micros
+    )
+
+
+def _keys_q(levels: Iterable[Level]) -> Q:
+    condition = Q(pk__in=[])
+    for level in levels:
+        budget_id, subject, start = level.key
+        condition |= Q(budget_id=budget_id, subject=subject, period_start=start)
+    return condition
+
+
+def spend_totals(levels: Iterable[Level]) -> dict[tuple[int, str, datetime], SpendTotals]:
+    """Each level's period summed over its shards."""
+    totals: dict[tuple[int, str, datetime], SpendTotals] = {}
+    rows = SpendShard.objects.filter(_keys_q(levels)).values_list(
+        "budget_id",
+        "subject",
+        "period_start",
+        "tokens_used",
+        "cost_accrued_micros",
+        "tokens_reserved",
+        "cost_reserved_micros",
+    )
+    for budget_id, subject, start, t_used, c_used, t_res, c_res in rows:
+        sums = totals.setdefault((budget_id, subject, start), SpendTotals())
+        sums.tokens_used += t_used
+        sums.cost_micros += c_used
+        sums.tokens_reserved += t_res
+        sums.cost_reserved_micros += c_res
+    return totals
+
+
+def spend_write(
+    *,
+    levels: Sequence[Level],
+    hold_id: uuid.UUID,
+    operation_id: uuid.UUID,
+    tokens: int,
+    cost_micros: int,
+    expires_at: datetime,
+    shard: int,
+) -> Written:
+    """The ORM's conditional write (PgStore's is one statement, store/pg_sql.py): lock
+    this worker's shard of every level, and hold the worst case on all of them only if
+    every one has room."""
+    with transaction.atomic():
+        rows = list(
+            SpendShard.objects.select_for_update()
+            .filter(_keys_q(levels), shard=shard)
+            .order_by("pk")
+        )
+        by_key = {(r.budget_id, r.subject, r.period_start): r for r in rows}
+        short = [
+            level
+            for level in levels
+            if level.key not in by_key
+            or not _fits(by_key[level.key], tokens=tokens, cost_micros=cost_micros)
+        ]
+        if short:
+            return Written(hold=None, short=short)
+        SpendShard.objects.filter(pk__in=[r.pk for r in rows]).update(
+            tokens_reserved=F("tokens_reserved") + tokens,
+            cost_reserved_micros=F("cost_reserved_micros") + cost_micros,
+        )
+        shards = [
+            [by_key[level.key].pk, level.rule.provider_name, level.rule.model_name]
+            for level in levels
+        ]
+        SpendHold.objects.create(
+            id=hold_id,
+            operation_id=operation_id,
+            shards=shards,
+            tokens=tokens,
+            cost_micros=cost_micros,
+            expires_at=expires_at,
+        )
+        totals = spend_totals(levels)
+    hold = SpendHoldRef(id=hold_id, shards=shards, tokens=tokens, cost_micros=cost_micros)
+    return Written(hold=hold, totals=totals)
+
+
+_UNITS = (
+    (TOKENS, "max_tokens", "pool_tokens", "allot_tokens", "tokens_used", "tokens_reserved"),
+    (
+        COST,
+        "max_cost_micros",
+        "pool_cost_micros",
+        "allot_cost_micros",
+        "cost_accrued_micros",
+        "cost_reserved_micros",
+    ),
+)
+
+
+def _period_ensure(level: Level) -> SpendPeriod:
+    """The level's period row, created with the whole cap in its pool by the first
+    request of the period (two first requests at once: one creates, one reads)."""
+    budget_id, subject, start = level.key
+    lookup = {"budget_id": budget_id, "subject": subject, "period_start": start}
+    found = SpendPeriod.objects.filter(**lookup).first()
+    if found is not None:
+        return found
+    budget = SpendBudget.objects.get(pk=budget_id)  # its caps now, not the memo's
+    tokens, cost = budget.max_tokens, budget.max_cost_micros
+    try:
+        with transaction.atomic():
+            return SpendPeriod.objects.create(
+                **lookup,
+                max_tokens=tokens,
+                max_cost_micros=cost,
+                pool_tokens=tokens or 0,
+                pool_cost_micros=cost or 0,
+            )
+    except IntegrityError:
+        return SpendPeriod.objects.get(**lookup)
+
+
+def _reclaim(period: SpendPeriod, shards: list[SpendShard], *, pool: str, allot: str) -> None:
+    """Every shard's unused allotment of one unit back to the pool (in memory)."""
+    unit = next(u for u in _UNITS if u[2] == pool)
+    used, reserved = unit[4], unit[5]
+    for row in shards:
+        slack = getattr(row, allot) - getattr(row, used) - getattr(row, reserved)
+        if slack > 0:
+            setattr(row, allot, getattr(row, allot) - slack)
+            setattr(period, pool, getattr(period, pool) + slack)
+
+
+def spend_grant(*, level: Level, shard: int, tokens: int, cost_micros: int) -> None:
+    """Give this worker's shard of `level` room for the worst case from the pool, taking
+    back every shard's unused allotment first if the pool is short. BudgetExceeded when
+    even that is not enough: the budget's shards, summed under their locks, cannot take
+    it. Generous while the pool is full (a share of it), exact near the end."""
+    period = _period_ensure(level)
+    budget_id, subject, start = level.key
+    amounts = {TOKENS: tokens, COST: cost_micros}
+    with transaction.atomic():
+        period = SpendPeriod.objects.select_for_update().get(pk=period.pk)
+        rows = list(
+            SpendShard.objects.select_for_update()
+            .filter(budget_id=budget_id, subject=subject, period_start=start)
+            .order_by("pk")
+        )
+        mine = next((r for r in rows if r.shard == shard), None)
+        if mine is None:
+            mine = SpendShard(budget_id=budget_id, subject=subject, period_start=start, shard=shard)
+            for _unit, cap, _pool, allot, _used, _reserved in _UNITS:
+                capped = level.rule.hard and getattr(period, cap) is not None
+                setattr(mine, allot, 0 if capped else None)
+            rows.append(mine)
+        if not level.rule.hard:  # soft: nothing to allot, the row counts what is spent
+            if mine.pk is None:
+                mine.save()
+            return
+        changed = {mine}
+        shards = len(rows) if len(rows) > 1 else settings.AURA["SPEND_SHARDS"]
+        for unit, cap, pool, allot, used, reserved in _UNITS:
+            if getattr(period, cap) is None:
+                continue
+            amount = amounts[unit]
+            need = getattr(mine, used) + getattr(mine, reserved) + amount - getattr(mine, allot)
+            if need <= 0:
+                continue
+            if getattr(period, pool) < need:
+                _reclaim(period, rows, pool=pool, allot=allot)
+                changed.update(rows)
+                need = getattr(mine, used) + getattr(mine, reserved) + amount - getattr(mine, allot)
+            if getattr(period, pool) < need:
+                raise _refusal(level, unit=unit, rows=rows, cap=getattr(period, cap), amount=amount)
+            grant = min(getattr(period, pool), max(need, getattr(period, pool) // (2 * shards)))
+            setattr(mine, allot, getattr(mine, allot) + grant)
+            setattr(period, pool, getattr(period, pool) - grant)
+        period.save(update_fields=["pool_tokens", "pool_cost_micros"])
+        for row in changed:
+            if row.pk is None:
+                row.save()
+            else:
+                row.save(update_fields=["allot_tokens", "allot_cost_micros"])
+
+
+def _refusal(
+    level: Level, *, unit: Unit, rows: list[SpendShard], cap: int, amount: int
+) -> BudgetExceeded:
+    used_col = TOKENS.used if unit is TOKENS else "cost_accrued_micros"
+    reserved_col = unit.reserved
+    used = sum(getattr(r, used_col) for r in rows)
+    reserved = sum(getattr(r, reserved_col) for r in rows)
+    projected = used + reserved + amount
+    field_name = "max_tokens" if unit is TOKENS else "max_cost"
+    problem = (
+        f"{level.label} ({level.rule.period}) {field_name}: {unit.show(used)} {unit.charged} + "
+        f"{unit.show(reserved)} reserved + {unit.show(amount)} for this operation exceeds the "
+        f"cap of {unit.show(cap)} by {unit.show(projected - cap)}"
+    )
+    return BudgetExceeded(
+        f"Budget exceeded: {problem}.", details={**level.details(), "caps": [problem]}
+    )
+
+
+def spend_hand_back(
+    hold: SpendHoldRef,
+    *,
+    charge: tuple[int, int] | None,
+    served: tuple[str, str] | None,
+    operations: int = 1,
+) -> bool:
+    """Settle (`charge`) or release the hold, inside the caller's transaction: the
+    reserved amounts come back only if this call deletes the hold row (settle, release
+    and the expiry job race for it); the charge is made either way. Whether it deleted."""
+    deleted, _ = SpendHold.objects.filter(pk=hold.id).delete()
+    for pk, tokens, cost, ops in hold.charges(served=served, charge=charge, operations=operations):
+        updates: dict[str, Any] = {}
+        if deleted:
+            updates["tokens_reserved"] = F("tokens_reserved") - hold.tokens
+            updates["cost_reserved_micros"] = F("cost_reserved_micros") - hold.cost_micros
+        if tokens or cost or ops:
+            updates["tokens_used"] = F("tokens_used") + tokens
+            updates["cost_accrued_micros"] = F("cost_accrued_micros") + cost
+            updates["operation_count"] = F("operation_count") + ops
+        if updates:
+            SpendShard.objects.filter(pk=pk).update(**updates)
+    return bool(deleted)
+
+
+def _hand_back_holds(holds: Iterable[SpendHold]) -> int:
+    count = 0
+    for row in holds:
+        ref = SpendHoldRef(
+            id=row.pk, shards=row.shards, tokens=row.tokens, cost_micros=row.cost_micros
+        )
+        with transaction.atomic():
+            spend_hand_back(ref, charge=None, served=None)
+        count += 1
+    return count
+
+
+def spend_release_expired(*, now: datetime, batch_size: int = 500) -> int:
+    """Hand back holds whose worker died (past their expiry), on every level."""
+    return _hand_back_holds(SpendHold.objects.filter(expires_at__lte=now)[:batch_size])
+
+
+def spend_release_operation(*, operation_id: uuid.UUID) -> int:
+    """Hand back every hold of one operation (see budget_release_operation)."""
+    return _hand_back_holds(SpendHold.objects.filter(operation_id=operation_id))
+
+
+def spend_recap(*, budget: SpendBudget) -> None:
+    """A budget's caps changed: every period of it takes the new caps, every shard's
+    unused allotment goes back to the pool and the pool is what the new cap leaves (it
+    may be negative: then every reservation is refused until spending falls under)."""
+    for period_pk in SpendPeriod.objects.filter(budget=budget).values_list("pk", flat=True):
+        with transaction.atomic():
+            period = SpendPeriod.objects.select_for_update().get(pk=period_pk)
+            rows = list(
+                SpendShard.objects.select_for_update()
+                .filter(
+                    budget_id=period.budget_id,
+                    subject=period.subject,
+                    period_start=period.period_start,
+                )
+                .order_by("pk")
+            )
+            period.max_tokens = budget.max_tokens
+            period.max_cost_micros = budget.max_cost_micros
+            for _unit, cap, pool, allot, used, reserved in _UNITS:
+                limit = getattr(period, cap) if budget.enforce_hard_limits else None
+                taken = 0
+                for row in rows:
+                    in_use = getattr(row, used) + getattr(row, reserved)
+                    setattr(row, allot, None if limit is None else in_use)
+                    taken += in_use
+                setattr(period, pool, 0 if limit is None else limit - taken)
+            period.save()
+            for row in rows:
+                row.save(update_fields=["allot_tokens", "allot_cost_micros"])
+
+
+def usd(micros: int | None) -> str | None:
+    return None if micros is None else str(micros_to_usd(micros))
