@@ -18,6 +18,7 @@ from django.utils import timezone
 from aura_orchestrator.errors import BudgetExceeded
 from budgets.models import LlmSession
 from budgets.selectors import operation_overruns, session_overruns
+from budgets.spending import SpendHoldRef
 
 
 @dataclass(slots=True)
@@ -28,6 +29,9 @@ class Reservation:
     cost_micros: int
     warnings: list[str] = field(default_factory=list)
     ledger: LlmSession | None = None  # the session as the reservation left it
+    # What the operation also holds on spend budgets' shards (budgets/spending.py),
+    # settled and released with this reservation, in the same transaction.
+    spend: SpendHoldRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +69,16 @@ def session_cleared() -> BudgetExceeded:
     return BudgetExceeded("Budget exceeded: the session was cleared; retry.")
 
 
-def _refuse(problems: list[str]) -> BudgetExceeded:
+def _refuse(problems: list[str], session: LlmSession) -> BudgetExceeded:
+    """The session's refusal, naming it as spend budgets' refusals name theirs."""
     return BudgetExceeded(
-        "Budget exceeded: " + "; ".join(problems) + ".", details={"caps": problems}
+        "Budget exceeded: " + "; ".join(problems) + ".",
+        details={
+            "caps": problems,
+            "scope": f"session:{session.session_id}",
+            "period": "none",
+            "resets_at": None,
+        },
     )
 
 
@@ -192,7 +203,7 @@ def reserve_admission(
         session, tokens=tokens, cost_micros=cost_micros, model_name=model_name
     )
     if warnings and session.enforce_hard_limits:
-        raise _refuse(warnings)
+        raise _refuse(warnings, session)
     return warnings
 
 
@@ -226,7 +237,7 @@ def not_admitted(
         return session_cleared()
     overruns = session_overruns(current, tokens=tokens, cost_micros=cost)
     if overruns:
-        return _refuse(overruns)
+        return _refuse(overruns, current)
     if not last_try:
         return None
-    return _refuse(["the session's caps changed during the request"])
+    return _refuse(["the session's caps changed during the request"], current)

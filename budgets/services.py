@@ -29,6 +29,7 @@ from budgets.reserving import (
     run_steps,
 )
 from budgets.selectors import ledger_get
+from budgets.spending import spend_hand_back, spend_release_expired, spend_release_operation
 
 _PUBLIC_FIELDS = frozenset(cap.field for cap in CAPS)
 
@@ -182,12 +183,19 @@ def budget_reserve_existing(
 # --- settle and release ----------------------------------------------------------------------
 
 
-def _hand_back(reservation: Reservation, charge: tuple[int, int] | None, operations: int) -> bool:
+def _hand_back(
+    reservation: Reservation,
+    charge: tuple[int, int] | None,
+    operations: int,
+    served: tuple[str, str] | None = None,
+) -> bool:
     """Delete the reservation and update the ledger in one transaction; the reserved
     amounts are handed back only by whoever deletes the row (settle, release or the
     expiry job), so they are handed back exactly once. `charge` (tokens, micro-dollars)
     is made whether or not the row was still there. False if the row was gone already
-    (released by the expiry job: a settle then charges all the same)."""
+    (released by the expiry job: a settle then charges all the same). Its spend hold is
+    settled or released in the same transaction (`served`: the provider and model that
+    answered, which narrowed budgets count)."""
     updates = {}
     if charge is not None:
         tokens, cost = charge
@@ -204,17 +212,27 @@ def _hand_back(reservation: Reservation, charge: tuple[int, int] | None, operati
             updates["cost_reserved_micros"] = F("cost_reserved_micros") - reservation.cost_micros
         if updates:
             LlmSession.objects.filter(pk=reservation.session_pk).update(**updates)
+        if reservation.spend is not None:
+            spend_hand_back(reservation.spend, charge=charge, served=served, operations=operations)
     return bool(deleted)
 
 
 def budget_settle(
-    *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool = True
+    *,
+    reservation: Reservation,
+    tokens: int,
+    cost_micros: int,
+    count_operation: bool = True,
+    served: tuple[str, str] | None = None,
 ) -> bool:
     """Charge the actual usage of a finished call and drop its reservation. The charge is
     made in full even when the reservation had already expired (the money was spent);
     returns False then, so that the caller flags the overrun."""
     return _hand_back(
-        reservation, charge=(tokens, cost_micros), operations=1 if count_operation else 0
+        reservation,
+        charge=(tokens, cost_micros),
+        operations=1 if count_operation else 0,
+        served=served,
     )
 
 
@@ -237,13 +255,16 @@ def _hand_back_rows(reservations: QuerySet[BudgetReservation]) -> int:
 def budget_release_operation(*, operation_id: uuid.UUID) -> int:
     """Hand back every reservation of one operation (one whose reserve may have committed
     although the operation never learned of it: the database went away mid-reply)."""
-    return _hand_back_rows(BudgetReservation.objects.filter(operation_id=operation_id))
+    return _hand_back_rows(
+        BudgetReservation.objects.filter(operation_id=operation_id)
+    ) + spend_release_operation(operation_id=operation_id)
 
 
 def budget_release_expired(*, now: datetime | None = None, batch_size: int = 500) -> int:
     """Hand back reservations whose worker died (past their expiry). Returns how many."""
     now = now or timezone.now()
-    return _hand_back_rows(BudgetReservation.objects.filter(expires_at__lte=now)[:batch_size])
+    sessions = _hand_back_rows(BudgetReservation.objects.filter(expires_at__lte=now)[:batch_size])
+    return sessions + spend_release_expired(now=now, batch_size=batch_size)
 
 
 def session_clear(*, project_id: int, session_id: str) -> bool:

@@ -98,7 +98,7 @@ class SpendBudget(models.Model):
         help_text="Scope 'API key' only.",
     )
     end_user = models.CharField(
-        max_length=200, blank=True, help_text="Scope 'end user' only: the `user` the app sends."
+        max_length=256, blank=True, help_text="Scope 'end user' only: the `user` the app sends."
     )
     provider = models.ForeignKey(
         "catalog.Provider",
@@ -163,7 +163,7 @@ class SpendBudget(models.Model):
             problems["api_key"] = "An API key is set for scope 'API key', and only for it."
         if (self.scope == Scope.END_USER) != bool(self.end_user):
             problems["end_user"] = "An end user is named for scope 'end user', and only for it."
-        if self.api_key_id is not None and self.api_key.project_id != self.project_id:
+        if self.api_key is not None and self.api_key.project_id != self.project_id:
             problems["api_key"] = "This key belongs to another project."
         if self.max_tokens is None and self.max_cost is None:
             problems["max_cost"] = "Set a cost cap, a token cap, or both."
@@ -177,7 +177,7 @@ class SpendPeriod(models.Model):
     period, so a period starts without a job."""
 
     budget = models.ForeignKey(SpendBudget, on_delete=models.CASCADE, related_name="periods")
-    subject = models.CharField(max_length=200, blank=True)  # the end user, for end-user scopes
+    subject = models.CharField(max_length=256, blank=True)  # the end user, for end-user scopes
     period_start = models.DateTimeField()
     max_tokens = models.BigIntegerField(null=True, blank=True)
     max_cost_micros = models.BigIntegerField(null=True, blank=True)
@@ -203,7 +203,7 @@ class SpendShard(models.Model):
     the budget is soft), and what was charged and is reserved against it."""
 
     budget = models.ForeignKey(SpendBudget, on_delete=models.CASCADE, related_name="shards")
-    subject = models.CharField(max_length=200, blank=True)
+    subject = models.CharField(max_length=256, blank=True)
     period_start = models.DateTimeField()
     shard = models.PositiveSmallIntegerField()
     allot_tokens = models.BigIntegerField(null=True, blank=True)
@@ -264,7 +264,7 @@ class BudgetAlert(models.Model):
     delivers it), then delivered to the project's endpoints and the budget's addresses."""
 
     budget = models.ForeignKey(SpendBudget, on_delete=models.CASCADE, related_name="alerts")
-    subject = models.CharField(max_length=200, blank=True)
+    subject = models.CharField(max_length=256, blank=True)
     period_start = models.DateTimeField()
     threshold = models.PositiveSmallIntegerField()
     unit = models.CharField(max_length=8)  # tokens | cost: the cap that crossed

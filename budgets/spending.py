@@ -47,8 +47,8 @@ def scope_label(
     when narrowed. From a budget (its project and key loaded), or from its parts."""
     if budget is not None:
         scope, project, end_user = budget.scope, budget.project.name, budget.end_user
-        api_key = budget.api_key.name if budget.api_key_id else ""
-        provider = budget.provider.name if budget.provider_id else ""
+        api_key = budget.api_key.name if budget.api_key else ""
+        provider = budget.provider.name if budget.provider else ""
         model = budget.model_name
     label = {
         Scope.PROJECT: f"project:{project}",
@@ -110,7 +110,7 @@ def _load_rules(project_id: int) -> Rules:
                 scope=b.scope,
                 api_key_id=b.api_key_id,
                 end_user=b.end_user,
-                provider_name=b.provider.name if b.provider_id else None,
+                provider_name=b.provider.name if b.provider else None,
                 model_name=b.model_name or None,
                 period=b.period,
                 max_tokens=b.max_tokens,
@@ -281,6 +281,63 @@ class Written:
     totals: dict[tuple[int, str, datetime], SpendTotals] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class SpendState:
+    """The spend budgets of one operation and their totals after its reservation."""
+
+    levels: list[Level]
+    totals: dict[tuple[int, str, datetime], SpendTotals] = field(default_factory=dict)
+
+    def _shares(self) -> Iterable[tuple[Level, Unit, int, int]]:
+        """(level, unit, cap, in use) for every capped unit of every level."""
+        for level in self.levels:
+            sums = self.totals.get(level.key, SpendTotals())
+            for unit in (TOKENS, COST):
+                cap = level.rule.limit(unit)
+                if cap is not None:
+                    yield level, unit, cap, sums.in_use(unit)
+
+    def soft_warnings(self) -> list[str]:
+        """Soft budgets this operation's reservation took past their cap."""
+        return [
+            f"{level.label} ({level.rule.period}) {'max_tokens' if unit is TOKENS else 'max_cost'}"
+            f": {unit.show(in_use)} in use exceeds the cap of {unit.show(cap)} (soft limit)"
+            for level, unit, cap, in_use in self._shares()
+            if not level.rule.hard and in_use > cap
+        ]
+
+    def settled(
+        self, hold: SpendHoldRef, *, charge: tuple[int, int] | None, served: tuple[str, str] | None
+    ) -> None:
+        """The totals as the finish left them (the worst case handed back, the charge
+        added where it counts), so the answer's budget shows this operation settled."""
+        rows = hold.charges(served=served, charge=charge, operations=1)
+        counted = {pk for pk, _tokens, _cost, ops in rows if ops}
+        # `hold.shards` is in the order of the levels (both stores write it so).
+        for level, (pk, *_narrowed) in zip(self.levels, hold.shards, strict=False):
+            sums = self.totals.get(level.key)
+            if sums is None:
+                continue
+            sums.tokens_reserved -= hold.tokens
+            sums.cost_reserved_micros -= hold.cost_micros
+            if charge is not None and pk in counted:
+                sums.tokens_used += charge[0]
+                sums.cost_micros += charge[1]
+
+    def tightest(self) -> tuple[Level | None, dict[str, int]]:
+        """The level nearest its cap (by share), and per unit the least any level still
+        allows (ledger units, by the budget body's `remaining_*` field)."""
+        worst: tuple[float, Level] | None = None
+        least: dict[str, int] = {}
+        for level, unit, cap, in_use in self._shares():
+            left = max(0, cap - in_use)
+            least[unit.remaining] = min(least.get(unit.remaining, left), left)
+            share = in_use / cap if cap else float("inf")
+            if worst is None or share > worst[0]:
+                worst = (share, level)
+        return (worst[1] if worst else None), least
+
+
 # The write, for a store: (levels, hold id, operation id, tokens, cost, expires, shard).
 SpendWrite = Callable[..., Awaitable[Written]]
 
@@ -292,7 +349,7 @@ SPEND_TRIES = 6
 async def spend_reserve(
     *,
     write: SpendWrite,
-    grant: Callable[..., Awaitable[None]],
+    grant: Callable[[Level, int, int, int], Awaitable[None]],
     levels: Sequence[Level],
     operation_id: uuid.UUID,
     tokens: int,
@@ -316,7 +373,7 @@ async def spend_reserve(
         if written.hold is not None:
             return written
         for level in written.short:
-            await grant(level=level, shard=shard, tokens=tokens, cost_micros=cost_micros)
+            await grant(level, shard, tokens, cost_micros)
     level = levels[0]
     raise BudgetExceeded(
         f"Budget exceeded: {level.label} is contended; retry.", details=level.details()
@@ -487,7 +544,7 @@ def spend_grant(*, level: Level, shard: int, tokens: int, cost_micros: int) -> N
             if mine.pk is None:
                 mine.save()
             return
-        changed = {mine}
+        changed = {id(mine): mine}  # by identity: a new row has no pk to hash
         shards = len(rows) if len(rows) > 1 else settings.AURA["SPEND_SHARDS"]
         for unit, cap, pool, allot, used, reserved in _UNITS:
             if getattr(period, cap) is None:
@@ -498,7 +555,7 @@ def spend_grant(*, level: Level, shard: int, tokens: int, cost_micros: int) -> N
                 continue
             if getattr(period, pool) < need:
                 _reclaim(period, rows, pool=pool, allot=allot)
-                changed.update(rows)
+                changed.update((id(row), row) for row in rows)
                 need = getattr(mine, used) + getattr(mine, reserved) + amount - getattr(mine, allot)
             if getattr(period, pool) < need:
                 raise _refusal(level, unit=unit, rows=rows, cap=getattr(period, cap), amount=amount)
@@ -506,7 +563,7 @@ def spend_grant(*, level: Level, shard: int, tokens: int, cost_micros: int) -> N
             setattr(mine, allot, getattr(mine, allot) + grant)
             setattr(period, pool, getattr(period, pool) - grant)
         period.save(update_fields=["pool_tokens", "pool_cost_micros"])
-        for row in changed:
+        for row in changed.values():
             if row.pk is None:
                 row.save()
             else:
@@ -612,3 +669,12 @@ def spend_recap(*, budget: SpendBudget) -> None:
 
 def usd(micros: int | None) -> str | None:
     return None if micros is None else str(micros_to_usd(micros))
+
+
+def notice_spend(keys: list[tuple[int, str, datetime]]) -> None:
+    """After a finish: the budgets whose thresholds may have been crossed (alerts)."""
+    from budgets import alerts  # the alerts module is optional at import time
+
+    notice = getattr(alerts, "notice", None)
+    if notice is not None:
+        notice(keys)

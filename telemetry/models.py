@@ -15,7 +15,7 @@ class OperationTelemetry(models.Model):
     )
     session_id = models.CharField(max_length=200)
     end_user = models.CharField(
-        max_length=200, blank=True, help_text="The app's end user (`user`, X-Aura-End-User)."
+        max_length=256, blank=True, help_text="The app's end user (`user`, X-Aura-End-User)."
     )
     operation_type = models.CharField(max_length=32)
     provider_name = models.CharField(max_length=64, blank=True)

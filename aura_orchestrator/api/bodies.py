@@ -104,6 +104,11 @@ EXECUTE = Shape(
         "cache_ttl_seconds": Field(Integer(1, 30 * 86400)),
         "budget_constraint": Field(Nested(BUDGET_CONSTRAINT)),
         "budget": Field(slug(100), description="A budget constraint's name (admin)."),
+        "end_user": Field(
+            Text(256),
+            description="Your application's end user: their spend budgets apply, and "
+            "telemetry keeps the name.",
+        ),
         "custom_preset": Field(Nested(CUSTOM_PRESET)),
         "providers": Field(PROVIDERS, description="The fallback chain, by provider name."),
         "model": Field(MODEL),
@@ -194,6 +199,7 @@ def execute_request(body: object, *, source: str = "api") -> pipeline.OperationR
         cache_ttl_seconds=data.get("cache_ttl_seconds"),
         caps=Caps.inline(**inline) if inline else None,
         budget_name=data.get("budget"),
+        end_user=data.get("end_user"),
         overrides=pipeline.PresetOverrides(**(data.get("custom_preset") or {})),
         providers=tuple(data["providers"]) if data.get("providers") else None,
         model=data.get("model"),

@@ -51,6 +51,7 @@ def embedding_operation_from(
         budget_name=aura.budget_name,
         model=model,
         user=user,
+        end_user=aura.end_user_or(user),
         extra={k: v for k, v in body.items() if k not in OWN_FIELDS},
         source="gateway",
         embedding=embedding,

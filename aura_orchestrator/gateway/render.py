@@ -17,6 +17,7 @@ from aura_orchestrator.providers.base import StreamChunk
 logger = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
+SOFT_LIMIT = "(soft limit)"  # how budget warnings of soft caps end (budgets/)
 
 
 def completion_id(operation_id: uuid.UUID) -> str:
@@ -26,6 +27,10 @@ def completion_id(operation_id: uuid.UUID) -> str:
 def error_body(error: errors.AuraError) -> dict:
     body = openai_error_body(error)
     body["error"]["param"] = error.details.get("param")
+    if "scope" in error.details:  # a budget's refusal names the budget
+        body["error"]["details"] = {
+            key: error.details[key] for key in ("scope", "period", "resets_at")
+        }
     return body
 
 
@@ -99,6 +104,14 @@ def aura_headers(
         headers["X-Aura-Budget-Remaining-Cost"] = jsonable(budget["remaining_cost"])
     if budget.get("remaining_tokens") is not None:
         headers["X-Aura-Budget-Remaining-Tokens"] = str(budget["remaining_tokens"])
+    soft = [w for w in budget.get("warnings", ()) if w.endswith(SOFT_LIMIT)]
+    if soft:  # header values are ASCII: anything else is escaped as JSON escapes it
+        headers["X-Aura-Budget-Warning"] = (
+            orjson.dumps("; ".join(soft))
+            .decode()[1:-1]
+            .encode("ascii", "backslashreplace")
+            .decode()
+        )
     return headers
 
 

@@ -28,6 +28,8 @@ SESSION_HEADER = "X-Aura-Session-Id"
 OPERATION_TYPE_HEADER = "X-Aura-Operation-Type"
 BUDGET_HEADER = "X-Aura-Budget"
 ENABLE_CACHE_HEADER = "X-Aura-Enable-Cache"
+END_USER_HEADER = "X-Aura-End-User"
+END_USER_MAX_LENGTH = 256
 
 MAX_TOKENS_LIMIT = 1_000_000
 MAX_CHOICES = 128  # OpenAI's limit for `n`
@@ -234,6 +236,13 @@ class AuraFields:
     operation_type: OperationType
     budget_name: str | None
     enable_cache: bool | None
+    end_user: str | None  # whose spend budgets apply; the `user` field when not given
+
+    def end_user_or(self, user: str | None) -> str | None:
+        """The end user: our header (or metadata), else the body's `user` field."""
+        if self.end_user is not None:
+            return self.end_user
+        return end_user_value(user, source="user") if user else None
 
 
 def aura_fields(
@@ -249,6 +258,7 @@ def aura_fields(
     op, op_source = _pick(headers, meta, OPERATION_TYPE_HEADER, "operation_type")
     budget, budget_source = _pick(headers, meta, BUDGET_HEADER, "budget")
     cache, cache_source = _pick(headers, meta, ENABLE_CACHE_HEADER, "enable_cache")
+    end_user, end_user_source = _pick(headers, meta, END_USER_HEADER, "end_user")
     if budget is not None and (not budget.strip() or len(budget) > 100):
         raise _invalid(budget_source, f"`{budget_source}` must name a budget constraint.")
     return AuraFields(
@@ -256,7 +266,17 @@ def aura_fields(
         operation_type=_operation_type(op, source=op_source, default=default_operation),
         budget_name=budget.strip() if budget else None,
         enable_cache=_flag(cache, source=cache_source),
+        end_user=None if end_user is None else end_user_value(end_user, source=end_user_source),
     )
+
+
+def end_user_value(value: str, *, source: str) -> str:
+    """An end user's name: 1 to 200 characters, not blank."""
+    if not value.strip() or len(value) > END_USER_MAX_LENGTH:
+        raise _invalid(
+            source, f"`{source}` must name an end user in 1 to {END_USER_MAX_LENGTH} characters."
+        )
+    return value
 
 
 def chat_call_from(*, body: object, headers: Mapping[str, str], default_session: str) -> ChatCall:
@@ -301,6 +321,7 @@ def chat_call_from(*, body: object, headers: Mapping[str, str], default_session:
         stop=_stop(body),
         response_format=response_format,
         user=user,
+        end_user=aura.end_user_or(user),
         tools=tools,
         tool_choice=tool_choice,
         parallel_tool_calls=body.get("parallel_tool_calls"),

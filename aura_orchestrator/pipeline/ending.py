@@ -31,15 +31,17 @@ from aura_orchestrator.providers.base import ImagePart
 from aura_orchestrator.store import CacheWrite, Finish, get_store
 from aura_orchestrator.store.base import Finished
 from aura_orchestrator.store.journal import finish_once, journal
+from budgets.caps import UNITS
 from budgets.models import LlmSession
 from budgets.selectors import budget_status
+from budgets.spending import SpendState, notice_spend
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 # Telemetry fields the result does not show.
-_NOT_IN_RESULT = ("project_id", "api_key_id", "attempts")
+_NOT_IN_RESULT = ("project_id", "api_key_id", "end_user", "attempts")
 
 # Telemetry keeps at most this many tool calls per operation, arguments cut to this length.
 MAX_CALLS_KEPT = 32
@@ -152,6 +154,10 @@ async def conclude(
         )
         finished = Finished(ledger=reservation.ledger if reservation else None)
     metrics.record_operation(fields | {"budget_overrun": finished.budget_overrun})
+    if run.spend is not None:
+        if reservation is not None and reservation.spend is not None:
+            run.spend.settled(reservation.spend, charge=finish.charge, served=finish.served)
+        notice_spend([level.key for level in run.spend.levels])
     telemetry = {k: v for k, v in fields.items() if k not in _NOT_IN_RESULT}
     telemetry["total_tokens"] = fields["tokens_in"] + fields["tokens_out"]
     telemetry["attempts"] = fields["attempts"]
@@ -228,6 +234,7 @@ def telemetry_fields(
         "project_id": run.principal.project_id,
         "api_key_id": run.principal.api_key_id,
         "session_id": run.request.session_id,
+        "end_user": storable(run.request.end_user or ""),
         "operation_type": run.request.operation_type.value,
         "provider_name": route.provider_name if route else "",
         "model_name": route.model_name if route else "",
@@ -319,7 +326,7 @@ def budget_body(run: Run, session: LlmSession | None) -> dict[str, Any]:
             "warnings": run.warnings,
         }
     status = budget_status(session)
-    return {
+    body = {
         "session_id": status.session_id,
         "total_tokens_used": status.total_tokens_used,
         "total_cost_accrued": status.total_cost_accrued,
@@ -329,3 +336,24 @@ def budget_body(run: Run, session: LlmSession | None) -> dict[str, Any]:
         **status.remaining,
         "warnings": run.warnings,
     }
+    if run.spend is not None:
+        tightest_of(body, run.spend)
+    return body
+
+
+def tightest_of(body: dict[str, Any], spend: SpendState) -> None:
+    """The budget body reports the tightest budget: each `remaining_*` is the least the
+    session or any spend budget still allows, and `scope`, `period`, `resets_at` name
+    the spend budget nearest its cap."""
+    level, least = spend.tightest()
+    if level is None:
+        return
+    for unit in UNITS:
+        left = least.get(unit.remaining)
+        if left is None:
+            continue
+        shown = unit.to_public(left)
+        current = body.get(unit.remaining)
+        if current is None or shown < current:
+            body[unit.remaining] = shown
+    body |= level.details()

@@ -12,10 +12,12 @@ and holding that on the session's budget.
 
 import asyncio
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
+from django.utils import timezone
 
 from aura_orchestrator import errors
 from aura_orchestrator.caching.config_cache import MemoMiss, memo_only
@@ -41,7 +43,9 @@ from aura_orchestrator.providers.base import Refusal
 from aura_orchestrator.store import get_store
 from budgets.caps import has_money_caps
 from budgets.reserving import Reservation
+from budgets.selectors import unpriced_model_message
 from budgets.services import Caps
+from budgets.spending import Level, SpendState, levels_for, spend_grant, spend_reserve
 from presets.selectors import EffectivePreset, preset_get
 
 ZERO = Decimal(0)
@@ -281,6 +285,9 @@ async def reserve(run: Run, *, extra_prompt_tokens: int = 0) -> None:
         run.deadline = asyncio.get_running_loop().time() + deadline_seconds(run, plan)
         run.attempts.extend(skipped_attempt(route, refusal) for route, refusal in plan.skipped)
     expires_in = reservation_seconds(remaining=run.time_left(), lifetimes=lifetimes())
+    levels = await spend_levels(run, plan)
+    if any(level.rule.hard and level.rule.max_cost_micros is not None for level in levels):
+        _priced_only(plan, levels[0])
     reservation = None
     if plan.session is None:  # every route is priced (see prepare): no None among the costs
         costs = cast("list[int]", worst_costs(plan, tokens_in=tokens_in))
@@ -309,6 +316,73 @@ async def reserve(run: Run, *, extra_prompt_tokens: int = 0) -> None:
         )
     run.reservation = reservation
     run.warnings.extend(w for w in reservation.warnings if w not in run.warnings)
+    if levels:
+        known = [c for c in worst_costs(plan, tokens_in=tokens_in) if c is not None]
+        await reserve_spend(
+            run, levels, tokens=tokens, cost_micros=max(known, default=0), expires_in=expires_in
+        )
+
+
+async def spend_levels(run: Run, plan: Plan) -> list[Level]:
+    """The spend budgets that apply (budgets/spending.py): from the memo on the loop, a
+    db() thread when the project's budgets must be loaded. None for most projects."""
+    request, principal = run.request, run.principal
+
+    def levels() -> list[Level]:
+        return levels_for(
+            project_id=principal.project_id,
+            api_key_id=principal.api_key_id,
+            end_user=request.end_user,
+            routes=[(route.provider_name, route.model_name) for route in plan.chain],
+        )
+
+    try:
+        with memo_only():
+            return levels()
+    except MemoMiss:
+        return await db(levels)
+
+
+def _priced_only(plan: Plan, level: Level) -> None:
+    """A hard cost cap of a spend budget holds only priced routes (as the session's)."""
+    priced = [route for route in plan.chain if route.priced]
+    if not priced:
+        problem = unpriced_model_message(plan.chain[0].model_name)
+        raise errors.BudgetExceeded(
+            f"Budget exceeded: {problem}.", details={**level.details(), "caps": [problem]}
+        )
+    plan.chain = priced
+
+
+async def _grant(level: Level, shard: int, tokens: int, cost_micros: int) -> None:
+    await db(spend_grant, level=level, shard=shard, tokens=tokens, cost_micros=cost_micros)
+
+
+async def reserve_spend(
+    run: Run, levels: list[Level], *, tokens: int, cost_micros: int, expires_in: float
+) -> None:
+    """Hold the worst case on every spend budget too, after the session's reservation:
+    refused, that reservation is handed back and the refusal names the budget."""
+    store = get_store()
+    reservation = run.reservation
+    assert reservation is not None  # the session's, just made
+    try:
+        written = await spend_reserve(
+            write=store.spend_write,
+            grant=_grant,
+            levels=levels,
+            operation_id=run.operation_id,
+            tokens=tokens,
+            cost_micros=cost_micros,
+            expires_at=timezone.now() + timedelta(seconds=expires_in),
+        )
+    except errors.BudgetExceeded:
+        run.reservation = None
+        await store.release(reservation=reservation)
+        raise
+    reservation.spend = written.hold
+    run.spend = SpendState(levels=levels, totals=written.totals)
+    run.warnings.extend(w for w in run.spend.soft_warnings() if w not in run.warnings)
 
 
 def skipped_attempt(route: Route, refusal: Refusal) -> dict[str, Any]:
@@ -356,11 +430,13 @@ async def settle_so_far(run: Run) -> None:
     usage = run.unsettled
     reservation = run.reservation
     assert reservation is not None  # held since reserve (step 4)
+    route = run.route
     await get_store().settle(
         reservation=reservation,
         tokens=usage.tokens,
         cost_micros=usage.cost_micros,
         count_operation=False,
+        served=(route.provider_name, route.model_name) if route else None,
     )
     run.reservation = None
     run.charged.add(usage)

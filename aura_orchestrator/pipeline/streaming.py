@@ -106,7 +106,8 @@ async def _start(run: Run) -> OperationStream:
     reservation, deadline = run.reservation, run.deadline
     assert reservation is not None and deadline is not None  # both set by reserve
     ledger = reservation.ledger
-    budget = budget_body(run, ledger) if ledger is not None and ledger.has_caps else {}
+    capped = (ledger is not None and ledger.has_caps) or run.spend is not None
+    budget = budget_body(run, ledger) if capped else {}
     first, upstream = await _open_stream(run)  # step 5, until the first chunk
     route = run.route
     assert route is not None  # the route that sent the first chunk (attempt_chain)

@@ -27,6 +27,7 @@ from aura_orchestrator.providers.base import (
 from budgets.models import LlmSession
 from budgets.reserving import Reservation
 from budgets.services import Caps
+from budgets.spending import SpendState
 from presets.operation_types import OperationType
 from presets.selectors import EffectivePreset
 
@@ -86,6 +87,9 @@ class OperationRequest:
     stop: tuple[str, ...] | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None
+    # The application's end user whose spend budgets apply (`end_user`, the gateway's
+    # X-Aura-End-User header or `user` field); telemetry keeps it.
+    end_user: str | None = None
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -205,6 +209,9 @@ class Run:
     t0: float = field(default_factory=time.perf_counter)
     plan: Plan | None = None
     reservation: Reservation | None = None
+    # The spend budgets that apply (budgets/spending.py) and their totals after the last
+    # reservation: the budget body's tightest remaining, soft-cap warnings, alerts.
+    spend: SpendState | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)  # everything the providers reported
     charged: Usage = field(default_factory=Usage)  # the part already settled on the ledger

@@ -1,13 +1,16 @@
 """What the pipeline asks of the database, and what it hands over to be written."""
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any, Protocol
 
 from aura_orchestrator.caching.services import CachedAnswer
 from budgets.models import LlmSession
 from budgets.reserving import Reservation
 from budgets.services import Caps
+from budgets.spending import Level, Written
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,12 @@ class Finish:
     # have committed without its knowing (the reply lost). Any reservation of this
     # operation is handed back with it. Only journaled finishes carry it.
     release_unknown: bool = False
+
+    @property
+    def served(self) -> tuple[str, str] | None:
+        """The provider and model that answered (what narrowed spend budgets count)."""
+        provider = self.telemetry.get("provider_name")
+        return (provider, self.telemetry.get("model_name", "")) if provider else None
 
     @property
     def settles(self) -> bool:
@@ -102,8 +111,28 @@ class Store(Protocol):
         """`reserve` on the session named, without reading it first (a request that brings
         no caps): None when it does not exist yet; BudgetExceeded when refused."""
 
+    async def spend_write(
+        self,
+        *,
+        levels: Sequence[Level],
+        hold_id: uuid.UUID,
+        operation_id: uuid.UUID,
+        tokens: int,
+        cost_micros: int,
+        expires_at: datetime,
+        shard: int,
+    ) -> Written:
+        """As `budgets.spending.spend_write`: this worker's shard of every level, all
+        held or none (the levels short of room or without a row, then)."""
+
     async def settle(
-        self, *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool
+        self,
+        *,
+        reservation: Reservation,
+        tokens: int,
+        cost_micros: int,
+        count_operation: bool,
+        served: tuple[str, str] | None,
     ) -> None: ...
 
     async def release(self, *, reservation: Reservation) -> None: ...

@@ -37,6 +37,7 @@ from aura_orchestrator.caching.services import Answer, CachedAnswer
 from aura_orchestrator.dbhealth import DATABASE_UNAVAILABLE
 from aura_orchestrator.store.base import CacheWrite, Finish, Finished
 from budgets.reserving import Reservation
+from budgets.spending import SpendHoldRef
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def encode(finish: Finish) -> bytes:
             "session_pk": r.session_pk,
             "tokens": r.tokens,
             "cost": r.cost_micros,
+            "spend": None if r.spend is None else r.spend.doc(),
         },
         "charge": finish.charge,
         "session_pk": finish.session_pk,
@@ -86,6 +88,7 @@ def decode(line: bytes) -> Finish:
     telemetry["cache_savings"] = Decimal(telemetry.get("cache_savings", 0))
     telemetry.setdefault("cache_read_tokens", 0)
     telemetry.setdefault("cache_write_tokens", 0)
+    telemetry.setdefault("end_user", "")
     for name in ("started_at", "completed_at"):
         telemetry[name] = datetime.fromisoformat(telemetry[name])
     return Finish(
@@ -96,6 +99,7 @@ def decode(line: bytes) -> Finish:
             session_pk=r["session_pk"],
             tokens=r["tokens"],
             cost_micros=r["cost"],
+            spend=SpendHoldRef.of_doc(r["spend"]) if r.get("spend") else None,
         ),
         charge=None if doc["charge"] is None else tuple(doc["charge"]),
         session_pk=doc["session_pk"],

@@ -1,7 +1,7 @@
 """The store on the ORM: each step one unit of the apps' services in `db()`'s threads."""
 
 import uuid
-from typing import cast
+from typing import Any, cast
 
 from django.db import transaction
 
@@ -20,6 +20,7 @@ from budgets.services import (
     budget_settle,
     session_ensure,
 )
+from budgets.spending import Written, spend_write
 from telemetry.services import telemetry_record
 
 
@@ -38,7 +39,9 @@ def _hand_back(finish: Finish) -> bool:
     if finish.settles:  # reservation and charge set
         reservation = cast(Reservation, finish.reservation)
         tokens, cost = cast(tuple[int, int], finish.charge)
-        return not budget_settle(reservation=reservation, tokens=tokens, cost_micros=cost)
+        return not budget_settle(
+            reservation=reservation, tokens=tokens, cost_micros=cost, served=finish.served
+        )
     if finish.releases:  # reservation set
         budget_release(reservation=cast(Reservation, finish.reservation))
     return False
@@ -116,8 +119,17 @@ class OrmStore:
             expires_in=expires_in,
         )
 
+    async def spend_write(self, **write: Any) -> Written:
+        return await db(spend_write, **write)
+
     async def settle(
-        self, *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool
+        self,
+        *,
+        reservation: Reservation,
+        tokens: int,
+        cost_micros: int,
+        count_operation: bool,
+        served: tuple[str, str] | None,
     ) -> None:
         await db(
             budget_settle,
@@ -125,6 +137,7 @@ class OrmStore:
             tokens=tokens,
             cost_micros=cost_micros,
             count_operation=count_operation,
+            served=served,
         )
 
     async def release(self, *, reservation: Reservation) -> None:

@@ -25,7 +25,7 @@ event loops come and go) a connection per step.
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
@@ -51,6 +51,8 @@ from aura_orchestrator.store.pg_sql import (
     SESSION_INSERT_SQL,
     SESSION_RECAP_SQL,
     SETTLED_ROW_SQL,
+    SPEND_TOTALS_SQL,
+    SPEND_WRITE_SQL,
     STORE_SQL,
     Params,
     Row,
@@ -60,6 +62,8 @@ from aura_orchestrator.store.pg_sql import (
     ledger_from_row,
     reserve_params,
     reserve_sql,
+    spend_hand_back_statement,
+    spend_params,
     store_params,
 )
 from budgets.models import LlmSession
@@ -72,6 +76,7 @@ from budgets.reserving import (
     session_cleared,
 )
 from budgets.services import Caps, caps_columns
+from budgets.spending import Level, SpendHoldRef, SpendTotals, Written
 
 logger = logging.getLogger(__name__)
 
@@ -324,18 +329,59 @@ class PgStore:
         (rows,) = await self._script(conn, [statement], flush=False)
         return _ledger_of(_first(rows))
 
-    async def settle(
-        self, *, reservation: Reservation, tokens: int, cost_micros: int, count_operation: bool
-    ) -> None:
-        statement = hand_back_statement(
-            reservation, charge=(tokens, cost_micros), operations=1 if count_operation else 0
+    async def spend_write(
+        self,
+        *,
+        levels: Sequence[Level],
+        hold_id: uuid.UUID,
+        operation_id: uuid.UUID,
+        tokens: int,
+        cost_micros: int,
+        expires_at: datetime,
+        shard: int,
+    ) -> Written:
+        params = spend_params(
+            levels,
+            hold_id=hold_id,
+            operation_id=operation_id,
+            tokens=tokens,
+            cost_micros=cost_micros,
+            expires_at=expires_at,
+            shard=shard,
         )
+        statements = [(SPEND_WRITE_SQL, params), (SPEND_TOTALS_SQL, params)]
         async with self._connection() as conn:
-            await conn.execute(*statement)
+            locked, sums = await self._script(conn, statements, flush=False)
+        locked = locked or []
+        if not (locked and locked[0][0]):
+            fitting = {(row[2], row[3], row[4]) for row in locked if row[7]}
+            return Written(hold=None, short=[lv for lv in levels if lv.key not in fitting])
+        shards = [[row[1], row[5], row[6]] for row in locked]
+        hold = SpendHoldRef(id=hold_id, shards=shards, tokens=tokens, cost_micros=cost_micros)
+        totals = {(b, s, p): SpendTotals(*map(int, rest)) for b, s, p, *rest in sums or []}
+        return Written(hold=hold, totals=totals)
+
+    async def settle(
+        self,
+        *,
+        reservation: Reservation,
+        tokens: int,
+        cost_micros: int,
+        count_operation: bool,
+        served: tuple[str, str] | None,
+    ) -> None:
+        operations = 1 if count_operation else 0
+        charge = (tokens, cost_micros)
+        statements = [hand_back_statement(reservation, charge=charge, operations=operations)]
+        statements += _spend_hand_back(reservation, charge, served, operations)
+        async with self._connection() as conn:
+            await self._script(conn, statements, flush=True)
 
     async def release(self, *, reservation: Reservation) -> None:
+        statements = [hand_back_statement(reservation, charge=None)]
+        statements += _spend_hand_back(reservation, None, None, 0)
         async with self._connection() as conn:
-            await conn.execute(*hand_back_statement(reservation, charge=None))
+            await self._script(conn, statements, flush=True)
 
     async def finish(self, finish: Finish) -> Finished:
         """The writes of `finish` (store/base.py) as one transaction, the ledger read back.
@@ -354,11 +400,13 @@ class PgStore:
                 reservation, charge=finish.charge, then=SETTLED_ROW_SQL
             )
             statements: list[Statement] = [(sql, params | telemetry)]
+            statements += _spend_hand_back(reservation, finish.charge, finish.served, 1)
         else:
             statements = [(ROW_SQL, telemetry)]
             if finish.releases:
                 reservation = cast(Reservation, finish.reservation)  # releases: set
                 statements.append(hand_back_statement(reservation, charge=None))
+                statements += _spend_hand_back(reservation, None, None, 0)
         if finish.cache is not None:
             statements.append((STORE_SQL, store_params(**finish.cache.kwargs())))
         if finish.session_pk is not None:
@@ -377,6 +425,22 @@ async def _ledger(conn: psycopg.AsyncConnection, sql: str, params: Params) -> Ll
 
 def _ledger_of(row: Row | None) -> LlmSession | None:
     return ledger_from_row(row) if row is not None else None
+
+
+def _spend_hand_back(
+    reservation: Reservation,
+    charge: tuple[int, int] | None,
+    served: tuple[str, str] | None,
+    operations: int,
+) -> list[Statement]:
+    """The reservation's spend hold settled or released too (none without one)."""
+    if reservation.spend is None:
+        return []
+    return [
+        spend_hand_back_statement(
+            reservation.spend, charge=charge, served=served, operations=operations
+        )
+    ]
 
 
 def _first(rows: list[Row] | None) -> Row | None:

@@ -5,6 +5,7 @@ module is their one-round-trip form. Table and column names come from the models
 the caps' conditions from `budgets/caps.py`, so neither is written twice.
 """
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -14,9 +15,10 @@ from psycopg.types.json import Jsonb
 from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.caching.services import Answer, CachedAnswer
 from budgets.caps import Counts, admits_sql
-from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
+from budgets.models import BudgetConstraint, BudgetReservation, LlmSession, SpendHold, SpendShard
 from budgets.reserving import Hold, Reservation
 from budgets.services import Caps, caps_columns
+from budgets.spending import Level, SpendHoldRef
 from telemetry.models import OperationTelemetry
 
 _SESSION = LlmSession._meta.db_table
@@ -252,6 +254,7 @@ TELEMETRY_COLUMNS = (
     "project_id",
     "api_key_id",
     "session_id",
+    "end_user",
     "operation_type",
     "provider_name",
     "model_name",
@@ -300,3 +303,116 @@ ROW_SQL = telemetry_insert_sql(budget_overrun="false") + " RETURNING budget_over
 SETTLED_ROW_SQL = (
     telemetry_insert_sql(budget_overrun=NOT_RELEASED_SQL) + " RETURNING budget_overrun"
 )
+
+
+# --- spend budgets ---------------------------------------------------------------------------
+# One statement as budgets.spending.spend_write: this worker's shard of every budget that
+# applies, locked in pk order; the worst case held on all of them (and the hold row
+# written) only if every one exists and has room. What was locked comes back (in the
+# order of the levels, as the hold lists them), so the caller knows which budgets need a
+# grant when nothing was held.
+_SHARD = SpendShard._meta.db_table
+_HOLD = SpendHold._meta.db_table
+_WANTED = """unnest(%(budgets)s::bigint[], %(subjects)s::text[], %(starts)s::timestamptz[],
+                  %(providers)s::text[], %(models)s::text[]) WITH ORDINALITY
+           AS w(budget_id, subject, period_start, provider, model, ord)"""
+_SAME_PERIOD = (
+    "s.budget_id = w.budget_id AND s.subject = w.subject AND s.period_start = w.period_start"
+)
+SPEND_WRITE_SQL = f"""
+WITH locked AS (
+    SELECT s.id, s.budget_id, s.subject, s.period_start, w.provider, w.model, w.ord,
+           (s.allot_tokens IS NULL
+            OR s.tokens_used + s.tokens_reserved + %(tokens)s <= s.allot_tokens)
+       AND (s.allot_cost_micros IS NULL
+            OR s.cost_accrued_micros + s.cost_reserved_micros + %(cost)s <= s.allot_cost_micros)
+           AS fits
+      FROM {_SHARD} s JOIN {_WANTED} ON {_SAME_PERIOD}
+     WHERE s.shard = %(shard)s
+     ORDER BY s.id
+       FOR UPDATE OF s
+), verdict AS (
+    SELECT count(*) = %(n)s AND coalesce(bool_and(fits), false) AS ok FROM locked
+), held AS (
+    UPDATE {_SHARD} s
+       SET tokens_reserved = s.tokens_reserved + %(tokens)s,
+           cost_reserved_micros = s.cost_reserved_micros + %(cost)s
+      FROM verdict v
+     WHERE v.ok AND s.id IN (SELECT id FROM locked)
+), hold AS (
+    INSERT INTO {_HOLD} (id, operation_id, shards, tokens, cost_micros, created_at, expires_at)
+    SELECT %(id)s, %(operation)s,
+           jsonb_agg(jsonb_build_array(l.id, l.provider, l.model) ORDER BY l.ord),
+           %(tokens)s, %(cost)s, %(now)s, %(expires)s
+      FROM locked l, verdict v
+     WHERE v.ok
+     GROUP BY v.ok
+)
+SELECT (SELECT ok FROM verdict), l.id, l.budget_id, l.subject, l.period_start, l.provider,
+       l.model, l.fits
+  FROM locked l
+ ORDER BY l.ord
+"""
+# Each budget's period summed over its shards, after the write (same transaction).
+SPEND_TOTALS_SQL = f"""
+SELECT s.budget_id, s.subject, s.period_start, sum(s.tokens_used), sum(s.cost_accrued_micros),
+       sum(s.tokens_reserved), sum(s.cost_reserved_micros)
+  FROM {_SHARD} s JOIN {_WANTED} ON {_SAME_PERIOD}
+ GROUP BY s.budget_id, s.subject, s.period_start
+"""
+
+
+def spend_params(levels: Sequence[Level], **write: Any) -> Params:
+    """The parameters of SPEND_WRITE_SQL and SPEND_TOTALS_SQL."""
+    return {
+        "budgets": [level.rule.budget_id for level in levels],
+        "subjects": [level.subject for level in levels],
+        "starts": [level.period_start for level in levels],
+        "providers": [level.rule.provider_name for level in levels],
+        "models": [level.rule.model_name for level in levels],
+        "n": len(levels),
+        "id": write["hold_id"],
+        "operation": write["operation_id"],
+        "tokens": write["tokens"],
+        "cost": write["cost_micros"],
+        "now": timezone.now(),
+        "expires": write["expires_at"],
+        "shard": write["shard"],
+    }
+
+
+# As budgets.spending.spend_hand_back: the reserved amounts come back only if this
+# statement deletes the hold; the charges (per shard: a narrowed budget's only when its
+# provider and model served) are made either way.
+SPEND_HAND_BACK_SQL = f"""
+WITH gone AS (
+    DELETE FROM {_HOLD} WHERE id = %(spend_id)s RETURNING tokens, cost_micros
+)
+UPDATE {_SHARD} s
+   SET tokens_reserved = s.tokens_reserved - coalesce((SELECT tokens FROM gone), 0),
+       cost_reserved_micros = s.cost_reserved_micros - coalesce((SELECT cost_micros FROM gone), 0),
+       tokens_used = s.tokens_used + c.tokens,
+       cost_accrued_micros = s.cost_accrued_micros + c.cost,
+       operation_count = s.operation_count + c.ops
+  FROM unnest(%(spend_shards)s::bigint[], %(spend_tokens)s::bigint[], %(spend_cost)s::bigint[],
+              %(spend_ops)s::int[]) AS c(id, tokens, cost, ops)
+ WHERE s.id = c.id
+   AND (EXISTS (SELECT 1 FROM gone) OR c.tokens <> 0 OR c.cost <> 0 OR c.ops <> 0)
+"""
+
+
+def spend_hand_back_statement(
+    hold: SpendHoldRef,
+    *,
+    charge: tuple[int, int] | None,
+    served: tuple[str, str] | None,
+    operations: int = 1,
+) -> Statement:
+    rows = sorted(hold.charges(served=served, charge=charge, operations=operations))
+    return SPEND_HAND_BACK_SQL, {
+        "spend_id": hold.id,
+        "spend_shards": [r[0] for r in rows],
+        "spend_tokens": [r[1] for r in rows],
+        "spend_cost": [r[2] for r in rows],
+        "spend_ops": [r[3] for r in rows],
+    }

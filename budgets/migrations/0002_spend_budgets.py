@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
                         auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
                     ),
                 ),
-                ("subject", models.CharField(blank=True, max_length=200)),
+                ("subject", models.CharField(blank=True, max_length=256)),
                 ("period_start", models.DateTimeField()),
                 ("threshold", models.PositiveSmallIntegerField()),
                 ("unit", models.CharField(max_length=8)),
@@ -165,7 +165,7 @@ class Migration(migrations.Migration):
                     models.CharField(
                         blank=True,
                         help_text="Scope 'end user' only: the `user` the app sends.",
-                        max_length=200,
+                        max_length=256,
                     ),
                 ),
                 (
@@ -307,7 +307,7 @@ class Migration(migrations.Migration):
                         auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
                     ),
                 ),
-                ("subject", models.CharField(blank=True, max_length=200)),
+                ("subject", models.CharField(blank=True, max_length=256)),
                 ("period_start", models.DateTimeField()),
                 ("max_tokens", models.BigIntegerField(blank=True, null=True)),
                 ("max_cost_micros", models.BigIntegerField(blank=True, null=True)),
@@ -340,7 +340,7 @@ class Migration(migrations.Migration):
                         auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
                     ),
                 ),
-                ("subject", models.CharField(blank=True, max_length=200)),
+                ("subject", models.CharField(blank=True, max_length=256)),
                 ("period_start", models.DateTimeField()),
                 ("shard", models.PositiveSmallIntegerField()),
                 ("allot_tokens", models.BigIntegerField(blank=True, null=True)),

@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
             field=models.CharField(
                 blank=True,
                 help_text="The app's end user (`user`, X-Aura-End-User).",
-                max_length=200,
+                max_length=256,
             ),
         ),
     ]

@@ -44,6 +44,7 @@ def _telemetry(project_id: int, session_id: str, **extra) -> dict:
         "project_id": project_id,
         "api_key_id": None,
         "session_id": session_id,
+        "end_user": "",
         "operation_type": "planning",
         "provider_name": "primary",
         "model_name": "sim-gpt",

@@ -137,7 +137,9 @@ async def _scenario(store, project: int) -> list:
     said.append(await sync_to_async(budget_release_expired)())
     said.append(await finish(late, (150, 0), session=session))
     again = await reserve(session, 10, 0)
-    await store.settle(reservation=again, tokens=5, cost_micros=1, count_operation=False)
+    await store.settle(
+        reservation=again, tokens=5, cost_micros=1, count_operation=False, served=None
+    )
     await store.release(reservation=again)  # after the settle: hands nothing back twice
 
     # Soft limits: admitted with warnings; caps a request brings replace the session's.

@@ -398,6 +398,7 @@ def messages_call_from(
         model=model,
         stop=_stop(body),
         user=_user(body),
+        end_user=aura.end_user_or(_user(body)),
         tools=tools,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
