@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 from django.db import transaction
 from django.db.models import F, QuerySet
@@ -29,7 +30,13 @@ from budgets.reserving import (
     run_steps,
 )
 from budgets.selectors import ledger_get
-from budgets.spending import spend_hand_back, spend_release_expired, spend_release_operation
+from budgets.spending import (
+    SpendAsk,
+    spend_hand_back,
+    spend_release_expired,
+    spend_release_operation,
+    spend_write_slow,
+)
 
 _PUBLIC_FIELDS = frozenset(cap.field for cap in CAPS)
 
@@ -107,8 +114,10 @@ def budget_reserve(
     cost_micros: int | None,
     model_name: str,
     expires_in: float | None = None,
+    spend: SpendAsk | None = None,
 ) -> Reservation:
-    """Hold the worst case of one operation on the session's ledger.
+    """Hold the worst case of one operation on the session's ledger (and on the spend
+    budgets of `spend`, in the same transaction: all or nothing).
 
     Hard limits: one conditional UPDATE admits the reservation only if accrued +
     reserved + this stays within every session cap (`caps.admits_q`), evaluated by the
@@ -125,10 +134,12 @@ def budget_reserve(
         model_name=model_name,
         expires_in=expires_in,
     )
-    return run_steps(steps, _reserve_step)
+    return run_steps(steps, partial(budget_reserve_step, spend=spend))
 
 
-def _reserve_step(step: Step, hold: Hold, session: LlmSession) -> LlmSession | None:
+def budget_reserve_step(
+    step: Step, hold: Hold, session: LlmSession, *, spend: SpendAsk | None = None
+) -> LlmSession | None:
     if step is Step.READ:
         return ledger_get(session.pk)
     with transaction.atomic():
@@ -152,6 +163,12 @@ def _reserve_step(step: Step, hold: Hold, session: LlmSession) -> LlmSession | N
             created_at=hold.created_at,
             expires_at=hold.expires_at,
         )
+        if spend is not None:  # refused: BudgetExceeded, and the session's write rolls back
+            spend.written = spend_write_slow(
+                **spend.write_args(
+                    operation_id=hold.operation_id, tokens=hold.tokens, expires_at=hold.expires_at
+                )
+            )
         return ledger_get(session.pk)
 
 
@@ -164,6 +181,7 @@ def budget_reserve_existing(
     cost_micros: int,
     model_name: str,
     expires_in: float | None = None,
+    spend: SpendAsk | None = None,
 ) -> Reservation | None:
     """`budget_reserve` on the session named, when it exists; None for a new session
     (the caller creates it with `session_ensure`). For requests that bring no caps."""
@@ -177,6 +195,7 @@ def budget_reserve_existing(
         cost_micros=cost_micros,
         model_name=model_name,
         expires_in=expires_in,
+        spend=spend,
     )
 
 

@@ -1,19 +1,20 @@
 """Spend budgets: which apply to a request (`levels_for`), and the protocol that holds
 them all exactly, together with the session's (`spend_reserve`).
 
-A request reserves its worst case on one shard of every budget that applies, all or
-nothing, in one write (`SpendWrite`: SQL in store/pg_sql.py, the ORM below). A shard
-without room enough is topped up from its period's pool (`spend_grant`, a transaction on
-that one budget); when the pool is dry, every shard's unused allotment goes back to it
-first, so `spend_grant` refuses only when the budget's shards, summed under their locks,
-cannot take the worst case: the refusal is exact, and so is the admission (a shard never
-admits past its allotment, and the allotments never sum past the cap). The hold is
-settled or released with the session's reservation, in the same transaction.
+A request reserves its worst case on this worker's shard of every budget that applies,
+all or nothing, in one write (`SpendWrite`: SQL in store/pg_sql.py, the ORM below). When
+a shard is short of room (or new), the slow write (`spend_write_slow`, one transaction
+that locks the budgets' periods and shards) tops it up from its period's pool; when the
+pool is dry, every shard's unused allotment goes back to it first, so it refuses only
+when a budget's shards, summed under their locks, cannot take the worst case: the
+refusal is exact, and so is the admission (a shard never admits past its allotment, and
+the allotments never sum past the cap). The hold is settled or released with the
+session's reservation, in the same transaction.
 """
 
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -273,11 +274,9 @@ class SpendHoldRef:
 
 @dataclass(slots=True)
 class Written:
-    """A spend write's outcome: the hold (None: not written), the levels whose shard had
-    no room or no row, and every level's totals after the write."""
+    """What a spend write held, and every level's totals after it."""
 
-    hold: SpendHoldRef | None
-    short: list[Level] = field(default_factory=list)
+    hold: SpendHoldRef
     totals: dict[tuple[int, str, datetime], SpendTotals] = field(default_factory=dict)
 
 
@@ -338,59 +337,34 @@ class SpendState:
         return (worst[1] if worst else None), least
 
 
-# The write, for a store: (levels, hold id, operation id, tokens, cost, expires, shard).
-SpendWrite = Callable[..., Awaitable[Written]]
+@dataclass(slots=True)
+class SpendAsk:
+    """The spend budgets a reservation must also hold, all or nothing WITH the session's
+    reservation: the store writes both in one transaction (one statement on PostgreSQL,
+    `spend_write_slow` when a shard is short) and leaves what it wrote in `written`. A
+    hold on one level that another level then refuses would, for a moment, refuse calls
+    that fit: the levels are one write, or the budgets are not exact."""
 
-# A write that found a shard short is followed by a grant, then written again; a grant
-# another request used up first is one more round, this many in all.
-SPEND_TRIES = 6
+    levels: Sequence[Level]
+    cost_micros: int  # the worst case priced (a session reservation may know no price)
+    shard: int = field(default_factory=lambda: worker_shard())
+    hold_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    written: Written | None = None
 
-
-async def spend_reserve(
-    *,
-    write: SpendWrite,
-    grant: Callable[[Level, int, int, int], Awaitable[None]],
-    levels: Sequence[Level],
-    operation_id: uuid.UUID,
-    tokens: int,
-    cost_micros: int,
-    expires_at: datetime,
-) -> Written:
-    """Hold the worst case on every level, all or nothing: BudgetExceeded (its details
-    naming the budget) when one of them cannot take it."""
-    shard = worker_shard()
-    hold_id = uuid.uuid4()
-    for _ in range(SPEND_TRIES):
-        written = await write(
-            levels=levels,
-            hold_id=hold_id,
-            operation_id=operation_id,
-            tokens=tokens,
-            cost_micros=cost_micros,
-            expires_at=expires_at,
-            shard=shard,
-        )
-        if written.hold is not None:
-            return written
-        for level in written.short:
-            await grant(level, shard, tokens, cost_micros)
-    level = levels[0]
-    raise BudgetExceeded(
-        f"Budget exceeded: {level.label} is contended; retry.", details=level.details()
-    )
+    def write_args(self, *, operation_id: uuid.UUID, tokens: int, expires_at: datetime) -> dict[str, Any]:
+        """The keyword arguments of `spend_write_slow` (and of the SQL's parameters)."""
+        return {
+            "levels": self.levels,
+            "hold_id": self.hold_id,
+            "operation_id": operation_id,
+            "tokens": tokens,
+            "cost_micros": self.cost_micros,
+            "expires_at": expires_at,
+            "shard": self.shard,
+        }
 
 
 # --- the ORM's write, grant, hand-back -----------------------------------------------------
-
-
-def _fits(row: SpendShard, *, tokens: int, cost_micros: int) -> bool:
-    return (
-        row.allot_tokens is None
-        or row.tokens_used + row.tokens_reserved + tokens <= row.allot_tokens
-    ) and (
-        row.allot_cost_micros is None
-        or row.cost_accrued_micros + row.cost_reserved_micros + cost_micros <= row.allot_cost_micros
-    )
 
 
 def _keys_q(levels: Iterable[Level]) -> Q:
@@ -420,55 +394,6 @@ def spend_totals(levels: Iterable[Level]) -> dict[tuple[int, str, datetime], Spe
         sums.tokens_reserved += t_res
         sums.cost_reserved_micros += c_res
     return totals
-
-
-def spend_write(
-    *,
-    levels: Sequence[Level],
-    hold_id: uuid.UUID,
-    operation_id: uuid.UUID,
-    tokens: int,
-    cost_micros: int,
-    expires_at: datetime,
-    shard: int,
-) -> Written:
-    """The ORM's conditional write (PgStore's is one statement, store/pg_sql.py): lock
-    this worker's shard of every level, and hold the worst case on all of them only if
-    every one has room."""
-    with transaction.atomic():
-        rows = list(
-            SpendShard.objects.select_for_update()
-            .filter(_keys_q(levels), shard=shard)
-            .order_by("pk")
-        )
-        by_key = {(r.budget_id, r.subject, r.period_start): r for r in rows}
-        short = [
-            level
-            for level in levels
-            if level.key not in by_key
-            or not _fits(by_key[level.key], tokens=tokens, cost_micros=cost_micros)
-        ]
-        if short:
-            return Written(hold=None, short=short)
-        SpendShard.objects.filter(pk__in=[r.pk for r in rows]).update(
-            tokens_reserved=F("tokens_reserved") + tokens,
-            cost_reserved_micros=F("cost_reserved_micros") + cost_micros,
-        )
-        shards = [
-            [by_key[level.key].pk, level.rule.provider_name, level.rule.model_name]
-            for level in levels
-        ]
-        SpendHold.objects.create(
-            id=hold_id,
-            operation_id=operation_id,
-            shards=shards,
-            tokens=tokens,
-            cost_micros=cost_micros,
-            expires_at=expires_at,
-        )
-        totals = spend_totals(levels)
-    hold = SpendHoldRef(id=hold_id, shards=shards, tokens=tokens, cost_micros=cost_micros)
-    return Written(hold=hold, totals=totals)
 
 
 _UNITS = (
@@ -518,56 +443,113 @@ def _reclaim(period: SpendPeriod, shards: list[SpendShard], *, pool: str, allot:
             setattr(period, pool, getattr(period, pool) + slack)
 
 
-def spend_grant(*, level: Level, shard: int, tokens: int, cost_micros: int) -> None:
-    """Give this worker's shard of `level` room for the worst case from the pool, taking
-    back every shard's unused allotment first if the pool is short. BudgetExceeded when
-    even that is not enough: the budget's shards, summed under their locks, cannot take
-    it. Generous while the pool is full (a share of it), exact near the end."""
-    period = _period_ensure(level)
-    budget_id, subject, start = level.key
+def spend_write_slow(
+    *,
+    levels: Sequence[Level],
+    hold_id: uuid.UUID,
+    operation_id: uuid.UUID,
+    tokens: int,
+    cost_micros: int,
+    expires_at: datetime,
+    shard: int,
+) -> Written:
+    """The write when this worker's shard of some budget had no room (or no row): one
+    transaction that locks every level's period and shards (periods, then shards, each in
+    pk order, as every writer locks shards), tops this worker's shard up from the pool
+    where needed (taking back every shard's unused allotment first when the pool is
+    short), then holds the worst case on all. BudgetExceeded when a budget cannot take
+    it: its shards, summed under their locks, leave less than the worst case. Exact both
+    ways, and final: no retry can starve behind other workers."""
+    periods = {level.key: _period_ensure(level) for level in levels}
     amounts = {TOKENS: tokens, COST: cost_micros}
     with transaction.atomic():
-        period = SpendPeriod.objects.select_for_update().get(pk=period.pk)
-        rows = list(
-            SpendShard.objects.select_for_update()
-            .filter(budget_id=budget_id, subject=subject, period_start=start)
-            .order_by("pk")
+        locked = SpendPeriod.objects.select_for_update().filter(
+            pk__in=[p.pk for p in periods.values()]
         )
-        mine = next((r for r in rows if r.shard == shard), None)
-        if mine is None:
-            mine = SpendShard(budget_id=budget_id, subject=subject, period_start=start, shard=shard)
-            for _unit, cap, _pool, allot, _used, _reserved in _UNITS:
-                capped = level.rule.hard and getattr(period, cap) is not None
-                setattr(mine, allot, 0 if capped else None)
-            rows.append(mine)
-        if not level.rule.hard:  # soft: nothing to allot, the row counts what is spent
-            if mine.pk is None:
-                mine.save()
-            return
-        changed = {id(mine): mine}  # by identity: a new row has no pk to hash
-        shards = len(rows) if len(rows) > 1 else settings.AURA["SPEND_SHARDS"]
-        for unit, cap, pool, allot, used, reserved in _UNITS:
-            if getattr(period, cap) is None:
-                continue
-            amount = amounts[unit]
-            need = getattr(mine, used) + getattr(mine, reserved) + amount - getattr(mine, allot)
-            if need <= 0:
-                continue
-            if getattr(period, pool) < need:
-                _reclaim(period, rows, pool=pool, allot=allot)
-                changed.update((id(row), row) for row in rows)
-                need = getattr(mine, used) + getattr(mine, reserved) + amount - getattr(mine, allot)
-            if getattr(period, pool) < need:
-                raise _refusal(level, unit=unit, rows=rows, cap=getattr(period, cap), amount=amount)
-            grant = min(getattr(period, pool), max(need, getattr(period, pool) // (2 * shards)))
-            setattr(mine, allot, getattr(mine, allot) + grant)
-            setattr(period, pool, getattr(period, pool) - grant)
-        period.save(update_fields=["pool_tokens", "pool_cost_micros"])
+        by_pk = {p.pk: p for p in locked.order_by("pk")}
+        groups: dict[tuple[int, str, datetime], list[SpendShard]] = {}
+        for row in SpendShard.objects.select_for_update().filter(_keys_q(levels)).order_by("pk"):
+            groups.setdefault((row.budget_id, row.subject, row.period_start), []).append(row)
+        changed: dict[int, SpendShard] = {}  # by identity: a new row has no pk to hash
+        mine = []
+        for level in levels:
+            period = by_pk[periods[level.key].pk]
+            rows = groups.setdefault(level.key, [])
+            mine.append(_top_up(level, period, rows, shard=shard, amounts=amounts, changed=changed))
+        for row in mine:
+            row.tokens_reserved += tokens
+            row.cost_reserved_micros += cost_micros
+            changed[id(row)] = row
+        for period in by_pk.values():
+            period.save(update_fields=["pool_tokens", "pool_cost_micros"])
         for row in changed.values():
-            if row.pk is None:
-                row.save()
-            else:
-                row.save(update_fields=["allot_tokens", "allot_cost_micros"])
+            row.save()
+        shards = [
+            [row.pk, level.rule.provider_name, level.rule.model_name]
+            for row, level in zip(mine, levels, strict=True)
+        ]
+        SpendHold.objects.create(
+            id=hold_id,
+            operation_id=operation_id,
+            shards=shards,
+            tokens=tokens,
+            cost_micros=cost_micros,
+            expires_at=expires_at,
+        )
+        totals = spend_totals(levels)
+    hold = SpendHoldRef(id=hold_id, shards=shards, tokens=tokens, cost_micros=cost_micros)
+    return Written(hold=hold, totals=totals)
+
+
+def _top_up(
+    level: Level,
+    period: SpendPeriod,
+    rows: list[SpendShard],
+    *,
+    shard: int,
+    amounts: dict[Unit, int],
+    changed: dict[int, SpendShard],
+) -> SpendShard:
+    """This worker's shard of `level` (created if new), with room for the amounts: from
+    the pool, generously while it is full (a share of it), exactly near the end."""
+    budget_id, subject, start = level.key
+    mine = next((r for r in rows if r.shard == shard), None)
+    if mine is None:
+        mine = SpendShard(budget_id=budget_id, subject=subject, period_start=start, shard=shard)
+        for _unit, cap, _pool, allot, _used, _reserved in _UNITS:
+            capped = level.rule.hard and getattr(period, cap) is not None
+            setattr(mine, allot, 0 if capped else None)
+        rows.append(mine)
+        changed[id(mine)] = mine
+    if not level.rule.hard:  # soft: nothing to allot, the row counts what is spent
+        return mine
+    share = 2 * settings.AURA["SPEND_SHARDS"]
+    for unit, cap, pool, allot, _used, _reserved in _UNITS:
+        if getattr(period, cap) is None or getattr(mine, allot) is None:
+            continue
+        amount = amounts[unit]
+        need = _short_by(mine, unit, amount)
+        if need <= 0:
+            continue
+        if getattr(period, pool) < need:
+            _reclaim(period, rows, pool=pool, allot=allot)
+            changed.update((id(row), row) for row in rows)
+            need = _short_by(mine, unit, amount)
+        if getattr(period, pool) < need:
+            raise _refusal(level, unit=unit, rows=rows, cap=getattr(period, cap), amount=amount)
+        grant = min(getattr(period, pool), max(need, getattr(period, pool) // share))
+        setattr(mine, allot, getattr(mine, allot) + grant)
+        setattr(period, pool, getattr(period, pool) - grant)
+        changed[id(mine)] = mine
+    return mine
+
+
+def _short_by(row: SpendShard, unit: Unit, amount: int) -> int:
+    """How much more allotment of `unit` the shard needs to take `amount` (≤ 0: none)."""
+    if unit is TOKENS:
+        return row.tokens_used + row.tokens_reserved + amount - (row.allot_tokens or 0)
+    in_use = row.cost_accrued_micros + row.cost_reserved_micros
+    return in_use + amount - (row.allot_cost_micros or 0)
 
 
 def _refusal(
@@ -600,7 +582,8 @@ def spend_hand_back(
     reserved amounts come back only if this call deletes the hold row (settle, release
     and the expiry job race for it); the charge is made either way. Whether it deleted."""
     deleted, _ = SpendHold.objects.filter(pk=hold.id).delete()
-    for pk, tokens, cost, ops in hold.charges(served=served, charge=charge, operations=operations):
+    charges = sorted(hold.charges(served=served, charge=charge, operations=operations))
+    for pk, tokens, cost, ops in charges:  # in pk order, as every writer locks shards
         updates: dict[str, Any] = {}
         if deleted:
             updates["tokens_reserved"] = F("tokens_reserved") - hold.tokens

@@ -12,12 +12,10 @@ and holding that on the session's budget.
 
 import asyncio
 from dataclasses import replace
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
-from django.utils import timezone
 
 from aura_orchestrator import errors
 from aura_orchestrator.caching.config_cache import MemoMiss, memo_only
@@ -45,7 +43,7 @@ from budgets.caps import has_money_caps
 from budgets.reserving import Reservation
 from budgets.selectors import unpriced_model_message
 from budgets.services import Caps
-from budgets.spending import Level, SpendState, levels_for, spend_grant, spend_reserve
+from budgets.spending import Level, SpendAsk, SpendState, levels_for
 from presets.selectors import EffectivePreset, preset_get
 
 ZERO = Decimal(0)
@@ -288,6 +286,10 @@ async def reserve(run: Run, *, extra_prompt_tokens: int = 0) -> None:
     levels = await spend_levels(run, plan)
     if any(level.rule.hard and level.rule.max_cost_micros is not None for level in levels):
         _priced_only(plan, levels[0])
+    spend = None
+    if levels:  # held with the session's reservation, all or nothing
+        known = [c for c in worst_costs(plan, tokens_in=tokens_in) if c is not None]
+        spend = SpendAsk(levels=levels, cost_micros=max(known, default=0))
     reservation = None
     if plan.session is None:  # every route is priced (see prepare): no None among the costs
         costs = cast("list[int]", worst_costs(plan, tokens_in=tokens_in))
@@ -297,6 +299,7 @@ async def reserve(run: Run, *, extra_prompt_tokens: int = 0) -> None:
             tokens=tokens,
             cost_micros=max(costs),
             expires_in=expires_in,
+            spend=spend,
         )
     if reservation is None:
         session = plan.session
@@ -313,14 +316,14 @@ async def reserve(run: Run, *, extra_prompt_tokens: int = 0) -> None:
             cost_micros=None if (not known and hard_cost_cap) else max(known, default=0),
             model_name=plan.chain[0].model_name,
             expires_in=expires_in,
+            spend=spend,
         )
     run.reservation = reservation
     run.warnings.extend(w for w in reservation.warnings if w not in run.warnings)
-    if levels:
-        known = [c for c in worst_costs(plan, tokens_in=tokens_in) if c is not None]
-        await reserve_spend(
-            run, levels, tokens=tokens, cost_micros=max(known, default=0), expires_in=expires_in
-        )
+    if spend is not None and spend.written is not None:
+        reservation.spend = spend.written.hold
+        run.spend = SpendState(levels=levels, totals=spend.written.totals)
+        run.warnings.extend(w for w in run.spend.soft_warnings() if w not in run.warnings)
 
 
 async def spend_levels(run: Run, plan: Plan) -> list[Level]:
@@ -354,37 +357,6 @@ def _priced_only(plan: Plan, level: Level) -> None:
     plan.chain = priced
 
 
-async def _grant(level: Level, shard: int, tokens: int, cost_micros: int) -> None:
-    await db(spend_grant, level=level, shard=shard, tokens=tokens, cost_micros=cost_micros)
-
-
-async def reserve_spend(
-    run: Run, levels: list[Level], *, tokens: int, cost_micros: int, expires_in: float
-) -> None:
-    """Hold the worst case on every spend budget too, after the session's reservation:
-    refused, that reservation is handed back and the refusal names the budget."""
-    store = get_store()
-    reservation = run.reservation
-    assert reservation is not None  # the session's, just made
-    try:
-        written = await spend_reserve(
-            write=store.spend_write,
-            grant=_grant,
-            levels=levels,
-            operation_id=run.operation_id,
-            tokens=tokens,
-            cost_micros=cost_micros,
-            expires_at=timezone.now() + timedelta(seconds=expires_in),
-        )
-    except errors.BudgetExceeded:
-        run.reservation = None
-        await store.release(reservation=reservation)
-        raise
-    reservation.spend = written.hold
-    run.spend = SpendState(levels=levels, totals=written.totals)
-    run.warnings.extend(w for w in run.spend.soft_warnings() if w not in run.warnings)
-
-
 def skipped_attempt(route: Route, refusal: Refusal) -> dict[str, Any]:
     """A route of the chain that cannot take the request, as telemetry's attempts show it."""
     return {
@@ -398,7 +370,13 @@ def skipped_attempt(route: Route, refusal: Refusal) -> dict[str, Any]:
 
 
 async def reserve_existing(
-    run: Run, plan: Plan, *, tokens: int, cost_micros: int, expires_in: float
+    run: Run,
+    plan: Plan,
+    *,
+    tokens: int,
+    cost_micros: int,
+    expires_in: float,
+    spend: SpendAsk | None,
 ) -> Reservation | None:
     """Reserve without having read the session (see `prepare`). None for a new session,
     which then takes the two steps (created by prepare, then reserved)."""
@@ -412,6 +390,7 @@ async def reserve_existing(
             cost_micros=cost_micros,
             model_name=plan.chain[0].model_name,
             expires_in=expires_in,
+            spend=spend,
         )
     except errors.BudgetExceeded:
         # Refused: the response still shows the session's budget.

@@ -1,16 +1,14 @@
 """What the pipeline asks of the database, and what it hands over to be written."""
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
 from typing import Any, Protocol
 
 from aura_orchestrator.caching.services import CachedAnswer
 from budgets.models import LlmSession
 from budgets.reserving import Reservation
 from budgets.services import Caps
-from budgets.spending import Level, Written
+from budgets.spending import SpendAsk
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +90,12 @@ class Store(Protocol):
         cost_micros: int | None,
         model_name: str,
         expires_in: float,
+        spend: SpendAsk | None = None,
     ) -> Reservation:
         """As `budgets.services.budget_reserve`: BudgetExceeded when refused (only when a
         cap says so: a race with another request is tried again). The reservation lives
-        `expires_in` seconds (the operation's deadline plus the margin)."""
+        `expires_in` seconds (the operation's deadline plus the margin). `spend`: the
+        spend budgets held with it, all or nothing (what was held: `spend.written`)."""
 
     async def reserve_existing(
         self,
@@ -107,23 +107,10 @@ class Store(Protocol):
         cost_micros: int,
         model_name: str,
         expires_in: float,
+        spend: SpendAsk | None = None,
     ) -> Reservation | None:
         """`reserve` on the session named, without reading it first (a request that brings
         no caps): None when it does not exist yet; BudgetExceeded when refused."""
-
-    async def spend_write(
-        self,
-        *,
-        levels: Sequence[Level],
-        hold_id: uuid.UUID,
-        operation_id: uuid.UUID,
-        tokens: int,
-        cost_micros: int,
-        expires_at: datetime,
-        shard: int,
-    ) -> Written:
-        """As `budgets.spending.spend_write`: this worker's shard of every level, all
-        held or none (the levels short of room or without a row, then)."""
 
     async def settle(
         self,

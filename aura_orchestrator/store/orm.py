@@ -1,7 +1,7 @@
 """The store on the ORM: each step one unit of the apps' services in `db()`'s threads."""
 
 import uuid
-from typing import Any, cast
+from typing import cast
 
 from django.db import transaction
 
@@ -20,7 +20,7 @@ from budgets.services import (
     budget_settle,
     session_ensure,
 )
-from budgets.spending import Written, spend_write
+from budgets.spending import SpendAsk
 from telemetry.services import telemetry_record
 
 
@@ -86,6 +86,7 @@ class OrmStore:
         cost_micros: int | None,
         model_name: str,
         expires_in: float,
+        spend: SpendAsk | None = None,
     ) -> Reservation:
         return await db(
             budget_reserve,
@@ -95,6 +96,7 @@ class OrmStore:
             cost_micros=cost_micros,
             model_name=model_name,
             expires_in=expires_in,
+            spend=spend,
         )
 
     async def reserve_existing(
@@ -107,6 +109,7 @@ class OrmStore:
         cost_micros: int,
         model_name: str,
         expires_in: float,
+        spend: SpendAsk | None = None,
     ) -> Reservation | None:
         return await db(
             budget_reserve_existing,
@@ -117,10 +120,8 @@ class OrmStore:
             cost_micros=cost_micros,
             model_name=model_name,
             expires_in=expires_in,
+            spend=spend,
         )
-
-    async def spend_write(self, **write: Any) -> Written:
-        return await db(spend_write, **write)
 
     async def settle(
         self,

@@ -25,7 +25,7 @@ event loops come and go) a connection per step.
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
@@ -39,6 +39,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from aura_orchestrator.caching.services import CachedAnswer
+from aura_orchestrator.db import db
 from aura_orchestrator.dbhealth import hung_up, purge_pools
 from aura_orchestrator.store.base import Finish, Finished
 from aura_orchestrator.store.pg_sql import (
@@ -51,6 +52,7 @@ from aura_orchestrator.store.pg_sql import (
     SESSION_INSERT_SQL,
     SESSION_RECAP_SQL,
     SETTLED_ROW_SQL,
+    SPEND_GUARD_SQL,
     SPEND_TOTALS_SQL,
     SPEND_WRITE_SQL,
     STORE_SQL,
@@ -75,8 +77,9 @@ from budgets.reserving import (
     run_steps_async,
     session_cleared,
 )
-from budgets.services import Caps, caps_columns
-from budgets.spending import Level, SpendHoldRef, SpendTotals, Written
+from budgets.selectors import operation_overruns, session_get
+from budgets.services import Caps, budget_reserve_step, caps_columns
+from budgets.spending import SpendAsk, SpendHoldRef, SpendTotals, Written
 
 logger = logging.getLogger(__name__)
 
@@ -259,6 +262,7 @@ class PgStore:
         cost_micros: int | None,
         model_name: str,
         expires_in: float,
+        spend: SpendAsk | None = None,
     ) -> Reservation:
         steps = reserve_steps(
             session=session,
@@ -269,7 +273,7 @@ class PgStore:
             expires_in=expires_in,
         )
         async with self._connection() as conn:
-            return await run_steps_async(steps, partial(self._reserve_step, conn))
+            return await run_steps_async(steps, partial(self._reserve_step, conn, spend=spend))
 
     async def reserve_existing(
         self,
@@ -281,6 +285,7 @@ class PgStore:
         cost_micros: int,
         model_name: str,
         expires_in: float,
+        spend: SpendAsk | None = None,
     ) -> Reservation | None:
         steps = reserve_steps(
             session=None,  # by name: no read of the ledger before the write
@@ -293,18 +298,26 @@ class PgStore:
         by_name: Params = {"project": project_id, "session_id": session_id}
         async with self._connection() as conn:
             return await run_steps_async(
-                steps, partial(self._reserve_step_by_name, conn, by_name=by_name)
+                steps, partial(self._reserve_step_by_name, conn, by_name=by_name, spend=spend)
             )
 
     async def _reserve_step(
-        self, conn: psycopg.AsyncConnection, step: Step, hold: Hold, session: LlmSession
+        self,
+        conn: psycopg.AsyncConnection,
+        step: Step,
+        hold: Hold,
+        session: LlmSession,
+        *,
+        spend: SpendAsk | None,
     ) -> LlmSession | None:
         """One step of `budgets.reserving.reserve_steps` on `session`: the one-statement
         reservation, or a read of the ledger."""
         if step is Step.READ:
             return await _ledger(conn, LEDGER_SELECT_SQL, {"session": session.pk})
         sql = reserve_sql(enforce_hard_limits=session.enforce_hard_limits)
-        return await self._reserve_write(conn, (sql, reserve_params(hold, session=session.pk)))
+        statement = (sql, reserve_params(hold, session=session.pk))
+        slow = partial(budget_reserve_step, step, hold, session)
+        return await self._reserve_write(conn, statement, hold, spend, slow)
 
     async def _reserve_step_by_name(
         self,
@@ -314,52 +327,66 @@ class PgStore:
         session: None,
         *,
         by_name: Params,
+        spend: SpendAsk | None,
     ) -> LlmSession | None:
         """`_reserve_step` on the session `by_name` names (`reserve_steps` by name: no
         session known)."""
         if step is Step.READ:
             return await _ledger(conn, LEDGER_BY_NAME_SQL, by_name)
         statement = (RESERVE_BY_NAME_SQL, reserve_params(hold, **by_name))
-        return await self._reserve_write(conn, statement)
+
+        def slow(*, spend: SpendAsk) -> LlmSession | None:
+            current = session_get(project_id=by_name["project"], session_id=by_name["session_id"])
+            if current is None:  # none yet, or cleared: the READ step tells which
+                return None
+            if current.enforce_hard_limits and operation_overruns(
+                current, tokens=hold.tokens, cost_micros=hold.cost_micros, model_name=""
+            ):
+                return None  # a per-operation cap: the READ step refuses, naming it
+            return budget_reserve_step(Step.WRITE, hold, current, spend=spend)
+
+        return await self._reserve_write(conn, statement, hold, spend, slow)
 
     async def _reserve_write(
-        self, conn: psycopg.AsyncConnection, statement: Statement
-    ) -> LlmSession | None:
-        """The conditional write: the ledger it leaves, None when it admitted nothing."""
-        (rows,) = await self._script(conn, [statement], flush=False)
-        return _ledger_of(_first(rows))
-
-    async def spend_write(
         self,
-        *,
-        levels: Sequence[Level],
-        hold_id: uuid.UUID,
-        operation_id: uuid.UUID,
-        tokens: int,
-        cost_micros: int,
-        expires_at: datetime,
-        shard: int,
-    ) -> Written:
-        params = spend_params(
-            levels,
-            hold_id=hold_id,
-            operation_id=operation_id,
-            tokens=tokens,
-            cost_micros=cost_micros,
-            expires_at=expires_at,
-            shard=shard,
+        conn: psycopg.AsyncConnection,
+        statement: Statement,
+        hold: Hold,
+        spend: SpendAsk | None,
+        slow: Callable[..., LlmSession | None],
+    ) -> LlmSession | None:
+        """The conditional write: the ledger it leaves, None when it admitted nothing.
+        With spend budgets, one transaction holds the session and every budget or none:
+        the session's statement, then the shards' (held only if the session's was), then
+        a guard that aborts the transaction when the session's was held but the shards'
+        were not (a shard short of room, or new). Then `slow` (the ORM's write of both,
+        in a db() thread: it tops the shards up, or refuses exactly) decides."""
+        if spend is None:
+            (rows,) = await self._script(conn, [statement], flush=False)
+            return _ledger_of(_first(rows))
+        write = spend.write_args(
+            operation_id=hold.operation_id, tokens=hold.tokens, expires_at=hold.expires_at
         )
-        statements = [(SPEND_WRITE_SQL, params), (SPEND_TOTALS_SQL, params)]
-        async with self._connection() as conn:
-            locked, sums = await self._script(conn, statements, flush=False)
-        locked = locked or []
-        if not (locked and locked[0][0]):
-            fitting = {(row[2], row[3], row[4]) for row in locked if row[7]}
-            return Written(hold=None, short=[lv for lv in levels if lv.key not in fitting])
-        shards = [[row[1], row[5], row[6]] for row in locked]
-        hold = SpendHoldRef(id=hold_id, shards=shards, tokens=tokens, cost_micros=cost_micros)
-        totals = {(b, s, p): SpendTotals(*map(int, rest)) for b, s, p, *rest in sums or []}
-        return Written(hold=hold, totals=totals)
+        params = spend_params(session_hold=hold.id, **write)
+        statements = [
+            statement,
+            (SPEND_WRITE_SQL, params),
+            (SPEND_GUARD_SQL, params),
+            (SPEND_TOTALS_SQL, params),
+        ]
+        try:
+            rows, held, _guard, sums = await self._script(conn, statements, flush=False)
+        except psycopg.errors.DivisionByZero:  # the guard: nothing was written
+            return await db(slow, spend=spend)
+        ledger = _ledger_of(_first(rows))
+        if ledger is not None:
+            shards = [list(row) for row in held or []]
+            totals = {(b, s, p): SpendTotals(*map(int, rest)) for b, s, p, *rest in sums or []}
+            ref = SpendHoldRef(
+                id=spend.hold_id, shards=shards, tokens=hold.tokens, cost_micros=spend.cost_micros
+            )
+            spend.written = Written(hold=ref, totals=totals)
+        return ledger
 
     async def settle(
         self,

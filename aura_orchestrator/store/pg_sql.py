@@ -306,11 +306,12 @@ SETTLED_ROW_SQL = (
 
 
 # --- spend budgets ---------------------------------------------------------------------------
-# One statement as budgets.spending.spend_write: this worker's shard of every budget that
-# applies, locked in pk order; the worst case held on all of them (and the hold row
-# written) only if every one exists and has room. What was locked comes back (in the
-# order of the levels, as the hold lists them), so the caller knows which budgets need a
-# grant when nothing was held.
+# After the session's reservation statement, in the same transaction (PgStore's
+# `_reserve_write`): this worker's shard of every budget that applies, locked in pk
+# order; the worst case held on all of them (and the hold row written) only if the
+# session's reservation was written and every shard exists and has room. The hold's
+# shards come back in the order of the levels. The guard then aborts the transaction if
+# the session's reservation was written but the hold was not: all levels or none.
 _SHARD = SpendShard._meta.db_table
 _HOLD = SpendHold._meta.db_table
 _WANTED = """unnest(%(budgets)s::bigint[], %(subjects)s::text[], %(starts)s::timestamptz[],
@@ -332,7 +333,9 @@ WITH locked AS (
      ORDER BY s.id
        FOR UPDATE OF s
 ), verdict AS (
-    SELECT count(*) = %(n)s AND coalesce(bool_and(fits), false) AS ok FROM locked
+    SELECT count(*) = %(n)s AND coalesce(bool_and(fits), false)
+           AND EXISTS (SELECT 1 FROM {_RESERVATION} WHERE id = %(session_hold)s) AS ok
+      FROM locked
 ), held AS (
     UPDATE {_SHARD} s
        SET tokens_reserved = s.tokens_reserved + %(tokens)s,
@@ -348,10 +351,13 @@ WITH locked AS (
      WHERE v.ok
      GROUP BY v.ok
 )
-SELECT (SELECT ok FROM verdict), l.id, l.budget_id, l.subject, l.period_start, l.provider,
-       l.model, l.fits
-  FROM locked l
- ORDER BY l.ord
+SELECT l.id, l.provider, l.model FROM locked l, verdict v WHERE v.ok ORDER BY l.ord
+"""
+# Division by zero (a run-time value: never folded when planned) rolls everything back.
+SPEND_GUARD_SQL = f"""
+SELECT 1 / (CASE WHEN EXISTS (SELECT 1 FROM {_HOLD} WHERE id = %(id)s)
+                   OR NOT EXISTS (SELECT 1 FROM {_RESERVATION} WHERE id = %(session_hold)s)
+                 THEN 1 ELSE 0 END)
 """
 # Each budget's period summed over its shards, after the write (same transaction).
 SPEND_TOTALS_SQL = f"""
@@ -362,9 +368,11 @@ SELECT s.budget_id, s.subject, s.period_start, sum(s.tokens_used), sum(s.cost_ac
 """
 
 
-def spend_params(levels: Sequence[Level], **write: Any) -> Params:
-    """The parameters of SPEND_WRITE_SQL and SPEND_TOTALS_SQL."""
+def spend_params(*, levels: Sequence[Level], session_hold: Any, **write: Any) -> Params:
+    """The parameters of SPEND_WRITE_SQL, SPEND_GUARD_SQL and SPEND_TOTALS_SQL
+    (`write`: `SpendAsk.write_args`; `session_hold`: the session reservation's id)."""
     return {
+        "session_hold": session_hold,
         "budgets": [level.rule.budget_id for level in levels],
         "subjects": [level.subject for level in levels],
         "starts": [level.period_start for level in levels],
@@ -383,10 +391,14 @@ def spend_params(levels: Sequence[Level], **write: Any) -> Params:
 
 # As budgets.spending.spend_hand_back: the reserved amounts come back only if this
 # statement deletes the hold; the charges (per shard: a narrowed budget's only when its
-# provider and model served) are made either way.
+# provider and model served) are made either way. The shards are locked in pk order
+# first, as every write of shards locks them (an UPDATE joined to a list locks in
+# whatever order its plan reads the table: two finishes deadlocked).
 SPEND_HAND_BACK_SQL = f"""
 WITH gone AS (
     DELETE FROM {_HOLD} WHERE id = %(spend_id)s RETURNING tokens, cost_micros
+), ordered AS (
+    SELECT id FROM {_SHARD} WHERE id = ANY(%(spend_shards)s::bigint[]) ORDER BY id FOR UPDATE
 )
 UPDATE {_SHARD} s
    SET tokens_reserved = s.tokens_reserved - coalesce((SELECT tokens FROM gone), 0),
@@ -396,7 +408,7 @@ UPDATE {_SHARD} s
        operation_count = s.operation_count + c.ops
   FROM unnest(%(spend_shards)s::bigint[], %(spend_tokens)s::bigint[], %(spend_cost)s::bigint[],
               %(spend_ops)s::int[]) AS c(id, tokens, cost, ops)
- WHERE s.id = c.id
+ WHERE s.id = c.id AND s.id IN (SELECT id FROM ordered)
    AND (EXISTS (SELECT 1 FROM gone) OR c.tokens <> 0 OR c.cost <> 0 OR c.ops <> 0)
 """
 
