@@ -29,11 +29,11 @@ def spend_budget_set(
     hard: bool | None,
     thresholds: str | None,
 ) -> tuple[SpendBudget, bool]:
-    """Create or update the budget of this scope and narrowing (the model has no unique
-        constraint, so it is looked up by all of them), validated as the admin validates it.
-    `hard` and `thresholds` None keep an existing budget's (a new one: hard, 50,80,100).
-        When an existing budget's caps or hard/soft change, its periods are re-balanced to
-        them (`spend_recap`). Returns (budget, created)."""
+    """Create or update the budget of this scope and narrowing, active, validated as the
+    admin validates it (the model has no unique constraint: it is looked up by all of
+    them). `hard` and `thresholds` None keep an existing budget's (a new one's: hard,
+    50,80,100). When an existing budget's caps or hard/soft change, its periods are
+    re-balanced to them (`spend_recap`). Returns (budget, created)."""
     lookup = {
         "project": project,
         "scope": scope,
