@@ -24,7 +24,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 
+from aura_orchestrator.money import micros_to_usd
 from telemetry.models import LATENCY_BOUNDS_MS
 
 logger = logging.getLogger(__name__)
@@ -117,10 +119,67 @@ def _record(fields: dict) -> None:
             ).inc()
 
 
+# The gauges of spend budgets are read from the database at each scrape: the ledger is
+# there (and shared by every worker), so no process has to keep them current, and the
+# multiprocess files never hold them. At most this many budgets (and end users of default
+# budgets) are exported: a bound on the scrape's work and on the series' cardinality.
+BUDGET_GAUGE_LIMIT = 1000
+BUDGET_LABELS = ("project", "scope", "period", "unit")
+
+
+class BudgetCollector:
+    """aura_budget_used / _reserved / _cap: each active spend budget in its current
+    period, by unit (tokens, usd)."""
+
+    def describe(self) -> list:
+        return []  # registering must not query the database
+
+    def collect(self):
+        from budgets.usage import usage_current  # models: not at import time
+
+        try:
+            entries = usage_current(limit=BUDGET_GAUGE_LIMIT)
+        except Exception:
+            logger.exception("could not read spend budgets for /metrics")
+            return
+        used = GaugeMetricFamily(
+            "aura_budget_used",
+            "Spent in the current period of a spend budget.",
+            labels=BUDGET_LABELS,
+        )
+        reserved = GaugeMetricFamily(
+            "aura_budget_reserved",
+            "Reserved by operations in flight in the current period of a spend budget.",
+            labels=BUDGET_LABELS,
+        )
+        cap = GaugeMetricFamily(
+            "aura_budget_cap", "The cap of a spend budget.", labels=BUDGET_LABELS
+        )
+        for entry in entries:
+            budget, sums = entry.budget, entry.sums
+            project, label, period = budget.project.name, entry.label, budget.period
+            tokens = [project, label, period, "tokens"]
+            money = [project, label, period, "usd"]
+            used.add_metric(tokens, sums.tokens_used)
+            used.add_metric(money, float(micros_to_usd(sums.cost_micros)))
+            reserved.add_metric(tokens, sums.tokens_reserved)
+            reserved.add_metric(money, float(micros_to_usd(sums.cost_reserved_micros)))
+            if budget.max_tokens is not None:
+                cap.add_metric(tokens, budget.max_tokens)
+            if budget.max_cost is not None:
+                cap.add_metric(money, float(budget.max_cost))
+        yield from (used, reserved, cap)
+
+
+BUDGETS = BudgetCollector()
+REGISTRY.register(BUDGETS)
+
+
 def metrics_text() -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        registry.register(BUDGETS)
         return generate_latest(registry)
     return generate_latest(REGISTRY)
 

@@ -27,6 +27,7 @@ from aura_orchestrator import errors
 from aura_orchestrator.api import serializers as s
 from aura_orchestrator.api.exceptions import error_body, openai_error_body
 from aura_orchestrator.api.fields import Shape
+from budgets.usage import END_USER_MAX_LENGTH, END_USER_RULE
 from budgets.validators import SESSION_ID_MAX_LENGTH, SESSION_ID_RULE
 from presets.operation_types import OperationType
 
@@ -171,6 +172,12 @@ OPERATION_TYPE = OpenApiParameter(
     OpenApiParameter.PATH,
     enum=OperationType.values,
     description="An operation type (other spellings, e.g. PascalCase, are accepted too).",
+)
+END_USER = OpenApiParameter(
+    "end_user",
+    {"type": "string", "minLength": 1, "maxLength": END_USER_MAX_LENGTH},
+    OpenApiParameter.QUERY,
+    description=f"An end user ({END_USER_RULE}): add the budgets that apply to them.",
 )
 NO_SUCH_SESSION = "`not_found`: no session with this id in the key's project."
 

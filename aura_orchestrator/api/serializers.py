@@ -122,3 +122,41 @@ class ErrorSerializer(serializers.Serializer):
     error_code = serializers.CharField()
     error_message = serializers.CharField()
     details = serializers.DictField(required=False)
+
+
+class SpendBudgetUsageSerializer(serializers.Serializer):
+    """One spend budget in its current period (budgets/usage.py)."""
+
+    scope = serializers.CharField(
+        help_text="`project:P`, `api_key:K`, `end_user:U` (also a default applied to U); "
+        "`+provider:X`/`+model:M` when narrowed. As a 402's `details.scope` names it."
+    )
+    budget_id = serializers.IntegerField()
+    period = serializers.ChoiceField(choices=["none", "day", "week", "month"])
+    period_start = serializers.DateTimeField()
+    resets_at = serializers.DateTimeField(allow_null=True, help_text="Null for period none.")
+    enforce_hard_limits = serializers.BooleanField()
+    max_tokens = serializers.IntegerField(allow_null=True)
+    max_cost = serializers.DecimalField(max_digits=14, decimal_places=6, allow_null=True)
+    tokens_used = serializers.IntegerField()
+    cost_used = serializers.DecimalField(max_digits=14, decimal_places=6)
+    tokens_reserved = serializers.IntegerField()
+    cost_reserved = serializers.DecimalField(max_digits=14, decimal_places=6)
+    remaining_tokens = serializers.IntegerField(
+        allow_null=True, help_text="Cap - used - reserved, at least 0; null without a token cap."
+    )
+    remaining_cost = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        allow_null=True,
+        help_text="Cap - used - reserved, at least 0; null without a cost cap.",
+    )
+    provider = serializers.CharField(allow_null=True, help_text="Counts only this provider.")
+    model = serializers.CharField(allow_null=True, help_text="Counts only this model.")
+
+
+class UsageSerializer(serializers.Serializer):
+    project = serializers.CharField()
+    api_key = serializers.CharField()
+    end_user = serializers.CharField(allow_null=True)
+    budgets = SpendBudgetUsageSerializer(many=True)

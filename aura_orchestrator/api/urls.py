@@ -15,6 +15,7 @@ urlpatterns = [
         name="session-statistics",
     ),
     path("sessions/<str:session_id>", views.SessionView.as_view(), name="session"),
+    path("usage", views.UsageView.as_view(), name="usage"),
     path("statistics", statistics_views.StatisticsView.as_view(), name="statistics"),
     path("presets/", views.PresetListView.as_view(), name="presets"),
     path("presets/<str:operation_type>", views.PresetDetailView.as_view(), name="preset"),

@@ -10,9 +10,11 @@ from rest_framework.views import APIView
 from aura_orchestrator import errors, pipeline
 from aura_orchestrator.api import bodies, openapi
 from aura_orchestrator.api import serializers as s
+from aura_orchestrator.api.exceptions import invalid_field
 from aura_orchestrator.api.render import jsonable
 from budgets.selectors import budget_status, session_get
 from budgets.services import session_clear
+from budgets.usage import END_USER_RULE, is_valid_end_user, usage_for_key
 from budgets.validators import SESSION_ID_RULE, is_valid_session_id
 from presets.operation_types import parse_operation_type
 from presets.selectors import preset_get, preset_list
@@ -152,3 +154,35 @@ class PresetDetailView(APIView):
         if op is None:
             raise errors.NotFound(f"Unknown operation type '{operation_type[:64]}'.")
         return Response(jsonable(asdict(preset_get(operation_type=op))))
+
+
+def _end_user_param(request) -> str | None:
+    """`?end_user=` from the query string: absent is None; present, it must name one."""
+    if "end_user" not in request.query_params:
+        return None
+    value = request.query_params["end_user"]
+    if not is_valid_end_user(value):
+        raise invalid_field("end_user", f"end_user must be {END_USER_RULE}.")
+    return value
+
+
+class UsageView(APIView):
+    @extend_schema(
+        parameters=[openapi.END_USER, *openapi.ERROR_HEADERS],
+        responses={200: s.UsageSerializer, **openapi.rest_errors(400)},
+        tags=["budgets"],
+    )
+    def get(self, request):
+        """Every spend budget that applies to this key, in its current period: the
+        project's, the key's and, with `end_user`, that end user's own (else the default
+        for end users): caps, used, reserved, what remains and when the period resets."""
+        api_key = request.auth
+        end_user = _end_user_param(request)
+        entries = usage_for_key(api_key=api_key, end_user=end_user)
+        body = {
+            "project": api_key.project.name,
+            "api_key": api_key.name,
+            "end_user": end_user,
+            "budgets": [e.body() for e in entries],
+        }
+        return Response(jsonable(body))
