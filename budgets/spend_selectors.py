@@ -15,7 +15,7 @@ from django.db.models import Q, Sum
 
 from aura_orchestrator.money import micros_to_usd
 from budgets import periods
-from budgets.spend_models import Period, Scope, SpendBudget, SpendPeriod, SpendShard
+from budgets.spend_models import Scope, SpendBudget, SpendPeriod, SpendShard
 
 DAY = timedelta(days=1)
 # A period younger than this is charted at this age: an hour-old month's burn rate would
@@ -207,7 +207,9 @@ class LimitRow:
     label: str
     period_start: datetime
     resets_at: datetime | None
-    since: datetime  # where the burn rate starts: the period's start or the budget's creation
+    # Where the burn rate starts: the period's start, or the budget's creation if later
+    # (an hour ago at the latest).
+    since: datetime
     units: list[Burn]
 
     @property
@@ -282,10 +284,8 @@ def spend_limits(*, project_id: int | None = None, now: datetime | None = None) 
     rows = []
     for budget in budgets:
         current = spend[budget.pk]
-        since = current.period_start
-        if budget.period == Period.NONE or budget.created_at > since:
-            since = max(budget.created_at, since)
-        elapsed = max(now - since, MIN_ELAPSED)
+        since = min(max(current.period_start, budget.created_at), now - MIN_ELAPSED)
+        elapsed = now - since
         spent = current.total
         units = []
         if budget.max_cost_micros is not None:

@@ -1,7 +1,7 @@
 """The spend-limits dashboard: this period's spend from the ledger against each project and
 API-key cap, the burn rate, and the projected day the cap is reached, at a fixed clock."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -135,3 +135,22 @@ def test_staff_only(client, django_user_model):
     plain.force_login(user)
     response = plain.get(URL)
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+
+@pytest.mark.django_db
+def test_lifetime_budgets_burn_from_creation_and_young_ones_from_an_hour():
+    project = Project.objects.create(name="studio")
+    lifetime = SpendBudget.objects.create(
+        project=project, period="none", max_cost=Decimal("100"), created_at=_dec1()
+    )
+    make_ledger(lifetime, spent=[(0, 20_000_000)], period_start=periods.LIFETIME_START)
+    young = SpendBudget.objects.create(
+        project=project, max_cost=Decimal("100"), created_at=NOW - timedelta(minutes=1)
+    )
+    make_ledger(young, spent=[(0, 1_000)], period_start=_dec1())
+    rows = {row.budget.pk: row for row in spend_limits(now=NOW)}
+    # $20 over ten days; no reset, so the cap is reached in 40 days whatever the month.
+    assert rows[lifetime.pk].units[0].per_day == Decimal("2")
+    assert rows[lifetime.pk].reached_at == datetime(2027, 1, 20, tzinfo=UTC)
+    # A minute old: charted as an hour old, so $0.001 is $0.024 a day, not $1.44.
+    assert rows[young.pk].units[0].per_day == Decimal("0.024")
