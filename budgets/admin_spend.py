@@ -215,10 +215,10 @@ class SpendBudgetAdmin(AuraModelAdmin):
     def remaining(self, obj: SpendBudget) -> str:
         return _remaining_text(obj, self._current(obj))
 
-    @admin.display(description="resets at")
+    @admin.display(description="resets at (UTC)")
     def resets_at(self, obj: SpendBudget) -> str:
         resets = self._current(obj).resets_at
-        return "never" if resets is None else f"{resets:%Y-%m-%d %H:%M} UTC"
+        return "never" if resets is None else f"{resets:%Y-%m-%d %H:%M}"
 
     @admin.display(description="period")
     def current_period(self, obj: SpendBudget) -> str:
