@@ -312,3 +312,6 @@ class BudgetReservationAdmin(_ReservationAdminBase):
                 )
             )
         self.message_user(request, f"Released {len(rows)} reservation(s).", messages.SUCCESS)
+
+
+from budgets import admin_spend  # noqa: E402, F401  (spend budgets register their admins)

@@ -1,4 +1,4 @@
-"""Staff dashboards: overview, sessions, session detail, operation detail.
+"""Staff dashboards: overview, sessions, session detail, operation detail, spend limits.
 
 Thin views: read the query string through a form, call the dashboard selectors, render.
 Staff only (`staff_member_required`: anyone else is sent to the admin login page).
@@ -13,6 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from budgets import periods
+from budgets.spend_selectors import spend_limits
 from telemetry.dashboard_forms import (
     RANGES,
     SessionFilterForm,
@@ -168,5 +170,26 @@ def operation_detail(request: HttpRequest, operation_id: uuid.UUID) -> HttpRespo
             "session": session_for_operation(operation=operation),
             "cost": Decimal(operation.estimated_cost),
             "beyond_text": operation_beyond_text(operation),
+        },
+    )
+
+
+@staff_member_required
+def spend_limit_list(request: HttpRequest) -> HttpResponse:
+    """Project and API-key spend budgets this period: spend against the cap, the burn
+    rate, and the day the cap is reached at that rate (from the ledger, not telemetry)."""
+    projects = projects_list()
+    filters = overview_filters(request.GET, project_ids={p.pk for p in projects})
+    _report(request, filters.errors)
+    now = periods.now()
+    return render(
+        request,
+        "dashboard/spend_limits.html",
+        {
+            "nav": "spend",
+            "projects": projects,
+            "project_id": filters.project_id,
+            "rows": spend_limits(project_id=filters.project_id, now=now),
+            "now": now,
         },
     )

@@ -53,7 +53,15 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(AuraModelAdmin):
-    list_display = ["name", "description", "created_at", "active_keys", "sessions"]
+    list_display = [
+        "name",
+        "description",
+        "time_zone",
+        "created_at",
+        "active_keys",
+        "sessions",
+    ]
+    fields = ["name", "description", "time_zone", "created_at"]
     search_fields = ["name", "description"]
     readonly_fields = ["created_at"]
     inlines = [ApiKeyInline]

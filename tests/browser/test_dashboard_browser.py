@@ -14,7 +14,9 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
-from aura_orchestrator.tenancy.services import project_get_or_create
+from aura_orchestrator.tenancy.services import api_key_create, project_get_or_create
+from budgets.spend_models import Scope, SpendBudget
+from tests.budgets.spend_rows import make_ledger
 from tests.dashboard.conftest import make_operation, make_session
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -162,3 +164,64 @@ def test_anonymous_visitor_is_sent_to_the_login_page(live_server_url, chromium):
     page.goto(f"{live_server_url}/dashboard/")
     assert page.url == f"{live_server_url}/admin/login/?next=/dashboard/"
     expect(page.locator("#id_username")).to_be_visible()
+
+
+@pytest.fixture
+def spend_budgets(db):
+    """A project budget with both caps (cost past 80 %) and two narrowed key budgets
+    with long names; returns the project's."""
+    project = project_get_or_create(name="studio")
+    key = api_key_create(name="video-pipeline-ingest-service", project=project).api_key
+    both = SpendBudget.objects.create(
+        project=project, max_cost=Decimal("250"), max_tokens=40_000_000
+    )
+    make_ledger(both, spent=[(1_200_000, 212_345_678), (800_000, 10_000_000)])
+    for period in ("day", "week"):
+        narrowed = SpendBudget.objects.create(
+            project=project,
+            scope=Scope.API_KEY,
+            api_key=key,
+            model_name="a-rather-long-model-name-2026-12-01-preview",
+            period=period,
+            max_cost=Decimal("12.5"),
+        )
+        make_ledger(narrowed, spent=[(10_000, 3_000_000)], reserved=(500, 250_000))
+    return both
+
+
+def test_spend_limits_page_draws_its_bars_without_scrolling_sideways(
+    spend_budgets, staff_login, live_server_url, chromium
+):
+    """Spend limits at 1440 px: one row per capped budget with its bars (the fuller one
+    past 80 %), and neither the page nor the table scrolls horizontally."""
+    username, password = staff_login
+
+    page = chromium.new_page(viewport={"width": 1440, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_server_url}/admin/login/?next=/dashboard/spend/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server_url}/dashboard/spend/")
+
+    expect(page.locator("h1")).to_have_text("Spend limits")
+    expect(page.locator("tr[data-budget]")).to_have_count(3)
+    expect(page.locator(".usage")).to_have_count(4)  # cost and tokens, then cost twice
+    expect(page.locator(f'tr[data-budget="{spend_budgets.pk}"] .usage-near')).to_have_count(1)
+    widths = page.evaluate(
+        """() => [...document.querySelectorAll('.bar-used')].map(
+            e => e.getBoundingClientRect().width)"""
+    )
+    assert all(w > 0 for w in widths), widths
+    overflow = page.evaluate(
+        """() => ({
+            page: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+            table: [...document.querySelectorAll('.table-wrap')].map(
+                e => e.scrollWidth - e.clientWidth),
+        })"""
+    )
+    assert overflow["page"] <= 0 and all(x <= 0 for x in overflow["table"]), overflow
+    assert errors == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-spend-limits.png"), full_page=True)

@@ -12,10 +12,12 @@ from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.catalog.services import ProviderConfigured, provider_configure
 from aura_orchestrator.tenancy.services import CreatedKey
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
+from budgets.spend_models import SpendBudget, SpendShard
 from presets.models import OperationPreset
 from presets.operation_types import OperationType
 from presets.services import seed_values
 from telemetry.models import OperationTelemetry, TelemetryRollup
+from tests.budgets.spend_rows import make_hold, make_ledger
 
 OPERATOR_PASSWORD = "a-long-operator-password"
 
@@ -188,6 +190,10 @@ def rows(db, api_key, monkeypatch) -> Rows:
     )
     cache_entry = make_cache_entry(project, "a" * 64)
     make_cache_entry(project, "b" * 64, expired=True)
+    # Spend budgets (issue 15): a monthly budget with its current period's ledger, a hold.
+    budget = SpendBudget.objects.create(project=project, max_cost=Decimal("10"))
+    make_ledger(budget, spent=[(1_000, 2_000_000)], reserved=(100, 1_000))
+    make_hold(SpendShard.objects.get(budget=budget), tokens=100, cost_micros=1_000)
     return Rows(
         api_key=api_key,
         configured=configured,
