@@ -351,7 +351,9 @@ class SpendAsk:
     hold_id: uuid.UUID = field(default_factory=uuid.uuid4)
     written: Written | None = None
 
-    def write_args(self, *, operation_id: uuid.UUID, tokens: int, expires_at: datetime) -> dict[str, Any]:
+    def write_args(
+        self, *, operation_id: uuid.UUID, tokens: int, expires_at: datetime
+    ) -> dict[str, Any]:
         """The keyword arguments of `spend_write_slow` (and of the SQL's parameters)."""
         return {
             "levels": self.levels,
