@@ -312,3 +312,6 @@ class BudgetReservationAdmin(_ReservationAdminBase):
                 )
             )
         self.message_user(request, f"Released {len(rows)} reservation(s).", messages.SUCCESS)
+
+
+import budgets.admin_alerts  # noqa: E402, F401  # registers the alert models

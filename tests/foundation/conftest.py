@@ -12,6 +12,7 @@ from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.catalog.services import ProviderConfigured, provider_configure
 from aura_orchestrator.tenancy.services import CreatedKey
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
+from budgets.spend_models import AlertDelivery, AlertEndpoint, BudgetAlert, SpendBudget
 from presets.models import OperationPreset
 from presets.operation_types import OperationType
 from presets.services import seed_values
@@ -142,6 +143,25 @@ def make_cache_entry(project, key_hash: str, *, expired: bool = False) -> CacheE
     )
 
 
+def _alert_rows(project) -> None:
+    """An endpoint, a budget's alert and its delivery (budgets/alerts.py writes these)."""
+    endpoint = AlertEndpoint.objects.create(
+        project=project, url="http://127.0.0.1:9/hook", secret="s" * 32
+    )
+    budget = SpendBudget.objects.create(project=project, max_cost=Decimal("10"))
+    alert = BudgetAlert.objects.create(
+        budget=budget,
+        period_start=timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0),
+        threshold=50,
+        unit="cost",
+        used=5_000_000,
+        cap=10_000_000,
+    )
+    AlertDelivery.objects.create(
+        alert=alert, endpoint=endpoint, channel="webhook", target=endpoint.url, payload={}
+    )
+
+
 @pytest.fixture
 def rows(db, api_key, monkeypatch) -> Rows:
     """One or more rows of every model the admin shows."""
@@ -188,6 +208,7 @@ def rows(db, api_key, monkeypatch) -> Rows:
     )
     cache_entry = make_cache_entry(project, "a" * 64)
     make_cache_entry(project, "b" * 64, expired=True)
+    _alert_rows(project)
     return Rows(
         api_key=api_key,
         configured=configured,
