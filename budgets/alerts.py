@@ -352,10 +352,14 @@ def _record(delivery: AlertDelivery, *, status_code: int | None, error: str, ret
         delivery.delivered_at = timezone.now()
     elif not retry or delivery.attempts >= settings.AURA["ALERT_ATTEMPTS"]:
         delivery.status = AlertDelivery.Status.FAILED
-    delivery.save(update_fields=["status", "last_status_code", "last_error", "delivered_at"])
-    if delivery.status == AlertDelivery.Status.PENDING:
-        from django_q.models import Schedule
+    from django_q.models import Schedule
 
+    # The outcome and the next try together: a crash between them leaves no pending
+    # delivery that nothing will ever try again.
+    with transaction.atomic():
+        delivery.save(update_fields=["status", "last_status_code", "last_error", "delivered_at"])
+        if delivery.status != AlertDelivery.Status.PENDING:
+            return
         pause = settings.AURA["ALERT_BACKOFF_SECONDS"] * 2 ** (delivery.attempts - 1)
         Schedule.objects.create(
             name=f"alert-delivery-{delivery.pk}-attempt-{delivery.attempts + 1}",
@@ -383,6 +387,23 @@ def _claim(delivery_id: int) -> AlertDelivery | None:
         return None
     delivery.attempts = seen + 1
     return delivery
+
+
+def alert_deliveries_resume(*, older_than_s: float = 300, limit: int = 200) -> int:
+    """Queue again the deliveries never attempted though created a while ago (the process
+    that created them died before queueing them, or the queue lost them). Harmless if
+    the first task is only late: whichever runs second finds the attempt claimed."""
+    since = timezone.now() - timedelta(seconds=older_than_s)
+    ids = list(
+        AlertDelivery.objects.filter(
+            status=AlertDelivery.Status.PENDING, attempts=0, created_at__lt=since
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for delivery_id in ids:
+        _enqueue(delivery_id)
+    return len(ids)
 
 
 def alert_deliver(delivery_id: int) -> str:

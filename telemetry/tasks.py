@@ -7,7 +7,7 @@ bounded `max_attempts`) repeats no work twice.
 
 from aura_orchestrator.caching.services import cache_purge_expired
 from aura_orchestrator.store.journal import replay_orphans
-from budgets.alerts import check_thresholds, periods_to_check
+from budgets.alerts import alert_deliveries_resume, check_thresholds, periods_to_check
 from budgets.services import budget_release_expired
 from telemetry.services import telemetry_prune, telemetry_rollup_recent
 
@@ -41,7 +41,9 @@ def budget_release_expired_job() -> int:
 
 def budget_alerts_job(limit: int = 300) -> int:
     """Check the thresholds of the budget periods now running (a bounded batch, the next
-    one each run); the pipeline's `notice` is the quick path, this is the sweep."""
+    one each run; the pipeline's `notice` is the quick path, this is the sweep), and
+    queue again deliveries that were never tried. Returns the alerts created."""
+    alert_deliveries_resume()
     return check_thresholds(keys=periods_to_check(limit=limit))
 
 

@@ -310,6 +310,21 @@ def test_an_endpoint_always_failing_ends_failed_after_the_attempts(
     assert len(receiver.hits) == 3
 
 
+def test_a_delivery_never_queued_is_resumed_by_the_job(project, endpoint, receiver, monkeypatch):
+    """The process that created the alert died before queueing its delivery: the job
+    sends it, once, after a while (not before: its task may only be late)."""
+    monkeypatch.setattr(alerts, "_enqueue", lambda delivery_id: None)
+    budget = make_budget(project, thresholds="50", period="day")
+    assert check_thresholds(keys=[spend(budget, cost_micros=500_000)]) == 1
+    monkeypatch.undo()
+    assert budget_alerts_job() == 0 and receiver.hits == []  # too recent to resume
+    AlertDelivery.objects.update(created_at=timezone.now() - timedelta(minutes=6))
+    budget_alerts_job()
+    budget_alerts_job()
+    assert len(receiver.hits) == 1 and receiver.hits[0].signed
+    assert AlertDelivery.objects.get().status == "delivered"
+
+
 # --- e-mail, soft budgets, end users, periods ---------------------------------------------
 
 
