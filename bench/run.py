@@ -189,19 +189,56 @@ def _seed(upstream_port: int) -> None:
             output_price=Decimal("2"),
             make_default=default,
         )
-    project = project_get_or_create(name="bench")
-    key = api_key_create(name=f"bench-{int(time.time())}", project=project).raw_key
     caps = Caps.inline(
         max_tokens_per_session=HARD_CAPS["max_tokens_per_session"],
         max_cost_per_session=Decimal(HARD_CAPS["max_cost_per_session"]),
         enforce_hard_limits=True,
     )
-    LlmSession.objects.filter(project=project).delete()
-    for i in range(SESSIONS):
-        session_ensure(project_id=project.pk, session_id=f"bench-{i}", caps=caps)
+    keys = {}
+    for name in ("bench", "bench-spend"):
+        project = project_get_or_create(name=name)
+        created = api_key_create(name=f"{name}-{int(time.time())}", project=project)
+        keys[name] = created.raw_key
+        LlmSession.objects.filter(project=project).delete()
+        for i in range(SESSIONS):
+            session_ensure(project_id=project.pk, session_id=f"bench-{i}", caps=caps)
+        if name == "bench-spend":
+            _spend_budgets(project, created.api_key)
     import aura_orchestrator
 
-    print(json.dumps({"api_key": key, "code": aura_orchestrator.__file__}))
+    print(
+        json.dumps(
+            {
+                "api_key": keys["bench"],
+                "spend_api_key": keys["bench-spend"],
+                "code": aura_orchestrator.__file__,
+            }
+        )
+    )
+
+
+def _spend_budgets(project, api_key) -> None:
+    """`--spend-budgets`: a month budget on the project and a day budget on the key, hard,
+    caps no benchmark reaches: every call holds and settles three levels (with its
+    session's). Absent from revisions before spend budgets (the seed then skips them)."""
+    from decimal import Decimal
+
+    try:
+        from budgets.models import SpendBudget
+    except ImportError:
+        return
+    SpendBudget.objects.filter(project=project).delete()
+    SpendBudget.objects.create(
+        project=project, period="month", max_tokens=10**13, max_cost=Decimal("1000000000")
+    )
+    SpendBudget.objects.create(
+        project=project,
+        scope="api_key",
+        api_key=api_key,
+        period="day",
+        max_tokens=10**13,
+        max_cost=Decimal("1000000000"),
+    )
 
 
 # --- Targets and scenarios ------------------------------------------------------------------
@@ -640,6 +677,12 @@ def main() -> None:
         help="(g): add this many generated telemetry rows (bench/gen_telemetry.py), time "
         "statistics and dashboard pages, and measure (a) and (b) on /execute again",
     )
+    parser.add_argument(
+        "--spend-budgets",
+        action="store_true",
+        help="also measure execute+spend and gateway+spend: the same server, a project with "
+        "a project and a key spend budget on",
+    )
     parser.add_argument("--out", default="latest", help="bench/results/OUT.{md,json}")
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -657,7 +700,8 @@ def main() -> None:
         procs.append(upstream)
         print("migrating and seeding", DB_URL)
         ensure_database()
-        key = seed(up_port)["api_key"]
+        seeded = seed(up_port)
+        key = seeded["api_key"]
         orch, orch_port = start_orchestrator(int(args.workers), CPU_SERVER, "orchestrator.log")
         procs.append(orch)
         targets = [
@@ -668,6 +712,14 @@ def main() -> None:
             targets.append(Target("gateway", orch_port, "gateway", key, orch))
         else:
             notes.append("The gateway (/v1/chat/completions) did not answer 200: not measured.")
+        if args.spend_budgets:  # the same server, a project whose calls hold 3 levels
+            spend_key = seeded["spend_api_key"]
+            targets.append(Target("execute+spend", orch_port, "execute", spend_key, orch))
+            targets.append(Target("gateway+spend", orch_port, "gateway", spend_key, orch))
+            notes.append(
+                "+spend: project bench-spend, whose calls hold a month budget on the project "
+                "and a day budget on the key besides their session's (the same server)."
+            )
         # A second orchestrator beside the first; every scenario alternates between them.
         others = [("-django", BASELINE_ENV, ROOT, key)] if args.baseline else []
         if args.compare_rev:

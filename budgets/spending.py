@@ -464,6 +464,7 @@ def spend_write_slow(
     ways, and final: no retry can starve behind other workers."""
     periods = {level.key: _period_ensure(level) for level in levels}
     amounts = {TOKENS: tokens, COST: cost_micros}
+    _refuse_if_full(levels, periods, amounts)
     with transaction.atomic():
         locked = SpendPeriod.objects.select_for_update().filter(
             pk__in=[p.pk for p in periods.values()]
@@ -503,6 +504,29 @@ def spend_write_slow(
     return Written(hold=hold, totals=totals)
 
 
+def _refuse_if_full(
+    levels: Sequence[Level],
+    periods: dict[tuple[int, str, datetime], SpendPeriod],
+    amounts: dict[Unit, int],
+) -> None:
+    """Refuse without a lock when one read of the shards (one snapshot: an instant at
+    which a single exact counter would have refused too) leaves less than the worst
+    case: a spent budget refuses every further call this way, in parallel, instead of
+    queueing them all on its locks."""
+    totals = spend_totals(levels)
+    for level in levels:
+        if not level.rule.hard:
+            continue
+        sums = totals.get(level.key, SpendTotals())
+        period = periods[level.key]
+        for unit, cap in ((TOKENS, period.max_tokens), (COST, period.max_cost_micros)):
+            if cap is not None and sums.in_use(unit) + amounts[unit] > cap:
+                used, reserved = sums.used(unit), sums.in_use(unit) - sums.used(unit)
+                raise _refusal(
+                    level, unit=unit, used=used, reserved=reserved, cap=cap, amount=amounts[unit]
+                )
+
+
 def _top_up(
     level: Level,
     period: SpendPeriod,
@@ -526,7 +550,7 @@ def _top_up(
     if not level.rule.hard:  # soft: nothing to allot, the row counts what is spent
         return mine
     share = 2 * settings.AURA["SPEND_SHARDS"]
-    for unit, cap, pool, allot, _used, _reserved in _UNITS:
+    for unit, cap, pool, allot, used_column, reserved_column in _UNITS:
         if getattr(period, cap) is None or getattr(mine, allot) is None:
             continue
         amount = amounts[unit]
@@ -538,7 +562,14 @@ def _top_up(
             changed.update((id(row), row) for row in rows)
             need = _short_by(mine, unit, amount)
         if getattr(period, pool) < need:
-            raise _refusal(level, unit=unit, rows=rows, cap=getattr(period, cap), amount=amount)
+            raise _refusal(
+                level,
+                unit=unit,
+                used=sum(getattr(r, used_column) for r in rows),
+                reserved=sum(getattr(r, reserved_column) for r in rows),
+                cap=getattr(period, cap),
+                amount=amount,
+            )
         grant = min(getattr(period, pool), max(need, getattr(period, pool) // share))
         setattr(mine, allot, getattr(mine, allot) + grant)
         setattr(period, pool, getattr(period, pool) - grant)
@@ -555,12 +586,8 @@ def _short_by(row: SpendShard, unit: Unit, amount: int) -> int:
 
 
 def _refusal(
-    level: Level, *, unit: Unit, rows: list[SpendShard], cap: int, amount: int
+    level: Level, *, unit: Unit, used: int, reserved: int, cap: int, amount: int
 ) -> BudgetExceeded:
-    used_col = TOKENS.used if unit is TOKENS else "cost_accrued_micros"
-    reserved_col = unit.reserved
-    used = sum(getattr(r, used_col) for r in rows)
-    reserved = sum(getattr(r, reserved_col) for r in rows)
     projected = used + reserved + amount
     field_name = "max_tokens" if unit is TOKENS else "max_cost"
     problem = (

@@ -7,6 +7,7 @@ bounded `max_attempts`) repeats no work twice.
 
 from aura_orchestrator.caching.services import cache_purge_expired
 from aura_orchestrator.store.journal import replay_orphans
+from budgets.alerts import alert_deliveries_resume, check_thresholds, periods_to_check
 from budgets.services import budget_release_expired
 from telemetry.services import telemetry_prune, telemetry_rollup_recent
 
@@ -38,6 +39,14 @@ def budget_release_expired_job() -> int:
     return released
 
 
+def budget_alerts_job(limit: int = 300) -> int:
+    """Check the thresholds of the budget periods now running (a bounded batch, the next
+    one each run; the pipeline's `notice` is the quick path, this is the sweep), and
+    queue again deliveries that were never tried. Returns the alerts created."""
+    alert_deliveries_resume()
+    return check_thresholds(keys=periods_to_check(limit=limit))
+
+
 def telemetry_prune_job() -> int:
     """Delete raw telemetry past the retention (rolled-up hours only; rollups stay)."""
     return telemetry_prune(time_budget_s=90)
@@ -54,6 +63,9 @@ SCHEDULES: dict[str, tuple[str, str, int | None, dict]] = {
     ),
     "Release expired budget reservations": (
         "telemetry.tasks.budget_release_expired_job", "I", 1, {"timeout": 60}
+    ),
+    "Alert on budget thresholds crossed": (
+        "telemetry.tasks.budget_alerts_job", "I", 1, {"timeout": 50}
     ),
     "Prune raw telemetry past retention": (
         "telemetry.tasks.telemetry_prune_job", "H", None, {"timeout": 110}

@@ -12,7 +12,13 @@ from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.catalog.services import ProviderConfigured, provider_configure
 from aura_orchestrator.tenancy.services import CreatedKey
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
-from budgets.spend_models import SpendBudget, SpendShard
+from budgets.spend_models import (
+    AlertDelivery,
+    AlertEndpoint,
+    BudgetAlert,
+    SpendBudget,
+    SpendShard,
+)
 from presets.models import OperationPreset
 from presets.operation_types import OperationType
 from presets.services import seed_values
@@ -144,6 +150,25 @@ def make_cache_entry(project, key_hash: str, *, expired: bool = False) -> CacheE
     )
 
 
+def _alert_rows(project) -> None:
+    """An endpoint, a budget's alert and its delivery (budgets/alerts.py writes these)."""
+    endpoint = AlertEndpoint.objects.create(
+        project=project, url="http://127.0.0.1:9/hook", secret="s" * 32
+    )
+    budget = SpendBudget.objects.create(project=project, max_cost=Decimal("10"))
+    alert = BudgetAlert.objects.create(
+        budget=budget,
+        period_start=timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0),
+        threshold=50,
+        unit="cost",
+        used=5_000_000,
+        cap=10_000_000,
+    )
+    AlertDelivery.objects.create(
+        alert=alert, endpoint=endpoint, channel="webhook", target=endpoint.url, payload={}
+    )
+
+
 @pytest.fixture
 def rows(db, api_key, monkeypatch) -> Rows:
     """One or more rows of every model the admin shows."""
@@ -194,6 +219,7 @@ def rows(db, api_key, monkeypatch) -> Rows:
     budget = SpendBudget.objects.create(project=project, max_cost=Decimal("10"))
     make_ledger(budget, spent=[(1_000, 2_000_000)], reserved=(100, 1_000))
     make_hold(SpendShard.objects.get(budget=budget), tokens=100, cost_micros=1_000)
+    _alert_rows(project)
     return Rows(
         api_key=api_key,
         configured=configured,
