@@ -685,8 +685,6 @@ def usd(micros: int | None) -> str | None:
 
 def notice_spend(keys: list[tuple[int, str, datetime]]) -> None:
     """After a finish: the budgets whose thresholds may have been crossed (alerts)."""
-    from budgets import alerts  # the alerts module is optional at import time
+    from budgets.alerts import notice  # alerts import this module
 
-    notice = getattr(alerts, "notice", None)
-    if notice is not None:
-        notice(keys)
+    notice(keys)
