@@ -50,6 +50,13 @@ BudgetOutputSerializer = type(
         "tokens_reserved": serializers.IntegerField(required=False),
         "cost_reserved": serializers.DecimalField(max_digits=14, decimal_places=6, required=False),
         **{unit.remaining: _amount(unit, required=False) for unit in UNITS},
+        "scope": serializers.CharField(
+            required=False,
+            help_text="With spend budgets: the budget nearest its cap (`project:search`, "
+            "`api_key:ingest`, `end_user:u-42`); `remaining_*` are the least any allows.",
+        ),
+        "period": serializers.ChoiceField(choices=["none", "day", "week", "month"], required=False),
+        "resets_at": serializers.DateTimeField(allow_null=True, required=False),
         "warnings": serializers.ListField(child=serializers.CharField()),
     },
 )

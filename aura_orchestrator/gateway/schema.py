@@ -267,6 +267,11 @@ CHAT_REQUEST_HEADERS = [
         "Use the cache (default: the preset's setting).",
         enum=["true", "false"],
     ),
+    _header(
+        translate.END_USER_HEADER,
+        {"type": "string", "minLength": 1, "maxLength": translate.END_USER_MAX_LENGTH},
+        "Your application's end user, whose spend budgets apply (default: the body's `user`).",
+    ),
 ]
 # On answers; also on the failures of calls that reached the pipeline (402, 502, 504…).
 _ANSWERED = [200]
@@ -284,13 +289,19 @@ CHAT_RESPONSE_HEADERS = [
     _header(
         "X-Aura-Budget-Remaining-Cost",
         OpenApiTypes.STR,
-        "USD left under the session's cost cap (when capped).",
+        "USD left under the tightest cost cap: the session's or a spend budget's.",
         response=_ANSWERED,
     ),
     _header(
         "X-Aura-Budget-Remaining-Tokens",
         OpenApiTypes.INT,
-        "Tokens left under the session's token cap (when capped).",
+        "Tokens left under the tightest token cap: the session's or a spend budget's.",
+        response=_ANSWERED,
+    ),
+    _header(
+        "X-Aura-Budget-Warning",
+        OpenApiTypes.STR,
+        "Soft caps this call passed (session or spend budgets), `; `-separated.",
         response=_ANSWERED,
     ),
     _header(
