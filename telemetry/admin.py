@@ -83,7 +83,7 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["project"]
     # Prefix and exact searches use the indexes; a leading-wildcard scan would not.
-    search_fields = ["^session_id", "=operation_id", "^model_name"]
+    search_fields = ["^session_id", "=operation_id", "^model_name", "=end_user"]
     date_hierarchy = "started_at"
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -97,6 +97,7 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
                     "project",
                     "api_key",
                     "session_id",
+                    "end_user",
                     "operation_type",
                     "source",
                     "streamed",
