@@ -34,7 +34,7 @@ from aura_orchestrator.management.demo.scenario import (
     demo_plan,
 )
 from aura_orchestrator.simulator import FakeUpstream
-from aura_orchestrator.tenancy.models import Project
+from aura_orchestrator.tenancy.models import ApiKey, Project
 
 
 class Command(BaseCommand):
@@ -106,8 +106,20 @@ class Command(BaseCommand):
             )
             started = timezone.now()
             t0 = time.perf_counter()
+            key_id = (
+                ApiKey.objects.filter(project=project, revoked_at__isnull=True)
+                .order_by("created_at")
+                .values_list("pk", flat=True)
+                .first()
+            )
             tally = asyncio.run(
-                demo_drive(plan, project=project, concurrency=concurrency, progress=self._progress)
+                demo_drive(
+                    plan,
+                    project=project,
+                    concurrency=concurrency,
+                    progress=self._progress,
+                    api_key_id=key_id,
+                )
             )
             self.stdout.write("")
             elapsed = time.perf_counter() - t0

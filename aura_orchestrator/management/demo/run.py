@@ -121,10 +121,13 @@ async def demo_drive(
     project: Project,
     concurrency: int,
     progress: Callable[[Tally, int], None],
+    api_key_id: int | None = None,
 ) -> Tally:
     """Every operation of the plan through the pipeline, `concurrency` works at a time (a
-    tool round trip's two operations in turn); `progress(tally, total)` after each one."""
-    principal = Principal(project_id=project.pk)
+    tool round trip's two operations in turn); `progress(tally, total)` after each one.
+    Calls are the key `api_key_id`'s (its spend budgets apply) when given."""
+    # As the project's first live key calls: its spend budgets apply too.
+    principal = Principal(project_id=project.pk, api_key_id=api_key_id)
     tally = Tally()
     total = sum(work.operations for work in plan)
     queue: asyncio.Queue[Work] = asyncio.Queue()
