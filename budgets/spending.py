@@ -190,7 +190,7 @@ def levels_for(
         if not any(rule.serves(p, m) for p, m in routes):
             continue
         start, resets = periods.window(rule.period, time_zone=rules.time_zone, now=now)
-        subject = end_user or "" if rule.scope == Scope.DEFAULT_END_USER else ""
+        subject = (end_user or "") if rule.scope == Scope.DEFAULT_END_USER else ""
         levels.append(Level(rule=rule, subject=subject, period_start=start, resets_at=resets))
     return levels
 
