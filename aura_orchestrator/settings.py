@@ -205,6 +205,12 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"ListObjectEnum": ["list"]},
 }
 
+# Budget alerts by e-mail (budgets/alerts.py): EMAIL_URL, e.g.
+# smtp+tls://user:password@smtp.example.com:587; by default they are written to the log.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, …: django-environ's documented way
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="aura@localhost")
+
 # --- Product settings ----------------------------------------------------------------------
 AURA = {
     "TELEMETRY_RETENTION_DAYS": env.int("TELEMETRY_RETENTION_DAYS", default=90),
