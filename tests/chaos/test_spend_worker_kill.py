@@ -19,14 +19,13 @@ from tests.budgets.test_spend_exact import (
     MAX_TOKENS,
     PROMPT,
     _budget,
-    _fire,
     _nothing_reserved,
     _payload,
     _telemetry_tokens,
     _used,
     _worst,
 )
-from tests.pipeline.helpers import prompt_tokens
+from tests.pipeline.helpers import EXECUTE, prompt_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,24 +45,27 @@ def test_a_killed_workers_holds_are_handed_back_on_every_level(
     chaos_upstream.enqueue(*[Fault(delay=4.0, usage=(prompt_tokens(PROMPT), MAX_TOKENS))] * 12)
 
     async def load() -> list:
-        calls = asyncio.ensure_future(
-            _fire(server.url, api_key.raw_key, [_payload(f"k-{n}") for n in range(12)])
-        )
-        await asyncio.to_thread(_kill_a_worker_once_holding, server.process.pid)
-        try:
+        headers = {"Authorization": f"Bearer {api_key.raw_key}"}
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=60) as client:
+            calls = asyncio.gather(
+                *[client.post(EXECUTE, json=_payload(f"k-{n}")) for n in range(12)],
+                return_exceptions=True,  # the dead worker's calls fail; the others finish
+            )
+            await asyncio.to_thread(_kill_a_worker_once_holding, server.process.pid)
             return await calls
-        except httpx.HTTPError:
-            return []
 
-    async_to_sync(load)()
+    outcomes = async_to_sync(load)()
+    answered = [o for o in outcomes if isinstance(o, httpx.Response)]
+    assert all(o.status_code == 200 for o in answered)
+    assert len(answered) < 12  # some calls died with their worker
     held = SpendHold.objects.count()
-    assert held > 0  # the dead worker's operations never finished
+    assert held == 12 - len(answered)  # theirs, never handed back by a finish
     time.sleep(ttl + 1.5)
-    assert budget_release_expired() >= held
+    assert budget_release_expired() == 2 * held  # each: the session's and the spend hold
     _nothing_reserved()
     spent = _telemetry_tokens()
+    assert spent == len(answered) * _worst()
     assert _used(project_budget) == spent == _used(key_budget)
-    assert spent < 12 * _worst()  # the killed worker's calls were never charged
 
 
 def _kill_a_worker_once_holding(server_pid: int) -> None:
