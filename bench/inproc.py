@@ -110,8 +110,22 @@ async def main(args) -> None:
                 Provider.objects.filter(name=name).update(
                     base_url=f"http://127.0.0.1:{args.upstream_port}{path}/v1"
                 )
-        project = Project.objects.get(name="bench")
-        return api_key_create(name="inproc", project=project).raw_key
+        project = Project.objects.get(name=args.project)
+        created = api_key_create(name="inproc", project=project)
+        if args.project == "bench-spend":  # as bench/run.py's: the key's day budget too
+            from decimal import Decimal
+
+            from budgets.models import SpendBudget
+
+            SpendBudget.objects.create(
+                project=project,
+                scope="api_key",
+                api_key=created.api_key,
+                period="day",
+                max_tokens=10**13,
+                max_cost=Decimal("10000000"),
+            )
+        return created.raw_key
 
     key = await asyncio.to_thread(new_key)
     headers = {"authorization": f"Bearer {key}"}
@@ -190,6 +204,11 @@ async def main(args) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--project",
+        default="bench",
+        help="bench-spend: calls that hold a project and a key spend budget too",
+    )
     parser.add_argument("--upstream-port", type=int)
     parser.add_argument("-n", type=int, default=300)
     parser.add_argument("--top", type=int, default=40)

@@ -229,7 +229,7 @@ def _spend_budgets(project, api_key) -> None:
         return
     SpendBudget.objects.filter(project=project).delete()
     SpendBudget.objects.create(
-        project=project, period="month", max_tokens=10**13, max_cost=Decimal("1000000000")
+        project=project, period="month", max_tokens=10**13, max_cost=Decimal("10000000")
     )
     SpendBudget.objects.create(
         project=project,
@@ -237,7 +237,7 @@ def _spend_budgets(project, api_key) -> None:
         api_key=api_key,
         period="day",
         max_tokens=10**13,
-        max_cost=Decimal("1000000000"),
+        max_cost=Decimal("10000000"),
     )
 
 

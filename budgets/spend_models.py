@@ -234,9 +234,9 @@ class SpendShard(models.Model):
 class SpendHold(models.Model):
     """What one in-flight operation holds on the shards of every budget that applies:
     the same worst case on each. Whoever deletes the row (settle, release, expiry)
-    adjusts the shards, so they are adjusted exactly once. `shards`: one
-    [shard pk, provider or null, model or null] per budget, the provider and model a
-    narrowed budget counts only."""
+    adjusts the shards, so they are adjusted exactly once. `shards`: the shard pks, one
+    per budget (which a narrowed budget charges is known to the operation's finish:
+    a hold found by the expiry job is released, never charged)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     operation_id = models.UUIDField()

@@ -202,6 +202,30 @@ def worker_shard() -> int:
 
 _SHARD_DRAW = random.random()
 
+# The pks of the shards this process has written, by (budget, subject, period start,
+# shard): the fast write names its rows by pk (a row is never replaced; a deleted one is
+# simply missed, and the slow write finds the new one). Bounded: cleared when full.
+_SHARD_PKS: dict[tuple[int, str, datetime, int], int] = {}
+_SHARD_PKS_MAX = 50_000
+
+
+def known_shards(levels: Sequence[Level], shard: int) -> list[int] | None:
+    """This worker's shard pk of every level, in their order; None if one is not known."""
+    pks = []
+    for level in levels:
+        pk = _SHARD_PKS.get((*level.key, shard))
+        if pk is None:
+            return None
+        pks.append(pk)
+    return pks
+
+
+def _remember_shards(levels: Sequence[Level], shard: int, pks: Sequence[int]) -> None:
+    if len(_SHARD_PKS) > _SHARD_PKS_MAX:
+        _SHARD_PKS.clear()
+    for level, pk in zip(levels, pks, strict=True):
+        _SHARD_PKS[(*level.key, shard)] = pk
+
 
 # --- the hold ------------------------------------------------------------------------------
 
@@ -351,6 +375,21 @@ class SpendAsk:
     hold_id: uuid.UUID = field(default_factory=uuid.uuid4)
     written: Written | None = None
 
+    @property
+    def shard_pks(self) -> list[int] | None:
+        """This worker's shards of the levels, if it knows them all (else: the slow write)."""
+        return known_shards(self.levels, self.shard)
+
+    def hold_of(self, *, pks: Sequence[int], tokens: int) -> SpendHoldRef:
+        """The hold written on `pks` (in the order of the levels)."""
+        shards = [
+            [pk, level.rule.provider_name, level.rule.model_name]
+            for pk, level in zip(pks, self.levels, strict=True)
+        ]
+        return SpendHoldRef(
+            id=self.hold_id, shards=shards, tokens=tokens, cost_micros=self.cost_micros
+        )
+
     def write_args(
         self, *, operation_id: uuid.UUID, tokens: int, expires_at: datetime
     ) -> dict[str, Any]:
@@ -487,19 +526,23 @@ def spend_write_slow(
             period.save(update_fields=["pool_tokens", "pool_cost_micros"])
         for row in changed.values():
             row.save()
-        shards = [
-            [row.pk, level.rule.provider_name, level.rule.model_name]
-            for row, level in zip(mine, levels, strict=True)
-        ]
+        pks = [row.pk for row in mine]
         SpendHold.objects.create(
             id=hold_id,
             operation_id=operation_id,
-            shards=shards,
+            shards=pks,
             tokens=tokens,
             cost_micros=cost_micros,
             expires_at=expires_at,
         )
         totals = spend_totals(levels)
+    # Should the caller's transaction roll a new row back, the fast write misses its pk
+    # and the slow write makes the row again.
+    _remember_shards(levels, shard, pks)
+    shards = [
+        [pk, level.rule.provider_name, level.rule.model_name]
+        for pk, level in zip(pks, levels, strict=True)
+    ]
     hold = SpendHoldRef(id=hold_id, shards=shards, tokens=tokens, cost_micros=cost_micros)
     return Written(hold=hold, totals=totals)
 
@@ -629,9 +672,8 @@ def spend_hand_back(
 def _hand_back_holds(holds: Iterable[SpendHold]) -> int:
     count = 0
     for row in holds:
-        ref = SpendHoldRef(
-            id=row.pk, shards=row.shards, tokens=row.tokens, cost_micros=row.cost_micros
-        )
+        shards = [[pk, None, None] for pk in row.shards]  # released: no charge to narrow
+        ref = SpendHoldRef(id=row.pk, shards=shards, tokens=row.tokens, cost_micros=row.cost_micros)
         with transaction.atomic():
             spend_hand_back(ref, charge=None, served=None)
         count += 1

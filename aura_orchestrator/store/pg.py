@@ -52,9 +52,6 @@ from aura_orchestrator.store.pg_sql import (
     SESSION_INSERT_SQL,
     SESSION_RECAP_SQL,
     SETTLED_ROW_SQL,
-    SPEND_GUARD_SQL,
-    SPEND_TOTALS_SQL,
-    SPEND_WRITE_SQL,
     STORE_SQL,
     Params,
     Row,
@@ -65,7 +62,7 @@ from aura_orchestrator.store.pg_sql import (
     reserve_params,
     reserve_sql,
     spend_hand_back_statement,
-    spend_params,
+    spend_statements,
     store_params,
 )
 from budgets.models import LlmSession
@@ -79,7 +76,7 @@ from budgets.reserving import (
 )
 from budgets.selectors import operation_overruns, session_get
 from budgets.services import Caps, budget_reserve_step, caps_columns
-from budgets.spending import SpendAsk, SpendHoldRef, SpendTotals, Written
+from budgets.spending import SpendAsk, SpendTotals, Written
 
 logger = logging.getLogger(__name__)
 
@@ -364,28 +361,21 @@ class PgStore:
         if spend is None:
             (rows,) = await self._script(conn, [statement], flush=False)
             return _ledger_of(_first(rows))
+        pks = spend.shard_pks
+        if pks is None:  # a shard this worker has not written yet (a new period, end user)
+            return await db(slow, spend=spend)
         write = spend.write_args(
             operation_id=hold.operation_id, tokens=hold.tokens, expires_at=hold.expires_at
         )
-        params = spend_params(session_hold=hold.id, **write)
-        statements = [
-            statement,
-            (SPEND_WRITE_SQL, params),
-            (SPEND_GUARD_SQL, params),
-            (SPEND_TOTALS_SQL, params),
-        ]
+        statements = [statement, *spend_statements(pks=pks, session_hold=hold.id, **write)]
         try:
-            rows, held, _guard, sums = await self._script(conn, statements, flush=False)
+            rows, _guard, sums = await self._script(conn, statements, flush=False)
         except psycopg.errors.DivisionByZero:  # the guard: nothing was written
             return await db(slow, spend=spend)
         ledger = _ledger_of(_first(rows))
         if ledger is not None:
-            shards = [list(row) for row in held or []]
             totals = {(b, s, p): SpendTotals(*map(int, rest)) for b, s, p, *rest in sums or []}
-            ref = SpendHoldRef(
-                id=spend.hold_id, shards=shards, tokens=hold.tokens, cost_micros=spend.cost_micros
-            )
-            spend.written = Written(hold=ref, totals=totals)
+            spend.written = Written(hold=spend.hold_of(pks=pks, tokens=hold.tokens), totals=totals)
         return ledger
 
     async def settle(

@@ -18,7 +18,7 @@ from budgets.caps import Counts, admits_sql
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession, SpendHold, SpendShard
 from budgets.reserving import Hold, Reservation
 from budgets.services import Caps, caps_columns
-from budgets.spending import Level, SpendHoldRef
+from budgets.spending import SpendHoldRef
 from telemetry.models import OperationTelemetry
 
 _SESSION = LlmSession._meta.db_table
@@ -307,86 +307,68 @@ SETTLED_ROW_SQL = (
 
 # --- spend budgets ---------------------------------------------------------------------------
 # After the session's reservation statement, in the same transaction (PgStore's
-# `_reserve_write`): this worker's shard of every budget that applies, locked in pk
-# order; the worst case held on all of them (and the hold row written) only if the
-# session's reservation was written and every shard exists and has room. The hold's
-# shards come back in the order of the levels. The guard then aborts the transaction if
-# the session's reservation was written but the hold was not: all levels or none.
+# `_reserve_write`), on the shards this worker already knows (their pks, remembered by
+# budgets.spending after its slow write made or found them): the worst case held on each
+# (in pk order: the index scan of `= ANY` locks them so) only where it fits, and only if
+# the session's reservation was written; the hold row written only if every shard took
+# it. Then a guard divides by zero (a run-time value: never folded when planned) to roll
+# the whole transaction back when the session's was written but not all the shards':
+# all levels or none. Integers only: they are written into the SQL as literals, which
+# costs a fraction of psycopg's dumping of arrays (measured: most of the step's CPU).
 _SHARD = SpendShard._meta.db_table
 _HOLD = SpendHold._meta.db_table
-_WANTED = """unnest(%(budgets)s::bigint[], %(subjects)s::text[], %(starts)s::timestamptz[],
-                  %(providers)s::text[], %(models)s::text[]) WITH ORDINALITY
-           AS w(budget_id, subject, period_start, provider, model, ord)"""
-_SAME_PERIOD = (
-    "s.budget_id = w.budget_id AND s.subject = w.subject AND s.period_start = w.period_start"
-)
-SPEND_WRITE_SQL = f"""
-WITH locked AS (
-    SELECT s.id, s.budget_id, s.subject, s.period_start, w.provider, w.model, w.ord,
-           (s.allot_tokens IS NULL
-            OR s.tokens_used + s.tokens_reserved + %(tokens)s <= s.allot_tokens)
-       AND (s.allot_cost_micros IS NULL
-            OR s.cost_accrued_micros + s.cost_reserved_micros + %(cost)s <= s.allot_cost_micros)
-           AS fits
-      FROM {_SHARD} s JOIN {_WANTED} ON {_SAME_PERIOD}
-     WHERE s.shard = %(shard)s
-     ORDER BY s.id
-       FOR UPDATE OF s
-), verdict AS (
-    SELECT count(*) = %(n)s AND coalesce(bool_and(fits), false)
-           AND EXISTS (SELECT 1 FROM {_RESERVATION} WHERE id = %(session_hold)s) AS ok
-      FROM locked
-), held AS (
-    UPDATE {_SHARD} s
-       SET tokens_reserved = s.tokens_reserved + %(tokens)s,
-           cost_reserved_micros = s.cost_reserved_micros + %(cost)s
-      FROM verdict v
-     WHERE v.ok AND s.id IN (SELECT id FROM locked)
+_SESSION_HELD = f"EXISTS (SELECT 1 FROM {_RESERVATION} WHERE id = %(session_hold)s)"
+_SPEND_WRITE_TEMPLATE = f"""
+WITH held AS (
+    UPDATE {_SHARD}
+       SET tokens_reserved = tokens_reserved + %(tokens)s,
+           cost_reserved_micros = cost_reserved_micros + %(cost)s
+     WHERE id = ANY({{pks}})
+       AND (allot_tokens IS NULL OR tokens_used + tokens_reserved + %(tokens)s <= allot_tokens)
+       AND (allot_cost_micros IS NULL
+            OR cost_accrued_micros + cost_reserved_micros + %(cost)s <= allot_cost_micros)
+       AND {_SESSION_HELD}
+ RETURNING id
 ), hold AS (
     INSERT INTO {_HOLD} (id, operation_id, shards, tokens, cost_micros, created_at, expires_at)
-    SELECT %(id)s, %(operation)s,
-           jsonb_agg(jsonb_build_array(l.id, l.provider, l.model) ORDER BY l.ord),
-           %(tokens)s, %(cost)s, %(now)s, %(expires)s
-      FROM locked l, verdict v
-     WHERE v.ok
-     GROUP BY v.ok
+    SELECT %(id)s, %(operation)s, to_jsonb({{pks}}), %(tokens)s, %(cost)s, %(now)s, %(expires)s
+     WHERE (SELECT count(*) FROM held) = {{n}}
 )
-SELECT l.id, l.provider, l.model FROM locked l, verdict v WHERE v.ok ORDER BY l.ord
-"""
-# Division by zero (a run-time value: never folded when planned) rolls everything back.
-SPEND_GUARD_SQL = f"""
-SELECT 1 / (CASE WHEN EXISTS (SELECT 1 FROM {_HOLD} WHERE id = %(id)s)
-                   OR NOT EXISTS (SELECT 1 FROM {_RESERVATION} WHERE id = %(session_hold)s)
+SELECT 1 / (CASE WHEN (SELECT count(*) FROM held) = {{n}} OR NOT {_SESSION_HELD}
                  THEN 1 ELSE 0 END)
 """
 # Each budget's period summed over its shards, after the write (same transaction).
-SPEND_TOTALS_SQL = f"""
-SELECT s.budget_id, s.subject, s.period_start, sum(s.tokens_used), sum(s.cost_accrued_micros),
-       sum(s.tokens_reserved), sum(s.cost_reserved_micros)
-  FROM {_SHARD} s JOIN {_WANTED} ON {_SAME_PERIOD}
- GROUP BY s.budget_id, s.subject, s.period_start
+_SPEND_TOTALS_TEMPLATE = f"""
+SELECT budget_id, subject, period_start, sum(tokens_used), sum(cost_accrued_micros),
+       sum(tokens_reserved), sum(cost_reserved_micros)
+  FROM {_SHARD}
+ WHERE (budget_id, subject, period_start) IN (
+       SELECT budget_id, subject, period_start FROM {_SHARD} WHERE id = ANY({{pks}}))
+ GROUP BY budget_id, subject, period_start
 """
 
 
-def spend_params(*, levels: Sequence[Level], session_hold: Any, **write: Any) -> Params:
-    """The parameters of SPEND_WRITE_SQL, SPEND_GUARD_SQL and SPEND_TOTALS_SQL
-    (`write`: `SpendAsk.write_args`; `session_hold`: the session reservation's id)."""
-    return {
+def int_array(values: Sequence[int]) -> str:
+    """`ARRAY[1,2]::bigint[]`: integers written into the SQL (int() refuses anything else)."""
+    return f"ARRAY[{','.join(str(int(v)) for v in values)}]::bigint[]"
+
+
+def spend_statements(*, pks: Sequence[int], session_hold: Any, **write: Any) -> list[Statement]:
+    """The spend write (with its guard) and the totals, on the shards `pks` (in the order
+    of the levels; `write`: `SpendAsk.write_args`; `session_hold`: the session
+    reservation's id)."""
+    literal = int_array(pks)
+    params = {
         "session_hold": session_hold,
-        "budgets": [level.rule.budget_id for level in levels],
-        "subjects": [level.subject for level in levels],
-        "starts": [level.period_start for level in levels],
-        "providers": [level.rule.provider_name for level in levels],
-        "models": [level.rule.model_name for level in levels],
-        "n": len(levels),
         "id": write["hold_id"],
         "operation": write["operation_id"],
         "tokens": write["tokens"],
         "cost": write["cost_micros"],
         "now": timezone.now(),
         "expires": write["expires_at"],
-        "shard": write["shard"],
     }
+    write_sql = _SPEND_WRITE_TEMPLATE.format(pks=literal, n=len(pks))
+    return [(write_sql, params), (_SPEND_TOTALS_TEMPLATE.format(pks=literal), {})]
 
 
 # As budgets.spending.spend_hand_back: the reserved amounts come back only if this
@@ -394,11 +376,11 @@ def spend_params(*, levels: Sequence[Level], session_hold: Any, **write: Any) ->
 # provider and model served) are made either way. The shards are locked in pk order
 # first, as every write of shards locks them (an UPDATE joined to a list locks in
 # whatever order its plan reads the table: two finishes deadlocked).
-SPEND_HAND_BACK_SQL = f"""
+_SPEND_HAND_BACK_TEMPLATE = f"""
 WITH gone AS (
     DELETE FROM {_HOLD} WHERE id = %(spend_id)s RETURNING tokens, cost_micros
 ), ordered AS (
-    SELECT id FROM {_SHARD} WHERE id = ANY(%(spend_shards)s::bigint[]) ORDER BY id FOR UPDATE
+    SELECT id FROM {_SHARD} WHERE id = ANY({{pks}}) ORDER BY id FOR UPDATE
 )
 UPDATE {_SHARD} s
    SET tokens_reserved = s.tokens_reserved - coalesce((SELECT tokens FROM gone), 0),
@@ -406,8 +388,7 @@ UPDATE {_SHARD} s
        tokens_used = s.tokens_used + c.tokens,
        cost_accrued_micros = s.cost_accrued_micros + c.cost,
        operation_count = s.operation_count + c.ops
-  FROM unnest(%(spend_shards)s::bigint[], %(spend_tokens)s::bigint[], %(spend_cost)s::bigint[],
-              %(spend_ops)s::int[]) AS c(id, tokens, cost, ops)
+  FROM unnest({{pks}}, {{tokens}}, {{cost}}, {{ops}}) AS c(id, tokens, cost, ops)
  WHERE s.id = c.id AND s.id IN (SELECT id FROM ordered)
    AND (EXISTS (SELECT 1 FROM gone) OR c.tokens <> 0 OR c.cost <> 0 OR c.ops <> 0)
 """
@@ -421,10 +402,10 @@ def spend_hand_back_statement(
     operations: int = 1,
 ) -> Statement:
     rows = sorted(hold.charges(served=served, charge=charge, operations=operations))
-    return SPEND_HAND_BACK_SQL, {
-        "spend_id": hold.id,
-        "spend_shards": [r[0] for r in rows],
-        "spend_tokens": [r[1] for r in rows],
-        "spend_cost": [r[2] for r in rows],
-        "spend_ops": [r[3] for r in rows],
-    }
+    sql = _SPEND_HAND_BACK_TEMPLATE.format(
+        pks=int_array([r[0] for r in rows]),
+        tokens=int_array([r[1] for r in rows]),
+        cost=int_array([r[2] for r in rows]),
+        ops=int_array([r[3] for r in rows]),
+    )
+    return sql, {"spend_id": hold.id}

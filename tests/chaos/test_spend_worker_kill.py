@@ -51,7 +51,9 @@ def test_a_killed_workers_holds_are_handed_back_on_every_level(
                 *[client.post(EXECUTE, json=_payload(f"k-{n}")) for n in range(12)],
                 return_exceptions=True,  # the dead worker's calls fail; the others finish
             )
-            await asyncio.to_thread(_kill_a_worker_once_holding, server.process.pid)
+            await asyncio.to_thread(
+                _kill_a_worker_once_holding, server.process.pid, chaos_upstream.port
+            )
             return await calls
 
     outcomes = async_to_sync(load)()
@@ -68,18 +70,25 @@ def test_a_killed_workers_holds_are_handed_back_on_every_level(
     assert _used(project_budget) == spent == _used(key_budget)
 
 
-def _kill_a_worker_once_holding(server_pid: int) -> None:
-    """Once operations hold their budgets (the upstream answers in 4 s), kill -9 one of
-    the server's worker processes."""
+def _kill_a_worker_once_holding(server_pid: int, upstream_port: int) -> None:
+    """Once operations hold their budgets (the upstream answers in 4 s), kill -9 a worker
+    with calls at the upstream (`ss` tells which process holds those connections)."""
     deadline = time.monotonic() + 10
-    while not SpendHold.objects.exists() and time.monotonic() < deadline:
+    while SpendHold.objects.count() < 12 and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(0.5)
+    time.sleep(0.3)
     children = subprocess.run(
         ["pgrep", "-P", str(server_pid)], capture_output=True, text=True, check=False
     ).stdout.split()
-    victim = next(int(p) for p in children if _is_worker(int(p)))
-    os.kill(victim, signal.SIGKILL)
+    sockets = subprocess.run(
+        ["ss", "-tnpH", "state", "established", "dst", f"127.0.0.1:{upstream_port}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    busy = [int(p) for p in children if f"pid={p}," in sockets and _is_worker(int(p))]
+    assert busy, sockets
+    os.kill(busy[0], signal.SIGKILL)
 
 
 def _is_worker(pid: int) -> bool:
