@@ -308,22 +308,26 @@ SETTLED_ROW_SQL = (
 # --- spend budgets ---------------------------------------------------------------------------
 # After the session's reservation statement, in the same transaction (PgStore's
 # `_reserve_write`), on the shards this worker already knows (their pks, remembered by
-# budgets.spending after its slow write made or found them): the worst case held on each
-# (in pk order: the index scan of `= ANY` locks them so) only where it fits, and only if
-# the session's reservation was written; the hold row written only if every shard took
-# it. Then a guard divides by zero (a run-time value: never folded when planned) to roll
-# the whole transaction back when the session's was written but not all the shards':
-# all levels or none. Integers only: they are written into the SQL as literals, which
-# costs a fraction of psycopg's dumping of arrays (measured: most of the step's CPU).
+# budgets.spending after its slow write made or found them): locked in pk order first
+# (an UPDATE locks rows in whatever order its plan reads them, a sequential scan in their
+# place on the page, which each update moves: at 50 calls in flight on two rows that
+# deadlocked), then the worst case held on each only where it fits, and only if the
+# session's reservation was written; the hold row written only if every shard took it.
+# Then a guard divides by zero (a run-time value: never folded when planned) to roll the
+# whole transaction back when the session's was written but not all the shards': all
+# levels or none. Integers only: they are written into the SQL as literals, which costs
+# a fraction of psycopg's dumping of arrays (measured: most of the step's CPU).
 _SHARD = SpendShard._meta.db_table
 _HOLD = SpendHold._meta.db_table
 _SESSION_HELD = f"EXISTS (SELECT 1 FROM {_RESERVATION} WHERE id = %(session_hold)s)"
 _SPEND_WRITE_TEMPLATE = f"""
-WITH held AS (
+WITH ordered AS (
+    SELECT id FROM {_SHARD} WHERE id = ANY({{pks}}) ORDER BY id FOR UPDATE
+), held AS (
     UPDATE {_SHARD}
        SET tokens_reserved = tokens_reserved + %(tokens)s,
            cost_reserved_micros = cost_reserved_micros + %(cost)s
-     WHERE id = ANY({{pks}})
+     WHERE id IN (SELECT id FROM ordered)
        AND (allot_tokens IS NULL OR tokens_used + tokens_reserved + %(tokens)s <= allot_tokens)
        AND (allot_cost_micros IS NULL
             OR cost_accrued_micros + cost_reserved_micros + %(cost)s <= allot_cost_micros)
