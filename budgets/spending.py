@@ -195,12 +195,11 @@ def levels_for(
     return levels
 
 
-def worker_shard() -> int:
-    """This process's shard of every budget (its slice of the escrow)."""
-    return int(_SHARD_DRAW * settings.AURA["SPEND_SHARDS"])
-
-
-_SHARD_DRAW = random.random()
+def pick_shard() -> int:
+    """The shard a reservation uses, drawn per call: the calls in flight in one worker
+    spread over the shards as much as those of many (one row per worker made one
+    worker's 50 calls in flight queue on it, and on its versions)."""
+    return random.randrange(settings.AURA["SPEND_SHARDS"])
 
 # The pks of the shards this process has written, by (budget, subject, period start,
 # shard): the fast write names its rows by pk (a row is never replaced; a deleted one is
@@ -371,7 +370,7 @@ class SpendAsk:
 
     levels: Sequence[Level]
     cost_micros: int  # the worst case priced (a session reservation may know no price)
-    shard: int = field(default_factory=lambda: worker_shard())
+    shard: int = field(default_factory=lambda: pick_shard())
     hold_id: uuid.UUID = field(default_factory=uuid.uuid4)
     written: Written | None = None
 
