@@ -28,7 +28,14 @@ from aura_orchestrator.errors import BudgetExceeded
 from aura_orchestrator.money import micros_to_usd
 from budgets import periods
 from budgets.caps import COST, TOKENS, Unit
-from budgets.spend_models import Scope, SpendBudget, SpendHold, SpendPeriod, SpendShard
+from budgets.spend_models import (
+    Scope,
+    SpendBudget,
+    SpendHold,
+    SpendPeriod,
+    SpendShard,
+    parse_thresholds,
+)
 
 # --- what applies --------------------------------------------------------------------------
 
@@ -79,6 +86,7 @@ class Rule:
     max_cost_micros: int | None
     hard: bool
     label: str
+    thresholds: tuple[int, ...] = ()  # percents that alert (budgets/alerts.py)
 
     def limit(self, unit: Unit) -> int | None:
         return self.max_tokens if unit is TOKENS else self.max_cost_micros
@@ -118,6 +126,7 @@ def _load_rules(project_id: int) -> Rules:
                 max_cost_micros=b.max_cost_micros,
                 hard=b.enforce_hard_limits,
                 label=scope_label(b),
+                thresholds=tuple(parse_thresholds(b.thresholds)),
             )
             for b in budgets
         ),
@@ -200,6 +209,7 @@ def pick_shard() -> int:
     spread over the shards as much as those of many (one row per worker made one
     worker's 50 calls in flight queue on it, and on its versions)."""
     return random.randrange(settings.AURA["SPEND_SHARDS"])
+
 
 # The pks of the shards this process has written, by (budget, subject, period start,
 # shard): the fast write names its rows by pk (a row is never replaced; a deleted one is
@@ -309,6 +319,29 @@ class SpendState:
 
     levels: list[Level]
     totals: dict[tuple[int, str, datetime], SpendTotals] = field(default_factory=dict)
+    charged: dict[tuple[int, str, datetime], tuple[int, int]] = field(default_factory=dict)
+
+    def crossed(self) -> list[tuple[int, str, datetime]]:
+        """The levels whose charge (`settled`) took spending across a threshold of theirs,
+        by the totals this operation saw: those the alerts must check now. A crossing
+        two concurrent operations each saw only half of is found by the alerts job
+        within its minute."""
+        keys = []
+        for level in self.levels:
+            charge = self.charged.get(level.key)
+            sums = self.totals.get(level.key)
+            if charge is None or sums is None:
+                continue
+            for unit, spent in ((TOKENS, charge[0]), (COST, charge[1])):
+                cap = level.rule.limit(unit)
+                if not cap or not spent:
+                    continue
+                after = sums.used(unit) * 100
+                before = (sums.used(unit) - spent) * 100
+                if any(before < t * cap <= after for t in level.rule.thresholds):
+                    keys.append(level.key)
+                    break
+        return keys
 
     def _shares(self) -> Iterable[tuple[Level, Unit, int, int]]:
         """(level, unit, cap, in use) for every capped unit of every level."""
@@ -335,6 +368,7 @@ class SpendState:
         added where it counts), so the answer's budget shows this operation settled."""
         rows = hold.charges(served=served, charge=charge, operations=1)
         counted = {pk for pk, _tokens, _cost, ops in rows if ops}
+        self.charged = {}
         # `hold.shards` is in the order of the levels (both stores write it so).
         for level, (pk, *_narrowed) in zip(self.levels, hold.shards, strict=False):
             sums = self.totals.get(level.key)
@@ -345,6 +379,7 @@ class SpendState:
             if charge is not None and pk in counted:
                 sums.tokens_used += charge[0]
                 sums.cost_micros += charge[1]
+                self.charged[level.key] = charge
 
     def tightest(self) -> tuple[Level | None, dict[str, int]]:
         """The level nearest its cap (by share), and per unit the least any level still

@@ -157,7 +157,9 @@ async def conclude(
     if run.spend is not None:
         if reservation is not None and reservation.spend is not None:
             run.spend.settled(reservation.spend, charge=finish.charge, served=finish.served)
-        notice_spend([level.key for level in run.spend.levels])
+        crossed = run.spend.crossed()
+        if crossed:
+            notice_spend(crossed)
     telemetry = {k: v for k, v in fields.items() if k not in _NOT_IN_RESULT}
     telemetry["total_tokens"] = fields["tokens_in"] + fields["tokens_out"]
     telemetry["attempts"] = fields["attempts"]

@@ -1,6 +1,8 @@
 """Spend budgets through the pipeline, in process: which apply, what they charge, how a
 refusal names them, and that every level's ledger equals the telemetry in its scope."""
 
+import asyncio
+import json
 from decimal import Decimal
 
 import pytest
@@ -156,3 +158,45 @@ def test_a_lowered_cap_takes_back_what_the_shards_were_allotted(
     assert _call(api_client, "two").status_code == 402
     shards = SpendShard.objects.filter(budget=budget)
     assert all(s.allot_tokens == s.tokens_used + s.tokens_reserved for s in shards)
+
+
+@pytest.mark.asyncio
+async def test_a_call_that_crosses_a_threshold_delivers_its_alert_signed_once(
+    asgi_client, project, provider, fake_upstream, receiver
+):
+    """Through the served application: the finish notices the crossing, the check runs
+    off the request a second later, the webhook receives it once, signed."""
+    from asgiref.sync import sync_to_async
+
+    from budgets.models import AlertEndpoint, BudgetAlert
+    from tests.budgets.test_alerts import SECRET
+
+    tokens_in = prompt_tokens("Plan a video about tides")
+    worst = tokens_in + MAX_TOKENS
+
+    def setup() -> None:
+        AlertEndpoint.objects.create(project=project, url=receiver.url, secret=SECRET)
+        _budget(project, max_tokens=worst * 4, thresholds="50,80")
+
+    await sync_to_async(setup)()
+    fake_upstream.enqueue(*[Fault(usage=(tokens_in, MAX_TOKENS))] * 3)
+    payload = body(
+        session_id="alerts",
+        enable_cache=False,
+        custom_preset={"max_tokens": MAX_TOKENS, "max_retries": 0},
+    )
+    for _ in range(3):  # 25 %, 50 % (crossed), 75 %
+        assert (await asgi_client.post(EXECUTE, json=payload)).status_code == 200
+    for _ in range(50):  # the check runs a second after the notice, off the request
+        if receiver.hits:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)  # nothing more comes
+    assert len(receiver.hits) == 1 and receiver.hits[0].signed
+    sent = json.loads(receiver.hits[0].body)
+    assert (sent["threshold"], sent["scope"], sent["unit"]) == (50, "project:studio", "tokens")
+    assert sent["used"] == worst * 3  # what was spent when the check ran: all three
+    thresholds = await sync_to_async(
+        lambda: list(BudgetAlert.objects.values_list("threshold", flat=True))
+    )()
+    assert thresholds == [50]
