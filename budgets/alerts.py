@@ -43,13 +43,12 @@ from budgets.spend_models import (
     AlertEndpoint,
     BudgetAlert,
     SpendBudget,
-    SpendShard,
     parse_thresholds,
 )
+from budgets.spending import Key, period_totals
 
 log = logging.getLogger(__name__)
 
-Key = tuple[int, str, datetime]
 
 WEBHOOK_TIMEOUT_S = 10.0
 DELIVER_TASK = "budgets.alerts.alert_deliver"
@@ -65,17 +64,7 @@ def _usd(micros: int) -> str:
 
 def _used_by_key(keys: list[Key]) -> dict[Key, tuple[int, int]]:
     """(tokens used, micro-dollars charged) of each key, summed over its shards."""
-    condition = Q(pk__in=[])
-    for budget_id, subject, start in keys:
-        condition |= Q(budget_id=budget_id, subject=subject, period_start=start)
-    sums: dict[Key, tuple[int, int]] = {}
-    rows = SpendShard.objects.filter(condition).values_list(
-        "budget_id", "subject", "period_start", "tokens_used", "cost_accrued_micros"
-    )
-    for budget_id, subject, start, tokens, cost in rows:
-        before = sums.get((budget_id, subject, start), (0, 0))
-        sums[(budget_id, subject, start)] = (before[0] + tokens, before[1] + cost)
-    return sums
+    return {key: (t.tokens_used, t.cost_micros) for key, t in period_totals(keys).items()}
 
 
 def _crossed(used: int, cap: int | None, threshold: int) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 
 from aura_orchestrator.caching.config_cache import memoized
 from aura_orchestrator.errors import BudgetExceeded
@@ -450,25 +450,41 @@ def _keys_q(levels: Iterable[Level]) -> Q:
     return condition
 
 
-def spend_totals(levels: Iterable[Level]) -> dict[tuple[int, str, datetime], SpendTotals]:
-    """Each level's period summed over its shards."""
-    totals: dict[tuple[int, str, datetime], SpendTotals] = {}
-    rows = SpendShard.objects.filter(_keys_q(levels)).values_list(
-        "budget_id",
-        "subject",
-        "period_start",
-        "tokens_used",
-        "cost_accrued_micros",
-        "tokens_reserved",
-        "cost_reserved_micros",
+Key = tuple[int, str, datetime]  # (budget, subject, period start): one period's ledger
+
+
+def period_totals(keys: Iterable[Key]) -> dict[Key, SpendTotals]:
+    """Each period's ledger summed over its shards (one query; absent: nothing yet). The
+    one read of what a budget has spent and holds: the pipeline's slow write, the usage
+    API, the gauges and the alerts use it."""
+    condition = Q(pk__in=[])
+    for budget_id, subject, start in keys:
+        condition |= Q(budget_id=budget_id, subject=subject, period_start=start)
+    rows = (
+        SpendShard.objects.filter(condition)
+        .values("budget_id", "subject", "period_start")
+        .annotate(
+            t_used=Sum("tokens_used"),
+            c_used=Sum("cost_accrued_micros"),
+            t_res=Sum("tokens_reserved"),
+            c_res=Sum("cost_reserved_micros"),
+        )
+        .order_by()
     )
-    for budget_id, subject, start, t_used, c_used, t_res, c_res in rows:
-        sums = totals.setdefault((budget_id, subject, start), SpendTotals())
-        sums.tokens_used += t_used
-        sums.cost_micros += c_used
-        sums.tokens_reserved += t_res
-        sums.cost_reserved_micros += c_res
-    return totals
+    return {
+        (r["budget_id"], r["subject"], r["period_start"]): SpendTotals(
+            tokens_used=r["t_used"] or 0,
+            cost_micros=r["c_used"] or 0,
+            tokens_reserved=r["t_res"] or 0,
+            cost_reserved_micros=r["c_res"] or 0,
+        )
+        for r in rows
+    }
+
+
+def spend_totals(levels: Iterable[Level]) -> dict[Key, SpendTotals]:
+    """`period_totals` of the levels' periods."""
+    return period_totals(level.key for level in levels)
 
 
 _UNITS = (

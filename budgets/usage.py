@@ -5,71 +5,21 @@ A budget's period is summed over its shards here, in one aggregate query per cal
 shards are the ledger (budgets/spend_models.py), the period row only holds the pool.
 """
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, Sum
+from django.db.models import Q
 
 from aura_orchestrator.tenancy.models import ApiKey, Project
 from budgets import periods
 from budgets.spend_models import Scope, SpendBudget, SpendShard
-from budgets.spending import scope_label, usd
-
-END_USER_MAX_LENGTH = 200  # SpendBudget.end_user's column
-END_USER_RULE = "1 to 200 characters of text without control characters"
+from budgets.spending import Key, SpendTotals, period_totals, scope_label, usd
 
 _SCOPE_ORDER = {Scope.PROJECT: 0, Scope.API_KEY: 1, Scope.END_USER: 2, Scope.DEFAULT_END_USER: 3}
 
 
-def is_valid_end_user(value: str) -> bool:
-    # As session ids: PostgreSQL refuses NUL in text, and no header could carry one.
-    return (
-        bool(value.strip())
-        and len(value) <= END_USER_MAX_LENGTH
-        and not any(ord(c) < 32 or ord(c) == 127 for c in value)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Sums:
-    """One period of one budget (and subject), summed over its shards: ledger units."""
-
-    tokens_used: int = 0
-    cost_micros: int = 0
-    tokens_reserved: int = 0
-    cost_reserved_micros: int = 0
-
-
-Key = tuple[int, str, datetime]  # (budget, subject, period start)
-
-
-def period_sums(keys: Iterable[Key]) -> dict[Key, Sums]:
-    """Each (budget, subject, period start) summed over its shards; absent: nothing yet."""
-    condition = Q(pk__in=[])
-    for budget_id, subject, start in keys:
-        condition |= Q(budget_id=budget_id, subject=subject, period_start=start)
-    rows = (
-        SpendShard.objects.filter(condition)
-        .values("budget_id", "subject", "period_start")
-        .annotate(
-            t_used=Sum("tokens_used"),
-            c_used=Sum("cost_accrued_micros"),
-            t_res=Sum("tokens_reserved"),
-            c_res=Sum("cost_reserved_micros"),
-        )
-        .order_by()
-    )
-    return {
-        (r["budget_id"], r["subject"], r["period_start"]): Sums(
-            tokens_used=r["t_used"] or 0,
-            cost_micros=r["c_used"] or 0,
-            tokens_reserved=r["t_res"] or 0,
-            cost_reserved_micros=r["c_res"] or 0,
-        )
-        for r in rows
-    }
+Sums = SpendTotals  # one period of one budget (and subject), summed over its shards
 
 
 def _left(cap: int | None, used: int, reserved: int) -> int | None:
@@ -116,7 +66,7 @@ class BudgetUsage:
 
 
 def _with_sums(entries: list[BudgetUsage]) -> list[BudgetUsage]:
-    sums = period_sums(e.key for e in entries)
+    sums = period_totals(e.key for e in entries)
     return [
         BudgetUsage(
             budget=e.budget,

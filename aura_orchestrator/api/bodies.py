@@ -26,7 +26,14 @@ from aura_orchestrator.api.fields import (
 from aura_orchestrator.providers.base import ChatMessage
 from budgets.caps import CAPS
 from budgets.services import Caps
-from budgets.validators import SESSION_ID_MAX_LENGTH, SESSION_ID_RULE, is_valid_session_id
+from budgets.validators import (
+    END_USER_MAX_LENGTH,
+    END_USER_RULE,
+    SESSION_ID_MAX_LENGTH,
+    SESSION_ID_RULE,
+    is_valid_end_user,
+    is_valid_session_id,
+)
 
 MAX_PROMPT_CHARS = 2_000_000
 MAX_PROVIDERS = 10
@@ -105,7 +112,11 @@ EXECUTE = Shape(
         "budget_constraint": Field(Nested(BUDGET_CONSTRAINT)),
         "budget": Field(slug(100), description="A budget constraint's name (admin)."),
         "end_user": Field(
-            Text(256),
+            Text(
+                END_USER_MAX_LENGTH,
+                trim=False,
+                rule=lambda v: None if is_valid_end_user(v) else f"Must be {END_USER_RULE}.",
+            ),
             description="Your application's end user: their spend budgets apply, and "
             "telemetry keeps the name.",
         ),

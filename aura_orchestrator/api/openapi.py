@@ -27,8 +27,12 @@ from aura_orchestrator import errors
 from aura_orchestrator.api import serializers as s
 from aura_orchestrator.api.exceptions import error_body, openai_error_body
 from aura_orchestrator.api.fields import Shape
-from budgets.usage import END_USER_MAX_LENGTH, END_USER_RULE
-from budgets.validators import SESSION_ID_MAX_LENGTH, SESSION_ID_RULE
+from budgets.validators import (
+    END_USER_MAX_LENGTH,
+    END_USER_RULE,
+    SESSION_ID_MAX_LENGTH,
+    SESSION_ID_RULE,
+)
 from presets.operation_types import OperationType
 
 

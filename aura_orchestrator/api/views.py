@@ -14,8 +14,13 @@ from aura_orchestrator.api.exceptions import invalid_field
 from aura_orchestrator.api.render import jsonable
 from budgets.selectors import budget_status, session_get
 from budgets.services import session_clear
-from budgets.usage import END_USER_RULE, is_valid_end_user, usage_for_key
-from budgets.validators import SESSION_ID_RULE, is_valid_session_id
+from budgets.usage import usage_for_key
+from budgets.validators import (
+    END_USER_RULE,
+    SESSION_ID_RULE,
+    is_valid_end_user,
+    is_valid_session_id,
+)
 from presets.operation_types import parse_operation_type
 from presets.selectors import preset_get, preset_list
 

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from aura_orchestrator.api import chat_schema
 from aura_orchestrator.api.serializers import FunctionCallSerializer, ToolCallSerializer
 from aura_orchestrator.gateway import translate
-from budgets.validators import SESSION_ID_MAX_LENGTH, SESSION_ID_RULE
+from budgets.validators import END_USER_MAX_LENGTH, SESSION_ID_MAX_LENGTH, SESSION_ID_RULE
 from presets.operation_types import OperationType
 
 
@@ -269,7 +269,7 @@ CHAT_REQUEST_HEADERS = [
     ),
     _header(
         translate.END_USER_HEADER,
-        {"type": "string", "minLength": 1, "maxLength": translate.END_USER_MAX_LENGTH},
+        {"type": "string", "minLength": 1, "maxLength": END_USER_MAX_LENGTH},
         "Your application's end user, whose spend budgets apply (default: the body's `user`).",
     ),
 ]

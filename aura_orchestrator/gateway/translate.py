@@ -21,7 +21,12 @@ from aura_orchestrator.api.exceptions import invalid_field
 from aura_orchestrator.api.jsonbody import schema_problem
 from aura_orchestrator.pipeline import OperationRequest, PresetOverrides
 from aura_orchestrator.providers.base import Tool, ToolChoice
-from budgets.validators import SESSION_ID_RULE, is_valid_session_id
+from budgets.validators import (
+    END_USER_RULE,
+    SESSION_ID_RULE,
+    is_valid_end_user,
+    is_valid_session_id,
+)
 from presets.operation_types import OperationType, parse_operation_type
 
 SESSION_HEADER = "X-Aura-Session-Id"
@@ -29,7 +34,6 @@ OPERATION_TYPE_HEADER = "X-Aura-Operation-Type"
 BUDGET_HEADER = "X-Aura-Budget"
 ENABLE_CACHE_HEADER = "X-Aura-Enable-Cache"
 END_USER_HEADER = "X-Aura-End-User"
-END_USER_MAX_LENGTH = 256
 
 MAX_TOKENS_LIMIT = 1_000_000
 MAX_CHOICES = 128  # OpenAI's limit for `n`
@@ -272,10 +276,8 @@ def aura_fields(
 
 def end_user_value(value: str, *, source: str) -> str:
     """An end user's name: 1 to 200 characters, not blank."""
-    if not value.strip() or len(value) > END_USER_MAX_LENGTH:
-        raise _invalid(
-            source, f"`{source}` must name an end user in 1 to {END_USER_MAX_LENGTH} characters."
-        )
+    if not is_valid_end_user(value):
+        raise _invalid(source, f"`{source}` must be {END_USER_RULE} (an end user's name).")
     return value
 
 

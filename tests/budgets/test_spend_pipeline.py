@@ -200,3 +200,19 @@ async def test_a_call_that_crosses_a_threshold_delivers_its_alert_signed_once(
         lambda: list(BudgetAlert.objects.values_list("threshold", flat=True))
     )()
     assert thresholds == [50]
+
+
+@pytest.mark.parametrize("value", ["", "   ", "a" * 257, "tab\there"])
+def test_a_bad_end_user_is_a_400_naming_it_on_both_doors(api_client, provider, value):
+    execute = _call(api_client, "bad-user", end_user=value)
+    assert execute.status_code == 400, execute.content
+    assert "end_user" in execute.json()["details"]["fields"]
+    chat = {"model": "sim-gpt", "messages": [{"role": "user", "content": "hi"}]}
+    header = api_client.post(CHAT, chat, format="json", HTTP_X_AURA_END_USER=value)
+    assert header.status_code == 400, header.content
+    assert header.json()["error"]["param"] == "X-Aura-End-User"
+    if value:  # OpenAI's `user` may be empty: then no end user
+        answer = api_client.post(CHAT, {**chat, "user": value}, format="json")
+        assert answer.status_code == 400, answer.content
+        assert answer.json()["error"]["param"] == "user"
+    assert not OperationTelemetry.objects.exists()

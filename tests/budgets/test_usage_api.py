@@ -194,7 +194,7 @@ def test_periods_follow_the_projects_time_zone(api_client, paris, clock, period,
     assert entry["tokens_used"] == 4
 
 
-@pytest.mark.parametrize("value", ["", "   ", "a" * 201, "bad\x00user", "tab\there"])
+@pytest.mark.parametrize("value", ["", "   ", "a" * 257, "bad\x00user", "tab\there"])
 def test_a_bad_end_user_is_refused_naming_the_field(api_client, project, value):
     response = api_client.get(URL, {"end_user": value})
 
@@ -224,6 +224,6 @@ def test_the_schema_documents_usage(client, db):
     operation = schema["paths"]["/api/v1/usage"]["get"]
     assert {"200", "400", "401"} <= set(operation["responses"])
     [parameter] = [p for p in operation["parameters"] if p["name"] == "end_user"]
-    assert parameter["schema"]["maxLength"] == 200
+    assert parameter["schema"]["maxLength"] == 256
     budget = schema["components"]["schemas"]["SpendBudgetUsage"]
     assert {"resets_at", "remaining_cost", "provider", "model"} <= set(budget["properties"])

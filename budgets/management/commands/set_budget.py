@@ -13,7 +13,7 @@ from aura_orchestrator.tenancy.models import ApiKey, Project
 from budgets.spend_models import Period, Scope, SpendBudget, parse_thresholds
 from budgets.spend_services import alert_endpoint_set, spend_budget_set
 from budgets.spending import usd
-from budgets.usage import END_USER_RULE, is_valid_end_user
+from budgets.validators import END_USER_RULE, is_valid_end_user
 
 MAX_COST = Decimal(10) ** 8  # SpendBudget.max_cost: 14 digits, 6 after the point
 MAX_TOKENS = 2**63 - 1
