@@ -23,8 +23,10 @@ event loops come and go) a connection per step.
 """
 
 import asyncio
+import contextlib
 import logging
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -52,6 +54,7 @@ from aura_orchestrator.store.pg_sql import (
     SESSION_INSERT_SQL,
     SESSION_RECAP_SQL,
     SETTLED_ROW_SQL,
+    SPEND_PREPARE_SQL,
     STORE_SQL,
     Params,
     Row,
@@ -96,6 +99,9 @@ class PgStore:
         self._pool: AsyncConnectionPool | None = None
         self._pool_loop: asyncio.AbstractEventLoop | None = None
         self._opened: asyncio.Task[None] | None = None
+        # Connections that hold the spend statements (SPEND_PREPARE_SQL); a closed one
+        # leaves the set with its object.
+        self._prepared: weakref.WeakSet[psycopg.AsyncConnection] = weakref.WeakSet()
 
     # --- connections ---------------------------------------------------------------
 
@@ -368,6 +374,7 @@ class PgStore:
             operation_id=hold.operation_id, tokens=hold.tokens, expires_at=hold.expires_at
         )
         statements = [statement, *spend_statements(pks=pks, session_hold=hold.id, **write)]
+        await self._spend_prepared(conn)
         try:
             rows, _guard, sums = await self._script(conn, statements, flush=False)
         except psycopg.errors.DivisionByZero:  # the guard: nothing was written
@@ -377,6 +384,15 @@ class PgStore:
             totals = {(b, s, p): SpendTotals(*map(int, rest)) for b, s, p, *rest in sums or []}
             spend.written = Written(hold=spend.hold_of(pks=pks, tokens=hold.tokens), totals=totals)
         return ledger
+
+    async def _spend_prepared(self, conn: psycopg.AsyncConnection) -> None:
+        """The spend statements prepared on this connection (once: it keeps them)."""
+        if conn in self._prepared:
+            return
+        # Already there: prepared by a step whose end this process did not see.
+        with contextlib.suppress(psycopg.errors.DuplicatePreparedStatement):
+            await self._script(conn, [(SPEND_PREPARE_SQL, {})], flush=False)
+        self._prepared.add(conn)
 
     async def settle(
         self,
@@ -392,12 +408,16 @@ class PgStore:
         statements = [hand_back_statement(reservation, charge=charge, operations=operations)]
         statements += _spend_hand_back(reservation, charge, served, operations)
         async with self._connection() as conn:
+            if reservation.spend is not None:
+                await self._spend_prepared(conn)
             await self._script(conn, statements, flush=True)
 
     async def release(self, *, reservation: Reservation) -> None:
         statements = [hand_back_statement(reservation, charge=None)]
         statements += _spend_hand_back(reservation, None, None, 0)
         async with self._connection() as conn:
+            if reservation.spend is not None:
+                await self._spend_prepared(conn)
             await self._script(conn, statements, flush=True)
 
     async def finish(self, finish: Finish) -> Finished:
@@ -429,6 +449,8 @@ class PgStore:
         if finish.session_pk is not None:
             statements.append((LEDGER_SELECT_SQL, {"session": finish.session_pk}))
         async with self._connection() as conn:
+            if finish.reservation is not None and finish.reservation.spend is not None:
+                await self._spend_prepared(conn)
             results = await self._script(conn, statements, flush=True)
         overrun = bool((_first(results[0]) or (False,))[0])
         ledger = _ledger_of(_first(results[-1])) if finish.session_pk is not None else None

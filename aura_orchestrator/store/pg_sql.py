@@ -315,41 +315,78 @@ SETTLED_ROW_SQL = (
 # session's reservation was written; the hold row written only if every shard took it.
 # Then a guard divides by zero (a run-time value: never folded when planned) to roll the
 # whole transaction back when the session's was written but not all the shards': all
-# levels or none. Integers only: they are written into the SQL as literals, which costs
-# a fraction of psycopg's dumping of arrays (measured: most of the step's CPU).
+# levels or none.
+#
+# These three are server-side prepared statements (PREPARE once per connection, then
+# EXECUTE inside the step's one script): planned on every call they cost PostgreSQL more
+# than the rest of the step (measured warm: ~0.3 ms of planning for the write alone).
+# Their integer arrays are written into the EXECUTE as literals (psycopg's dumping of
+# arrays was most of the step's client CPU).
 _SHARD = SpendShard._meta.db_table
 _HOLD = SpendHold._meta.db_table
-_SESSION_HELD = f"EXISTS (SELECT 1 FROM {_RESERVATION} WHERE id = %(session_hold)s)"
-_SPEND_WRITE_TEMPLATE = f"""
+_SESSION_HELD = f"EXISTS (SELECT 1 FROM {_RESERVATION} WHERE id = $4)"
+_SPEND_WRITE = f"""
 WITH ordered AS (
-    SELECT id FROM {_SHARD} WHERE id = ANY({{pks}}) ORDER BY id FOR UPDATE
+    SELECT id FROM {_SHARD} WHERE id = ANY($1) ORDER BY id FOR UPDATE
 ), held AS (
     UPDATE {_SHARD}
-       SET tokens_reserved = tokens_reserved + %(tokens)s,
-           cost_reserved_micros = cost_reserved_micros + %(cost)s
+       SET tokens_reserved = tokens_reserved + $2,
+           cost_reserved_micros = cost_reserved_micros + $3
      WHERE id IN (SELECT id FROM ordered)
-       AND (allot_tokens IS NULL OR tokens_used + tokens_reserved + %(tokens)s <= allot_tokens)
+       AND (allot_tokens IS NULL OR tokens_used + tokens_reserved + $2 <= allot_tokens)
        AND (allot_cost_micros IS NULL
-            OR cost_accrued_micros + cost_reserved_micros + %(cost)s <= allot_cost_micros)
+            OR cost_accrued_micros + cost_reserved_micros + $3 <= allot_cost_micros)
        AND {_SESSION_HELD}
  RETURNING id
 ), hold AS (
     INSERT INTO {_HOLD} (id, operation_id, shards, tokens, cost_micros, created_at, expires_at)
-    SELECT %(id)s, %(operation)s, to_jsonb({{pks}}), %(tokens)s, %(cost)s, %(now)s, %(expires)s
-     WHERE (SELECT count(*) FROM held) = {{n}}
+    SELECT $5, $6, to_jsonb($1), $2, $3, $7, $8
+     WHERE (SELECT count(*) FROM held) = cardinality($1)
 )
-SELECT 1 / (CASE WHEN (SELECT count(*) FROM held) = {{n}} OR NOT {_SESSION_HELD}
+SELECT 1 / (CASE WHEN (SELECT count(*) FROM held) = cardinality($1) OR NOT {_SESSION_HELD}
                  THEN 1 ELSE 0 END)
 """
 # Each budget's period summed over its shards, after the write (same transaction).
-_SPEND_TOTALS_TEMPLATE = f"""
+_SPEND_TOTALS = f"""
 SELECT budget_id, subject, period_start, sum(tokens_used), sum(cost_accrued_micros),
        sum(tokens_reserved), sum(cost_reserved_micros)
   FROM {_SHARD}
  WHERE (budget_id, subject, period_start) IN (
-       SELECT budget_id, subject, period_start FROM {_SHARD} WHERE id = ANY({{pks}}))
+       SELECT budget_id, subject, period_start FROM {_SHARD} WHERE id = ANY($1))
  GROUP BY budget_id, subject, period_start
 """
+# As budgets.spending.spend_hand_back: the reserved amounts come back only if this
+# statement deletes the hold; the charges (per shard: a narrowed budget's only when its
+# provider and model served) are made either way. The shards are locked in pk order
+# first, as every write of shards locks them.
+_SPEND_HAND_BACK = f"""
+WITH gone AS (
+    DELETE FROM {_HOLD} WHERE id = $1 RETURNING tokens, cost_micros
+), ordered AS (
+    SELECT id FROM {_SHARD} WHERE id = ANY($2) ORDER BY id FOR UPDATE
+)
+UPDATE {_SHARD} s
+   SET tokens_reserved = s.tokens_reserved - coalesce((SELECT tokens FROM gone), 0),
+       cost_reserved_micros = s.cost_reserved_micros - coalesce((SELECT cost_micros FROM gone), 0),
+       tokens_used = s.tokens_used + c.tokens,
+       cost_accrued_micros = s.cost_accrued_micros + c.cost,
+       operation_count = s.operation_count + c.ops
+  FROM unnest($2, $3, $4, $5) AS c(id, tokens, cost, ops)
+ WHERE s.id = c.id AND s.id IN (SELECT id FROM ordered)
+   AND (EXISTS (SELECT 1 FROM gone) OR c.tokens <> 0 OR c.cost <> 0 OR c.ops <> 0)
+"""
+SPEND_PREPARE_SQL = ";\n".join(
+    f"PREPARE {name}({types}) AS {body}"
+    for name, types, body in (
+        (
+            "aura_spend_write",
+            "bigint[], bigint, bigint, uuid, uuid, uuid, timestamptz, timestamptz",
+            _SPEND_WRITE,
+        ),
+        ("aura_spend_totals", "bigint[]", _SPEND_TOTALS),
+        ("aura_spend_hand_back", "uuid, bigint[], bigint[], bigint[], bigint[]", _SPEND_HAND_BACK),
+    )
+)
 
 
 def int_array(values: Sequence[int]) -> str:
@@ -360,42 +397,25 @@ def int_array(values: Sequence[int]) -> str:
 def spend_statements(*, pks: Sequence[int], session_hold: Any, **write: Any) -> list[Statement]:
     """The spend write (with its guard) and the totals, on the shards `pks` (in the order
     of the levels; `write`: `SpendAsk.write_args`; `session_hold`: the session
-    reservation's id)."""
+    reservation's id). Needs SPEND_PREPARE_SQL on the connection."""
     literal = int_array(pks)
     params = {
+        "tokens": write["tokens"],
+        "cost": write["cost_micros"],
         "session_hold": session_hold,
         "id": write["hold_id"],
         "operation": write["operation_id"],
-        "tokens": write["tokens"],
-        "cost": write["cost_micros"],
         "now": timezone.now(),
         "expires": write["expires_at"],
     }
-    write_sql = _SPEND_WRITE_TEMPLATE.format(pks=literal, n=len(pks))
-    return [(write_sql, params), (_SPEND_TOTALS_TEMPLATE.format(pks=literal), {})]
-
-
-# As budgets.spending.spend_hand_back: the reserved amounts come back only if this
-# statement deletes the hold; the charges (per shard: a narrowed budget's only when its
-# provider and model served) are made either way. The shards are locked in pk order
-# first, as every write of shards locks them (an UPDATE joined to a list locks in
-# whatever order its plan reads the table: two finishes deadlocked).
-_SPEND_HAND_BACK_TEMPLATE = f"""
-WITH gone AS (
-    DELETE FROM {_HOLD} WHERE id = %(spend_id)s RETURNING tokens, cost_micros
-), ordered AS (
-    SELECT id FROM {_SHARD} WHERE id = ANY({{pks}}) ORDER BY id FOR UPDATE
-)
-UPDATE {_SHARD} s
-   SET tokens_reserved = s.tokens_reserved - coalesce((SELECT tokens FROM gone), 0),
-       cost_reserved_micros = s.cost_reserved_micros - coalesce((SELECT cost_micros FROM gone), 0),
-       tokens_used = s.tokens_used + c.tokens,
-       cost_accrued_micros = s.cost_accrued_micros + c.cost,
-       operation_count = s.operation_count + c.ops
-  FROM unnest({{pks}}, {{tokens}}, {{cost}}, {{ops}}) AS c(id, tokens, cost, ops)
- WHERE s.id = c.id AND s.id IN (SELECT id FROM ordered)
-   AND (EXISTS (SELECT 1 FROM gone) OR c.tokens <> 0 OR c.cost <> 0 OR c.ops <> 0)
-"""
+    return [
+        (
+            f"EXECUTE aura_spend_write({literal}, %(tokens)s, %(cost)s, %(session_hold)s, "
+            "%(id)s, %(operation)s, %(now)s, %(expires)s)",
+            params,
+        ),
+        (f"EXECUTE aura_spend_totals({literal})", {}),
+    ]
 
 
 def spend_hand_back_statement(
@@ -405,11 +425,7 @@ def spend_hand_back_statement(
     served: tuple[str, str] | None,
     operations: int = 1,
 ) -> Statement:
+    """The hold settled (`charge`) or released. Needs SPEND_PREPARE_SQL on the connection."""
     rows = sorted(hold.charges(served=served, charge=charge, operations=operations))
-    sql = _SPEND_HAND_BACK_TEMPLATE.format(
-        pks=int_array([r[0] for r in rows]),
-        tokens=int_array([r[1] for r in rows]),
-        cost=int_array([r[2] for r in rows]),
-        ops=int_array([r[3] for r in rows]),
-    )
-    return sql, {"spend_id": hold.id}
+    columns = ", ".join(int_array([r[i] for r in rows]) for i in range(4))
+    return f"EXECUTE aura_spend_hand_back(%(spend_id)s, {columns})", {"spend_id": hold.id}
