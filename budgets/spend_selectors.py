@@ -15,7 +15,9 @@ from django.db.models import Q, Sum
 
 from aura_orchestrator.money import micros_to_usd
 from budgets import periods
+from budgets.caps import COST, TOKENS
 from budgets.spend_models import Scope, SpendBudget, SpendPeriod, SpendShard
+from budgets.spending import SpendTotals, period_totals
 
 DAY = timedelta(days=1)
 # A period younger than this is charted at this age: an hour-old month's burn rate would
@@ -23,20 +25,7 @@ DAY = timedelta(days=1)
 MIN_ELAPSED = timedelta(hours=1)
 
 
-@dataclass(slots=True)
-class Spent:
-    """Ledger sums for one subject (or summed over several)."""
-
-    tokens_used: int = 0
-    cost_micros: int = 0
-    tokens_reserved: int = 0
-    cost_reserved_micros: int = 0
-
-    def add(self, other: "Spent") -> None:
-        self.tokens_used += other.tokens_used
-        self.cost_micros += other.cost_micros
-        self.tokens_reserved += other.tokens_reserved
-        self.cost_reserved_micros += other.cost_reserved_micros
+Spent = SpendTotals  # ledger sums of one subject, or summed over several
 
 
 @dataclass(slots=True)
@@ -53,13 +42,11 @@ class CurrentSpend:
     def share(self, budget: SpendBudget, spent: Spent | None = None) -> float | None:
         """The fuller of the two caps in use (used + reserved), None without caps."""
         spent = spent or self.fullest
-        shares = []
-        if budget.max_cost_micros is not None:
-            in_use = spent.cost_micros + spent.cost_reserved_micros
-            shares.append(_fraction(in_use, budget.max_cost_micros))
-        if budget.max_tokens is not None:
-            in_use = spent.tokens_used + spent.tokens_reserved
-            shares.append(_fraction(in_use, budget.max_tokens))
+        shares = [
+            _fraction(spent.in_use(unit), cap)
+            for unit, cap in ((COST, budget.max_cost_micros), (TOKENS, budget.max_tokens))
+            if cap is not None
+        ]
         return max(shares) if shares else None
 
     def remaining_micros(self, budget: SpendBudget) -> int | None:
@@ -138,23 +125,10 @@ def recent_periods(*, budget: SpendBudget, limit: int = 12) -> list[PeriodRow]:
     )
     if not rows:
         return []
-    sums = (
-        SpendShard.objects.filter(budget=budget, period_start__in={r.period_start for r in rows})
-        .values("subject", "period_start")
-        .annotate(
-            t_used=Sum("tokens_used"),
-            c_used=Sum("cost_accrued_micros"),
-            t_res=Sum("tokens_reserved"),
-            c_res=Sum("cost_reserved_micros"),
-        )
-        .order_by()
-    )
-    by_key = {
-        (s["subject"], s["period_start"]): Spent(s["t_used"], s["c_used"], s["t_res"], s["c_res"])
-        for s in sums
-    }
+    keys = [(budget.pk, r.subject, r.period_start) for r in rows]
+    sums = period_totals(keys)
     return [
-        PeriodRow(period=r, spent=by_key.get((r.subject, r.period_start), Spent())) for r in rows
+        PeriodRow(period=r, spent=sums.get(key, Spent())) for r, key in zip(rows, keys, strict=True)
     ]
 
 
@@ -287,31 +261,19 @@ def spend_limits(*, project_id: int | None = None, now: datetime | None = None) 
         since = min(max(current.period_start, budget.created_at), now - MIN_ELAPSED)
         elapsed = now - since
         spent = current.total
-        units = []
-        if budget.max_cost_micros is not None:
-            units.append(
-                _burn(
-                    kind="cost",
-                    used=spent.cost_micros,
-                    reserved=spent.cost_reserved_micros,
-                    cap=budget.max_cost_micros,
-                    elapsed=elapsed,
-                    now=now,
-                    resets_at=current.resets_at,
-                )
+        units = [
+            _burn(
+                kind=unit.name,
+                used=spent.used(unit),
+                reserved=spent.in_use(unit) - spent.used(unit),
+                cap=cap,
+                elapsed=elapsed,
+                now=now,
+                resets_at=current.resets_at,
             )
-        if budget.max_tokens is not None:
-            units.append(
-                _burn(
-                    kind="tokens",
-                    used=spent.tokens_used,
-                    reserved=spent.tokens_reserved,
-                    cap=budget.max_tokens,
-                    elapsed=elapsed,
-                    now=now,
-                    resets_at=current.resets_at,
-                )
-            )
+            for unit, cap in ((COST, budget.max_cost_micros), (TOKENS, budget.max_tokens))
+            if cap is not None
+        ]
         rows.append(
             LimitRow(
                 budget=budget,

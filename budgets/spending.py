@@ -256,6 +256,12 @@ class SpendTotals:
     def used(self, unit: Unit) -> int:
         return self.tokens_used if unit is TOKENS else self.cost_micros
 
+    def add(self, other: "SpendTotals") -> None:
+        self.tokens_used += other.tokens_used
+        self.cost_micros += other.cost_micros
+        self.tokens_reserved += other.tokens_reserved
+        self.cost_reserved_micros += other.cost_reserved_micros
+
 
 @dataclass(slots=True)
 class SpendHoldRef:
@@ -442,26 +448,23 @@ class SpendAsk:
 # --- the ORM's write, grant, hand-back -----------------------------------------------------
 
 
-def _keys_q(levels: Iterable[Level]) -> Q:
+Key = tuple[int, str, datetime]  # (budget, subject, period start): one period's ledger
+
+
+def _periods_q(keys: Iterable[Key]) -> Q:
+    """The shards of these periods."""
     condition = Q(pk__in=[])
-    for level in levels:
-        budget_id, subject, start = level.key
+    for budget_id, subject, start in keys:
         condition |= Q(budget_id=budget_id, subject=subject, period_start=start)
     return condition
-
-
-Key = tuple[int, str, datetime]  # (budget, subject, period start): one period's ledger
 
 
 def period_totals(keys: Iterable[Key]) -> dict[Key, SpendTotals]:
     """Each period's ledger summed over its shards (one query; absent: nothing yet). The
     one read of what a budget has spent and holds: the pipeline's slow write, the usage
-    API, the gauges and the alerts use it."""
-    condition = Q(pk__in=[])
-    for budget_id, subject, start in keys:
-        condition |= Q(budget_id=budget_id, subject=subject, period_start=start)
+    API, the gauges, the alerts and the admin use it."""
     rows = (
-        SpendShard.objects.filter(condition)
+        SpendShard.objects.filter(_periods_q(keys))
         .values("budget_id", "subject", "period_start")
         .annotate(
             t_used=Sum("tokens_used"),
@@ -560,7 +563,8 @@ def spend_write_slow(
         )
         by_pk = {p.pk: p for p in locked.order_by("pk")}
         groups: dict[tuple[int, str, datetime], list[SpendShard]] = {}
-        for row in SpendShard.objects.select_for_update().filter(_keys_q(levels)).order_by("pk"):
+        locking = SpendShard.objects.select_for_update().filter(_periods_q(lv.key for lv in levels))
+        for row in locking.order_by("pk"):
             groups.setdefault((row.budget_id, row.subject, row.period_start), []).append(row)
         changed: dict[int, SpendShard] = {}  # by identity: a new row has no pk to hash
         mine = []
