@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -490,9 +490,36 @@ def spend_totals(levels: Iterable[Level]) -> dict[Key, SpendTotals]:
     return period_totals(level.key for level in levels)
 
 
+class _Columns(NamedTuple):
+    """Where one unit lives on a period (cap, pool) and on its shards (allotment, used,
+    reserved): the one map of the escrow's columns."""
+
+    unit: Unit
+    cap: str
+    pool: str
+    allot: str
+    used: str
+    reserved: str
+
+    def in_use(self, row: SpendShard) -> int:
+        return int(getattr(row, self.used)) + int(getattr(row, self.reserved))
+
+    def short_by(self, row: SpendShard, amount: int) -> int:
+        """How much more allotment the shard needs to take `amount` (≤ 0: none)."""
+        return self.in_use(row) + amount - (getattr(row, self.allot) or 0)
+
+    def reclaim(self, period: SpendPeriod, rows: list[SpendShard]) -> None:
+        """Every shard's unused allotment back to the pool (in memory)."""
+        for row in rows:
+            slack = getattr(row, self.allot) - self.in_use(row)
+            if slack > 0:
+                setattr(row, self.allot, getattr(row, self.allot) - slack)
+                setattr(period, self.pool, getattr(period, self.pool) + slack)
+
+
 _UNITS = (
-    (TOKENS, "max_tokens", "pool_tokens", "allot_tokens", "tokens_used", "tokens_reserved"),
-    (
+    _Columns(TOKENS, "max_tokens", "pool_tokens", "allot_tokens", "tokens_used", "tokens_reserved"),
+    _Columns(
         COST,
         "max_cost_micros",
         "pool_cost_micros",
@@ -524,17 +551,6 @@ def _period_ensure(level: Level) -> SpendPeriod:
             )
     except IntegrityError:
         return SpendPeriod.objects.get(**lookup)
-
-
-def _reclaim(period: SpendPeriod, shards: list[SpendShard], *, pool: str, allot: str) -> None:
-    """Every shard's unused allotment of one unit back to the pool (in memory)."""
-    unit = next(u for u in _UNITS if u[2] == pool)
-    used, reserved = unit[4], unit[5]
-    for row in shards:
-        slack = getattr(row, allot) - getattr(row, used) - getattr(row, reserved)
-        if slack > 0:
-            setattr(row, allot, getattr(row, allot) - slack)
-            setattr(period, pool, getattr(period, pool) + slack)
 
 
 def spend_write_slow(
@@ -639,31 +655,33 @@ def _top_up(
     mine = next((r for r in rows if r.shard == shard), None)
     if mine is None:
         mine = SpendShard(budget_id=budget_id, subject=subject, period_start=start, shard=shard)
-        for _unit, cap, _pool, allot, _used, _reserved in _UNITS:
-            capped = level.rule.hard and getattr(period, cap) is not None
-            setattr(mine, allot, 0 if capped else None)
+        for columns in _UNITS:
+            capped = level.rule.hard and getattr(period, columns.cap) is not None
+            setattr(mine, columns.allot, 0 if capped else None)
         rows.append(mine)
         changed[id(mine)] = mine
     if not level.rule.hard:  # soft: nothing to allot, the row counts what is spent
         return mine
     share = 2 * settings.AURA["SPEND_SHARDS"]
-    for unit, cap, pool, allot, used_column, reserved_column in _UNITS:
+    for columns in _UNITS:
+        unit, cap, pool, allot = columns.unit, columns.cap, columns.pool, columns.allot
         if getattr(period, cap) is None or getattr(mine, allot) is None:
             continue
         amount = amounts[unit]
-        need = _short_by(mine, unit, amount)
+        need = columns.short_by(mine, amount)
         if need <= 0:
             continue
         if getattr(period, pool) < need:
-            _reclaim(period, rows, pool=pool, allot=allot)
+            columns.reclaim(period, rows)
             changed.update((id(row), row) for row in rows)
-            need = _short_by(mine, unit, amount)
+            need = columns.short_by(mine, amount)
         if getattr(period, pool) < need:
+            used = sum(getattr(r, columns.used) for r in rows)
             raise _refusal(
                 level,
                 unit=unit,
-                used=sum(getattr(r, used_column) for r in rows),
-                reserved=sum(getattr(r, reserved_column) for r in rows),
+                used=used,
+                reserved=sum(columns.in_use(r) for r in rows) - used,
                 cap=getattr(period, cap),
                 amount=amount,
             )
@@ -672,14 +690,6 @@ def _top_up(
         setattr(period, pool, getattr(period, pool) - grant)
         changed[id(mine)] = mine
     return mine
-
-
-def _short_by(row: SpendShard, unit: Unit, amount: int) -> int:
-    """How much more allotment of `unit` the shard needs to take `amount` (≤ 0: none)."""
-    if unit is TOKENS:
-        return row.tokens_used + row.tokens_reserved + amount - (row.allot_tokens or 0)
-    in_use = row.cost_accrued_micros + row.cost_reserved_micros
-    return in_use + amount - (row.allot_cost_micros or 0)
 
 
 def _refusal(
@@ -762,14 +772,12 @@ def spend_recap(*, budget: SpendBudget) -> None:
             )
             period.max_tokens = budget.max_tokens
             period.max_cost_micros = budget.max_cost_micros
-            for _unit, cap, pool, allot, used, reserved in _UNITS:
-                limit = getattr(period, cap) if budget.enforce_hard_limits else None
-                taken = 0
+            for columns in _UNITS:
+                limit = getattr(period, columns.cap) if budget.enforce_hard_limits else None
                 for row in rows:
-                    in_use = getattr(row, used) + getattr(row, reserved)
-                    setattr(row, allot, None if limit is None else in_use)
-                    taken += in_use
-                setattr(period, pool, 0 if limit is None else limit - taken)
+                    setattr(row, columns.allot, None if limit is None else columns.in_use(row))
+                taken = sum(columns.in_use(row) for row in rows)
+                setattr(period, columns.pool, 0 if limit is None else limit - taken)
             period.save()
             for row in rows:
                 row.save(update_fields=["allot_tokens", "allot_cost_micros"])
