@@ -1,7 +1,9 @@
+from datetime import timedelta
 from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -11,7 +13,7 @@ from django.utils.html import format_html
 
 from aura_orchestrator.admin import AuraModelAdmin
 from aura_orchestrator.tenancy.models import ApiKey, Project
-from aura_orchestrator.tenancy.services import api_key_create, api_key_revoke
+from aura_orchestrator.tenancy.services import api_key_create, api_key_revoke, api_key_rotate
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -131,9 +133,18 @@ class ApiKeyAdmin(AuraModelAdmin):
     list_select_related = ["project"]
     search_fields = ["name", "prefix", "project__name"]
     date_hierarchy = "created_at"
-    actions = ["revoke"]
+    actions = ["revoke", "rotate"]
     # `hashed_key` is deliberately absent from every form and list.
-    readonly_fields = ["project", "prefix", "created_at", "last_used_at", "revoked_at", "status"]
+    readonly_fields = [
+        "project",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "status",
+        "rotated_at",
+        "previous_key",
+    ]
     fields = [
         "project",
         "name",
@@ -143,6 +154,8 @@ class ApiKeyAdmin(AuraModelAdmin):
         "last_used_at",
         "expires_at",
         "revoked_at",
+        "rotated_at",
+        "previous_key",
     ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -161,6 +174,13 @@ class ApiKeyAdmin(AuraModelAdmin):
     def status(self, obj: ApiKey):
         label, colour = _status(obj)
         return format_html('<span style="color:{}">{}</span>', colour, label)
+
+    @admin.display(description="previous key")
+    def previous_key(self, obj: ApiKey) -> str:
+        if not obj.in_grace:
+            return "—"
+        until = timezone.localtime(obj.previous_valid_until)
+        return f"{obj.previous_prefix}… accepted until {until:%Y-%m-%d %H:%M %Z}"
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -181,14 +201,17 @@ class ApiKeyAdmin(AuraModelAdmin):
         raw_key = getattr(obj, "_raw_key", None)
         if raw_key is None:
             return super().response_add(request, obj, post_url_continue)
+        return self._show_key_once(request, obj, raw_key, title="API key created")
+
+    def _show_key_once(self, request, api_key: ApiKey, raw_key: str, *, title: str):
         context = {
             **self.admin_site.each_context(request),
-            "title": "API key created",
+            "title": title,
             "opts": self.opts,
-            "api_key": obj,
+            "api_key": api_key,
             "raw_key": raw_key,
             "changelist_url": reverse("admin:tenancy_apikey_changelist"),
-            "change_url": reverse("admin:tenancy_apikey_change", args=[obj.pk]),
+            "change_url": reverse("admin:tenancy_apikey_change", args=[api_key.pk]),
         }
         # Rendered straight away (not a redirect with a stored message): the key never
         # lands in a session, a cookie or a cache.
@@ -204,3 +227,55 @@ class ApiKeyAdmin(AuraModelAdmin):
             self.log_change(request, key, "Revoked.")
             revoked += 1
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+
+    @admin.action(description="Rotate the selected key (the old one works for a grace period)")
+    def rotate(self, request, queryset):
+        keys = list(queryset.select_related("project")[:2])
+        if len(keys) != 1:
+            self.message_user(request, "Select exactly one key to rotate.", messages.ERROR)
+            return None
+        api_key = keys[0]
+        form = RotateForm(request.POST if "grace" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": f"Rotate API key “{api_key.name}”",
+                "opts": self.opts,
+                "api_key": api_key,
+                "form": form,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/tenancy/apikey/rotate.html", context)
+        old_prefix = api_key.prefix
+        try:
+            rotated = api_key_rotate(api_key=api_key, grace=form.period())
+        except ValueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
+        until = rotated.api_key.previous_valid_until
+        self.log_change(
+            request,
+            rotated.api_key,
+            f"Rotated: new prefix {rotated.api_key.prefix}; the old key ({old_prefix}…) "
+            + (f"accepted until {until.isoformat(timespec='seconds')}." if until else "ended."),
+        )
+        return self._show_key_once(
+            request, rotated.api_key, rotated.raw_key, title="API key rotated"
+        )
+
+
+class RotateForm(forms.Form):
+    GRACE_CHOICES = [
+        ("0", "none: the old key stops now"),
+        ("1", "1 hour"),
+        ("24", "24 hours"),
+        ("168", "7 days"),
+    ]
+    grace = forms.ChoiceField(
+        choices=GRACE_CHOICES,
+        initial="24",
+        help_text="How long the old key keeps working, for its callers to move to the new one.",
+    )
+
+    def period(self) -> timedelta:
+        return timedelta(hours=int(self.cleaned_data["grace"]))

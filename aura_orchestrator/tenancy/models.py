@@ -43,6 +43,15 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The key a rotation replaced, still accepted until `previous_valid_until` (the grace
+    # period in which its callers move to the new one). One generation: a second rotation
+    # within the grace ends the older key at once.
+    previous_prefix = models.CharField(
+        max_length=16, unique=True, null=True, blank=True, editable=False
+    )
+    previous_hashed_key = models.CharField(max_length=64, blank=True, editable=False)
+    previous_valid_until = models.DateTimeField(null=True, blank=True, editable=False)
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["project__name", "name"]
@@ -56,3 +65,9 @@ class ApiKey(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > timezone.now()
+
+    @property
+    def in_grace(self) -> bool:
+        """Whether the key a rotation replaced is still accepted."""
+        until = self.previous_valid_until
+        return until is not None and until > timezone.now()

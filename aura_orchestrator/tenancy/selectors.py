@@ -1,8 +1,10 @@
 """Reads for API keys: authentication by prefix and constant-time hash comparison."""
 
 import hmac
+from dataclasses import dataclass
 from datetime import timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
 from aura_orchestrator.caching.config_cache import is_memo_only, memoized
@@ -14,11 +16,28 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 _last_used_due: dict[int, object] = {}  # key pk -> when, claimed in memo-only mode
 
 
-def _key_by_hash(prefix: str, hashed: str) -> ApiKey | None:
-    api_key = ApiKey.objects.select_related("project").filter(prefix=prefix).first()
-    if api_key is None or not hmac.compare_digest(api_key.hashed_key, hashed):
+@dataclass(frozen=True, slots=True)
+class _Match:
+    api_key: ApiKey
+    by_previous: bool  # the key a rotation replaced: accepted only within its grace
+
+
+def _key_by_hash(prefix: str, hashed: str) -> _Match | None:
+    """The key whose current or previous (rotated-out) secret is `hashed`."""
+    api_key = (
+        ApiKey.objects.select_related("project")
+        .filter(Q(prefix=prefix) | Q(previous_prefix=prefix))
+        .first()
+    )
+    if api_key is None:
         return None
-    return api_key
+    if api_key.prefix == prefix and hmac.compare_digest(api_key.hashed_key, hashed):
+        return _Match(api_key, by_previous=False)
+    if api_key.previous_prefix == prefix and hmac.compare_digest(
+        api_key.previous_hashed_key, hashed
+    ):
+        return _Match(api_key, by_previous=True)
+    return None
 
 
 def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
@@ -27,7 +46,8 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     Known keys are memoized per process by their hash (see caching.config_cache): a
     revocation or an edit applies on the next request of the process that made it, of
     every worker with a shared cache (Redis) within 0.25 s, and within
-    AURA["CONFIG_CACHE_SECONDS"] otherwise. Expiry is checked on every request.
+    AURA["CONFIG_CACHE_SECONDS"] otherwise. Expiry, and the end of a rotated-out key's
+    grace period, are checked on every request.
 
     Inside `config_cache.memo_only()` it runs no query: a key not in the memo raises
     `MemoMiss`, and a last_used_at due for its update is left to `last_used_write()`."""
@@ -35,8 +55,11 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(raw_key) > 200:
         return None
     hashed = hash_key(raw_key)
-    api_key = memoized(("api-key", hashed), lambda: _key_by_hash(parts[1], hashed))
-    if api_key is None or not api_key.is_active:
+    match = memoized(("api-key", hashed), lambda: _key_by_hash(parts[1], hashed))
+    if match is None:
+        return None
+    api_key = match.api_key
+    if not api_key.is_active or (match.by_previous and not api_key.in_grace):
         return None
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:

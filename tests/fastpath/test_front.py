@@ -224,7 +224,7 @@ async def test_a_memo_miss_is_delegated_and_the_next_request_is_fast(
     assert django_calls == [EXECUTE, EXECUTE]
     # last_used_at is due for its once-a-minute update: the front still serves the
     # request and writes it in a thread, once.
-    memoized = next(v[2] for k, v in config_cache._memo.items() if k[0] == "api-key")
+    memoized = next(v[2] for k, v in config_cache._memo.items() if k[0] == "api-key").api_key
     memoized.last_used_at = None
     await ApiKey.objects.filter(pk=memoized.pk).aupdate(last_used_at=None)
     ok = await asgi_client.post(EXECUTE, json=body("memo-1"))
