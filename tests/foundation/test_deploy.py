@@ -195,3 +195,36 @@ def test_serve_listens_on_host_and_port_from_the_environment(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+# Where the code reads the environment: settings.py (django-environ and _env_url), the
+# commands and modules that read os.environ by name, and the scripts' ${NAME:-…}.
+READS = [
+    (r"""env\.\w+\(\s*["']([A-Z][A-Z0-9_]+)["']""", "aura_orchestrator/settings.py"),
+    (r"""_env_url\(["']([A-Z][A-Z0-9_]+)["']""", "aura_orchestrator/settings.py"),
+    (r"""os\.environ(?:\.get|\.setdefault)?[\[(]\s*["']([A-Z][A-Z0-9_]+)["']""", "**/*.py"),
+    (r"\$\{([A-Z][A-Z0-9_]+)[:}-]", "scripts/*.sh"),
+]
+DOCUMENTED_ELSEWHERE = {"AURA_SERVER_GC", "AURA_WEB_WORKER"}  # set by serve, named in the doc
+
+
+def test_every_environment_variable_the_code_reads_is_in_the_deployment_table():
+    """docs/DEPLOYMENT.md's table names every variable read by settings.py, the commands
+    and modules (bench and tests excluded) and the scripts."""
+    table = {
+        m.group(1)
+        for m in re.finditer(
+            r"^\| `([A-Z][A-Z0-9_]+)`", (ROOT / "docs/DEPLOYMENT.md").read_text(), re.M
+        )
+    }
+    read: dict[str, str] = {}
+    for pattern, files in READS:
+        for path in ROOT.glob(files):
+            relative = path.relative_to(ROOT).as_posix()
+            if relative.startswith((".venv/", "bench/", "tests/", "staticfiles/")):
+                continue
+            for name in re.findall(pattern, path.read_text()):
+                read.setdefault(name, relative)
+    assert {"DJANGO_SECRET_KEY", "PORT", "AURA_ADMIN_PASSWORD", "Q_WORKERS"} <= read.keys()
+    missing = {n: f for n, f in read.items() if n not in table | DOCUMENTED_ELSEWHERE}
+    assert missing == {}, missing
