@@ -305,6 +305,12 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
 
+# `manage.py bootstrap`: the first superuser, when none exists (no password: a random one,
+# printed once).
+AURA["BOOTSTRAP"] = {
+    "ADMIN_USER": env.str("AURA_ADMIN_USER", default="admin"),
+    "ADMIN_PASSWORD": env.str("AURA_ADMIN_PASSWORD", default=""),
+}
 # `manage.py serve`'s defaults, as scripts/start.sh reads them; `demo` prints this address.
 AURA["SERVE"] = {
     "HOST": env.str("HOST", default="127.0.0.1"),

@@ -2,6 +2,7 @@
 the Swagger page run under it with no violation (every script is a static file), and it
 is enforced (an inline script injected into a page is blocked and reported)."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -90,7 +91,7 @@ def log_in(watched: Watched, base: str) -> Page:
 
 def test_the_pages_run_under_the_policy_without_a_violation(operator, live_server_url, watched):
     """Login, the overview with its four Chart.js charts drawn, the telemetry changelist
-    (its actions script), the API key form and Swagger UI with the operations listed:
+    (its actions script), a new API key's page and Swagger UI with the operations listed:
     each page has the header, no violation and no script error."""
     base = live_server_url
     page = log_in(watched, base)
@@ -111,8 +112,19 @@ def test_the_pages_run_under_the_policy_without_a_violation(operator, live_serve
     expect(page.locator(".action-counter")).to_contain_text("12 of 12 selected")
     assert watched.violations() == []
 
+    # A new key's page: a click selects the whole key (a static script, no onclick).
     page.goto(f"{base}/admin/tenancy/apikey/add/")
-    expect(page.locator("#apikey_form")).to_be_visible()
+    page.select_option("#id_project", label="studio")
+    page.fill("#id_name", "csp-service")
+    page.click("input[name=_save]")
+    key = page.locator("#raw-key")
+    expect(key).to_have_value(re.compile(r"^aura_"))
+    key.click()
+    selected = page.evaluate(
+        """() => { const f = document.getElementById("raw-key");
+                   return [f.selectionStart, f.selectionEnd, f.value.length]; }"""
+    )
+    assert selected[0] == 0 and selected[1] == selected[2] > 20, selected
     assert watched.violations() == []
 
     response = page.goto(f"{base}/api/docs/")

@@ -228,3 +228,31 @@ def test_every_environment_variable_the_code_reads_is_in_the_deployment_table():
     assert {"DJANGO_SECRET_KEY", "PORT", "AURA_ADMIN_PASSWORD", "Q_WORKERS"} <= read.keys()
     missing = {n: f for n, f in read.items() if n not in table | DOCUMENTED_ELSEWHERE}
     assert missing == {}, missing
+
+
+@pytest.mark.django_db
+def test_bootstrap_creates_the_admin_it_was_told_and_a_first_key_once(settings):
+    """AURA_ADMIN_USER / AURA_ADMIN_PASSWORD name the first superuser; a second run
+    creates nothing."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from aura_orchestrator.tenancy.models import ApiKey
+
+    settings.AURA = {
+        **settings.AURA,
+        "BOOTSTRAP": {"ADMIN_USER": "ops", "ADMIN_PASSWORD": "bootstrap-password-42"},
+    }
+    out = StringIO()
+    call_command("bootstrap", stdout=out)
+    user = get_user_model().objects.get(is_superuser=True)
+    assert user.username == "ops" and user.check_password("bootstrap-password-42")
+    key = re.search(
+        r"First API key \(shown once, only its hash is kept\): (aura_\S+)", out.getvalue()
+    )
+    assert key and ApiKey.objects.count() == 1
+    again = StringIO()
+    call_command("bootstrap", stdout=again)
+    assert "already present" in again.getvalue()
+    assert get_user_model().objects.count() == 1 and ApiKey.objects.count() == 1
