@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.catalog.models import Provider
+from aura_orchestrator.management.commands.demo import served_url
 from aura_orchestrator.tenancy.models import ApiKey, Project
 from budgets.models import BudgetConstraint, LlmSession
 from presets.operation_types import OperationType
@@ -71,7 +72,7 @@ def test_demo_runs_end_to_end_and_leaves_telemetry_sessions_and_cache_entries():
     ).exists()
     output = out.getvalue()
     assert "40/40" in output
-    assert "Dashboards: http://127.0.0.1:8000/dashboard/" in output  # HOST, PORT unset
+    assert f"Dashboards: {served_url()}/dashboard/" in output  # HOST, PORT (8000 unset)
     assert "API key of project 'demo' (shown once): aura_" in output
 
 
