@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "django_q",
     "aura_orchestrator.apps.AuraConfig",
     "aura_orchestrator.tenancy",
@@ -68,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Content-Security-Policy on the pages (admin, dashboards, API docs): see below.
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "aura_orchestrator.urls"
@@ -196,6 +200,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No validator badge: it would load an image from validator.swagger.io (CSP, offline).
+    "SWAGGER_UI_SETTINGS": {"validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
@@ -279,3 +285,57 @@ LOGGING = {
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Deployment behind a TLS-terminating proxy (docs/DEPLOYMENT.md) -----------------------
+# Every default keeps plain HTTP on loopback working; the documented production
+# environment turns each on, and `manage.py check --deploy` is then clean.
+# The proxy's addresses, whose X-Forwarded-Proto/-For uvicorn believes (`serve` passes it
+# as forwarded_allow_ips; "*" = any, only when nothing else can reach the port).
+AURA["FORWARDED_ALLOW_IPS"] = env.str("FORWARDED_ALLOW_IPS", default="127.0.0.1")
+# Django's own reading of the proxy's header, for a proxy not in FORWARDED_ALLOW_IPS; only
+# when the proxy always sets X-Forwarded-Proto itself (a client's would be believed).
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Loopback health checks and Prometheus scrapes stay on plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
+
+# `manage.py bootstrap`: the first superuser, when none exists (no password: a random one,
+# printed once).
+AURA["BOOTSTRAP"] = {
+    "ADMIN_USER": env.str("AURA_ADMIN_USER", default="admin"),
+    "ADMIN_PASSWORD": env.str("AURA_ADMIN_PASSWORD", default=""),
+}
+# `manage.py serve`'s defaults, as scripts/start.sh reads them; `demo` prints this address.
+AURA["SERVE"] = {
+    "HOST": env.str("HOST", default="127.0.0.1"),
+    "PORT": env.int("PORT", default=8000),
+    "WORKERS": env.int("WORKERS", default=1),
+}
+
+# Content-Security-Policy (django-csp). Scripts only from our own static files (Chart.js
+# and the dashboard's script are vendored; Swagger UI's setup script is served as a file
+# by SpectacularSwaggerSplitView): no inline script, no eval. Styles allow inline: the
+# dashboards' bars are widths in style attributes, and Swagger UI's page has a <style>.
+# The JSON API (/api/v1/, /v1/) is no document and carries none: the fast front
+# (fastpath/guard.py) emulates exactly that.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ("/api/v1/", "/v1/"),
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}

@@ -55,6 +55,8 @@ MIDDLEWARE = (
     "django.contrib.messages.middleware.MessageMiddleware",
     # X-Frame-Options: respond.xframe_headers.
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The hot paths are in its EXCLUDE_URL_PREFIXES (checked: _csp_differences): no header.
+    "csp.middleware.CSPMiddleware",
 )
 
 # Django settings the front does not read (it assumes these values).
@@ -201,6 +203,19 @@ def _settings_differences() -> list[str]:
     return found
 
 
+def _csp_differences() -> list[str]:
+    """django-csp adds its headers to every response but those of excluded prefixes; the
+    front adds none, so each hot path must be excluded from each policy configured."""
+    found = []
+    for name in ("CONTENT_SECURITY_POLICY", "CONTENT_SECURITY_POLICY_REPORT_ONLY"):
+        policy = getattr(settings, name, None) or {}
+        prefixes = tuple(policy.get("EXCLUDE_URL_PREFIXES") or ())
+        for hot in HOT_VIEWS:
+            if policy and not hot.path.startswith(prefixes):
+                found.append(f"{name} applies to {hot.path}: the front sends no such header")
+    return found
+
+
 def _live(ref: object) -> object:
     """A signal receiver from its entry: weak references (functions, methods) or itself."""
     return ref() if isinstance(ref, weakref.ref) else ref
@@ -274,6 +289,7 @@ def differences() -> list[str]:
     parts = [
         ("the middleware", _middleware_differences),
         ("the settings", _settings_differences),
+        ("the Content-Security-Policy", _csp_differences),
         ("the request signals", _signal_differences),
         *((hot.path, lambda hot=hot: _view_differences(hot)) for hot in HOT_VIEWS),
     ]

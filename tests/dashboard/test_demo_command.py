@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.catalog.models import Provider
+from aura_orchestrator.management.commands.demo import served_url
 from aura_orchestrator.tenancy.models import ApiKey, Project
 from budgets.models import BudgetConstraint, LlmSession
 from presets.operation_types import OperationType
@@ -71,16 +72,47 @@ def test_demo_runs_end_to_end_and_leaves_telemetry_sessions_and_cache_entries():
     ).exists()
     output = out.getvalue()
     assert "40/40" in output
-    assert "Dashboards: http://127.0.0.1:8000/dashboard/" in output
+    assert f"Dashboards: {served_url()}/dashboard/" in output  # HOST, PORT (8000 unset)
     assert "API key of project 'demo' (shown once): aura_" in output
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "argument", ["--operations=0", "--sessions=0", "--concurrency=500", "--latency=-1"]
+    "argument",
+    [
+        "--operations=0",
+        "--sessions=0",
+        "--concurrency=500",
+        "--latency=-1",
+        "--base-url=aura.example.com",
+    ],
 )
 def test_demo_rejects_out_of_range_options(argument):
     """Nonsense options are a clear command error, before anything is configured."""
     with pytest.raises(CommandError):
         call_command("demo", argument, stdout=StringIO())
     assert not Provider.objects.filter(name="demo").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("served", "argument", "printed"),
+    [
+        ({"HOST": "127.0.0.1", "PORT": 8623, "WORKERS": 1}, None, "http://127.0.0.1:8623"),
+        ({"HOST": "0.0.0.0", "PORT": 9000, "WORKERS": 1}, None, "http://127.0.0.1:9000"),
+        (
+            {"HOST": "127.0.0.1", "PORT": 8000, "WORKERS": 1},
+            "--base-url=https://aura.example.com/",
+            "https://aura.example.com",
+        ),
+    ],
+)
+def test_demo_prints_the_address_it_was_told(settings, served, argument, printed):
+    """The dashboard link names HOST and PORT as `serve` reads them (a wildcard address
+    on loopback), or --base-url; never a fixed port."""
+    settings.AURA = {**settings.AURA, "SERVE": served}
+    out = StringIO()
+    options = ["--operations=2", "--sessions=1", "--latency=0", "--history-hours=0"]
+    call_command("demo", *options, *([argument] if argument else []), stdout=out)
+    project = Project.objects.get(name="demo")
+    assert f"Dashboards: {printed}/dashboard/?project={project.pk}\n" in out.getvalue()

@@ -108,7 +108,17 @@ CHANGES = [
     (
         "a middleware removed",
         lambda s: {"MIDDLEWARE": s.MIDDLEWARE[:-1]},
-        "removed django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "removed csp.middleware.CSPMiddleware",
+    ),
+    (
+        "a Content-Security-Policy on the API",
+        lambda s: {
+            "CONTENT_SECURITY_POLICY": {
+                **s.CONTENT_SECURITY_POLICY,
+                "EXCLUDE_URL_PREFIXES": ("/api/v1/",),
+            }
+        },
+        "CONTENT_SECURITY_POLICY applies to /v1/chat/completions",
     ),
     (
         "the middleware reordered",

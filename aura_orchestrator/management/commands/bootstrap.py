@@ -1,6 +1,6 @@
-import os
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
@@ -17,8 +17,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         users = get_user_model()
         if not users.objects.filter(is_superuser=True).exists():
-            username = os.environ.get("AURA_ADMIN_USER", "admin")
-            password = os.environ.get("AURA_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+            wanted = settings.AURA["BOOTSTRAP"]  # AURA_ADMIN_USER, AURA_ADMIN_PASSWORD
+            username = wanted["ADMIN_USER"]
+            password = wanted["ADMIN_PASSWORD"] or secrets.token_urlsafe(12)
             users.objects.create_superuser(username=username, email="", password=password)
             self.stdout.write(
                 f"Admin user created: {username} / {password}  (change it in /admin/)"

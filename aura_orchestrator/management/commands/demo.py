@@ -19,6 +19,7 @@ import sys
 import time
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
@@ -35,6 +36,16 @@ from aura_orchestrator.management.demo.scenario import (
 )
 from aura_orchestrator.simulator import FakeUpstream
 from aura_orchestrator.tenancy.models import ApiKey, Project
+
+
+def served_url() -> str:
+    """The address `serve` listens on by default (HOST, PORT); a wildcard address is
+    reached on loopback."""
+    host, port = settings.AURA["SERVE"]["HOST"], settings.AURA["SERVE"]["PORT"]
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address in a URL
+    return f"http://{host}:{port}"
 
 
 class Command(BaseCommand):
@@ -63,6 +74,12 @@ class Command(BaseCommand):
             default=48,
             help="Spread this run's operations over the last N hours (0: leave them now).",
         )
+        parser.add_argument(
+            "--base-url",
+            default=None,
+            help="Where the server is reached, for the dashboard link printed at the end "
+            "(default: http://HOST:PORT, as `serve` reads them).",
+        )
 
     def handle(self, *args, **options):
         operations, sessions = options["operations"], options["sessions"]
@@ -80,6 +97,9 @@ class Command(BaseCommand):
         if not 0 <= history <= 24 * 90:
             raise CommandError("--history-hours must be between 0 and 2160.")
         sessions = min(sessions, operations)
+        base_url = (options["base_url"] or served_url()).rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise CommandError("--base-url must start with http:// or https://.")
 
         primary = FakeUpstream(
             latency=latency,
@@ -132,7 +152,13 @@ class Command(BaseCommand):
             history_spread(project=project, since=started, hours=history)
         rolled = roll_up(hours=history)
         self._summary(
-            tally, project=project, raw_key=raw_key, elapsed=elapsed, rolled=rolled, plan=plan
+            tally,
+            project=project,
+            raw_key=raw_key,
+            elapsed=elapsed,
+            rolled=rolled,
+            plan=plan,
+            base_url=base_url,
         )
 
     def _progress(self, tally: Tally, total: int) -> None:
@@ -157,6 +183,7 @@ class Command(BaseCommand):
         elapsed: float,
         rolled: str,
         plan: list[Work],
+        base_url: str,
     ) -> None:
         w = self.stdout.write
         types = len({work.operation_type for work in plan})
@@ -176,6 +203,6 @@ class Command(BaseCommand):
         )
         if raw_key:
             w(f"API key of project '{PROJECT}' (shown once): {raw_key}")
-        w(f"Dashboards: http://127.0.0.1:8000/dashboard/?project={project.pk}")
+        w(f"Dashboards: {base_url}/dashboard/?project={project.pk}")
         w("  (staff only: `python manage.py createsuperuser` if you have no admin user yet)")
         sys.stdout.flush()

@@ -73,9 +73,10 @@ class Command(BaseCommand):
     help = "Serve the ASGI application with uvicorn (uvloop + httptools, bounded heads)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--workers", type=int, default=1)
+        served = settings.AURA["SERVE"]  # HOST, PORT, WORKERS from the environment
+        parser.add_argument("--host", default=served["HOST"])
+        parser.add_argument("--port", type=int, default=served["PORT"])
+        parser.add_argument("--workers", type=int, default=served["WORKERS"])
         parser.add_argument("--access-log", action="store_true", help="Log every request.")
 
     def handle(self, *args, host: str, port: int, workers: int, access_log: bool, **options):
@@ -112,5 +113,9 @@ class Command(BaseCommand):
             log_level=settings.LOG_LEVEL.lower(),
             loop="uvloop",
             http=BoundedHeadProtocol,
+            # X-Forwarded-Proto/-For are believed from these addresses only (the proxy's):
+            # then the scheme is https behind TLS and the client's address is the real one.
+            proxy_headers=True,
+            forwarded_allow_ips=settings.AURA["FORWARDED_ALLOW_IPS"],
             timeout_graceful_shutdown=10,
         )
