@@ -128,6 +128,7 @@ class BudgetReservation(models.Model):
 
 
 # Spend limits beyond the session (issue 15) live in their own module.
+from budgets.limit_models import RateEntry, RateLimit  # noqa: E402  (issue 16)
 from budgets.spend_models import (  # noqa: E402
     AlertDelivery,
     AlertEndpoint,
@@ -145,6 +146,8 @@ __all__ = [
     "BudgetConstraint",
     "BudgetReservation",
     "LlmSession",
+    "RateEntry",
+    "RateLimit",
     "SpendBudget",
     "SpendHold",
     "SpendPeriod",

@@ -13,6 +13,7 @@ refusal happens only when the whole budget, summed, cannot take the request
 
 import uuid
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
@@ -21,12 +22,28 @@ from django.utils import timezone
 
 from aura_orchestrator.money import micros_to_usd, usd_to_micros
 
+if TYPE_CHECKING:
+    from budgets.limit_models import RateLimit
+
 
 class Scope(models.TextChoices):
     PROJECT = "project", "project"
     API_KEY = "api_key", "API key"
     END_USER = "end_user", "end user"
     DEFAULT_END_USER = "default_end_user", "every end user (default)"
+
+
+def scope_problems(rule: "SpendBudget | RateLimit") -> dict[str, str]:
+    """What is wrong with a scoped rule's who (a spend budget's, a rate limit's): its key
+    and end user must match its scope, its key its project. By field, for the forms."""
+    problems: dict[str, str] = {}
+    if (rule.scope == Scope.API_KEY) != (rule.api_key_id is not None):
+        problems["api_key"] = "An API key is set for scope 'API key', and only for it."
+    if (rule.scope == Scope.END_USER) != bool(rule.end_user):
+        problems["end_user"] = "An end user is named for scope 'end user', and only for it."
+    if rule.api_key is not None and rule.api_key.project_id != rule.project_id:
+        problems["api_key"] = "This key belongs to another project."
+    return problems
 
 
 class Period(models.TextChoices):
@@ -158,13 +175,7 @@ class SpendBudget(models.Model):
         return scope_label(self)
 
     def clean(self) -> None:
-        problems: dict[str, str] = {}
-        if (self.scope == Scope.API_KEY) != (self.api_key_id is not None):
-            problems["api_key"] = "An API key is set for scope 'API key', and only for it."
-        if (self.scope == Scope.END_USER) != bool(self.end_user):
-            problems["end_user"] = "An end user is named for scope 'end user', and only for it."
-        if self.api_key is not None and self.api_key.project_id != self.project_id:
-            problems["api_key"] = "This key belongs to another project."
+        problems = scope_problems(self)
         if self.max_tokens is None and self.max_cost is None:
             problems["max_cost"] = "Set a cost cap, a token cap, or both."
         if problems:

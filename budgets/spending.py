@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -28,6 +28,9 @@ from aura_orchestrator.errors import BudgetExceeded
 from aura_orchestrator.money import micros_to_usd
 from budgets import periods
 from budgets.caps import COST, TOKENS, Unit
+
+if TYPE_CHECKING:
+    from budgets.limit_models import RateLimit
 from budgets.spend_models import (
     Scope,
     SpendBudget,
@@ -41,7 +44,7 @@ from budgets.spend_models import (
 
 
 def scope_label(
-    budget: SpendBudget | None = None,
+    budget: "SpendBudget | RateLimit | None" = None,
     *,
     scope: str = "",
     project: str = "",
@@ -52,11 +55,13 @@ def scope_label(
 ) -> str:
     """How a budget is named to clients: `project:search`, `api_key:ingest`,
     `end_user:u-42`, `end_user:*` (every end user's default), `+provider:P`/`+model:M`
-    when narrowed. From a budget (its project and key loaded), or from its parts."""
+    when narrowed. From a budget or a rate limit (its project and key loaded), or from
+    its parts."""
     if budget is not None:
         scope, project, end_user = budget.scope, budget.project.name, budget.end_user
         api_key = budget.api_key.name if budget.api_key else ""
-        provider = budget.provider.name if budget.provider else ""
+        narrowed = getattr(budget, "provider", None)  # rate limits narrow by model only
+        provider = narrowed.name if narrowed else ""
         model = budget.model_name
     label = {
         Scope.PROJECT: f"project:{project}",

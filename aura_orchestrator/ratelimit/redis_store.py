@@ -131,23 +131,20 @@ def _keys(checks: Sequence[Check]) -> list[str]:
 class RedisWindows:
     """The windows of every worker, in the Redis at `client`."""
 
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        *,
-        in_flight_ttl_seconds: float,
-        window_seconds: float = WINDOW_SECONDS,
-    ) -> None:
+    def __init__(self, client: aioredis.Redis, *, window_seconds: float = WINDOW_SECONDS) -> None:
         self._client = client
-        self._ttl_ms = int(in_flight_ttl_seconds * 1000)
         self._window_ms = int(window_seconds * 1000)
         self._admit = client.register_script(_ADMIT)
         self._end = client.register_script(_END)
 
-    async def admit(self, checks: Sequence[Check], *, call_id: uuid.UUID) -> Decision:
+    async def admit(
+        self, checks: Sequence[Check], *, call_id: uuid.UUID, in_flight_seconds: float
+    ) -> Decision:
         """The call admitted on every check, or on none (the first that refuses says
-        when it will have room)."""
-        args: list[str | int] = [self._window_ms, str(call_id), self._ttl_ms]
+        when it will have room). Its slot in flight expires after `in_flight_seconds`
+        (its deadline and margin) should nobody end it: a killed worker's call."""
+        ttl_ms = max(1, int(in_flight_seconds * 1000))
+        args: list[str | int] = [self._window_ms, str(call_id), ttl_ms]
         for c in checks:
             args += [c.kind.value, c.limit, c.cost]
         raw = await self._admit(keys=_keys(checks), args=args)

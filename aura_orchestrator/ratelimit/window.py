@@ -32,6 +32,16 @@ class Check:
     kind: Kind
     limit: int
     cost: int = 1  # tokens for Kind.TOKENS; 1 otherwise
+    scope: str = ""  # how a refusal names the limit's owner: api_key:ingest, end_user:u-42
+
+    @property
+    def field(self) -> str:
+        """The limit's name, as set_limits and the admin call it."""
+        return {
+            Kind.REQUESTS: "requests_per_minute",
+            Kind.TOKENS: "tokens_per_minute",
+            Kind.IN_FLIGHT: "max_in_flight",
+        }[self.kind]
 
 
 @dataclass(frozen=True, slots=True)
