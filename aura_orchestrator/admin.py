@@ -119,19 +119,23 @@ def usage_bar(fraction: float | None) -> str:
     )
 
 
-def short_id(value: object, *, chars: int = 16, title: str | None = None) -> str:
+def short_id(
+    value: object, *, chars: int = 16, title: str | None = None, keep_end: bool = True
+) -> str:
     """A long id (UUID, session id, hash, URL) cut to about `chars` characters on one
-    line, its head and tail kept (ids often differ at the end), the full value in the
-    title shown on hover. Changelists use it so one long id neither widens the table past
-    the window nor wraps over several lines; the change page shows the whole value."""
+    line, its head and tail kept (ids often differ at the end; `keep_end=False` for prose
+    such as an error message), the full value in the title shown on hover. Changelists
+    use it so one long id neither widens the table past the window nor wraps over several
+    lines; the change page shows the whole value."""
     if value is None or value == "":
         return "—"
     text = str(value)
     shown = text
     if len(text) > chars:
-        tail = max(4, chars // 3)
-        shown = f"{text[: chars - tail - 1]}…{text[-tail:]}"
-    return format_html('<span class="short-id" title="{}">{}</span>', title or text, shown)
+        tail = max(4, chars // 3) if keep_end else 0
+        shown = f"{text[: chars - tail - 1]}…{text[len(text) - tail :]}"
+    css = "short-id" if keep_end else "short-id short-text"
+    return format_html('<span class="{}" title="{}">{}</span>', css, title or text, shown)
 
 
 class ExpiryFilter(admin.SimpleListFilter):

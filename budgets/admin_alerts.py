@@ -213,4 +213,4 @@ class AlertDeliveryAdmin(_ReadOnly):
 
     @admin.display(description="last error")
     def error_short(self, obj: AlertDelivery) -> str:
-        return short_id(obj.last_error, chars=28)
+        return short_id(obj.last_error, chars=28, keep_end=False)

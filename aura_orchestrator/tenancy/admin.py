@@ -75,7 +75,7 @@ class ProjectAdmin(AuraModelAdmin):
 
     @admin.display(description="description")
     def about(self, obj: Project) -> str:
-        return short_id(obj.description, chars=40)
+        return short_id(obj.description, chars=40, keep_end=False)
 
     @admin.display(description="unrevoked keys", ordering="_active_keys")
     def active_keys(self, obj: "WithAnnotations[Project, _KeyCounts]") -> int:

@@ -406,9 +406,22 @@ def test_dashboard_with_data_draws_charts_and_fits(
     expect(page.locator(".empty-state")).to_have_count(0)
     page.screenshot(path=str(shots / "dashboard-overview.png"), full_page=True)
     assert _overflow(page) <= 0
+    # Long session ids stay on one line, cut, the whole id in the title.
+    hot = page.locator(".hot-name .short-id").first
+    assert (hot.get_attribute("title") or "").startswith(LONG_SESSION)
+    assert hot.evaluate("e => e.getBoundingClientRect().height < 30")
     for name, path in (("sessions", "/dashboard/sessions/"), ("spend", "/dashboard/spend/")):
         _dashboard(page, live_server_url, path)
         expect(page.locator(".empty-state")).to_have_count(0)
         page.screenshot(path=str(shots / f"dashboard-{name}.png"), full_page=True)
         assert _overflow(page) <= 0, name
+        if name == "sessions":
+            one_line = page.locator("a.session-id").evaluate_all(
+                """links => links.map(e => e.getBoundingClientRect().height < 30
+                    && e.querySelector('.short-id').title)"""
+            )
+            # One line each, and the three still tell apart (their ends differ).
+            assert len(one_line) == 3 and all(one_line), one_line
+            shown = page.locator("a.session-id").all_inner_texts()
+            assert len(set(shown)) == 3 and all(t.endswith(("-0", "-1", "-2")) for t in shown)
     assert errors == []
