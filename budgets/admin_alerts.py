@@ -209,7 +209,7 @@ class AlertDeliveryAdmin(_ReadOnly):
 
     @admin.display(description="target", ordering="target")
     def target_short(self, obj: AlertDelivery) -> str:
-        return short_id(obj.target, chars=32)
+        return short_id(obj.target, chars=28)
 
     @admin.display(description="last error")
     def error_short(self, obj: AlertDelivery) -> str:

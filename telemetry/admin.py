@@ -160,11 +160,11 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
 
     @admin.display(description="session id", ordering="session_id")
     def session(self, obj: OperationTelemetry) -> str:
-        return short_id(obj.session_id, chars=18)
+        return short_id(obj.session_id, chars=16)
 
     @admin.display(description="model", ordering="model_name")
     def served_by(self, obj: OperationTelemetry) -> str:
-        return short_id(obj.model_name, chars=17, title=f"{obj.provider_name} / {obj.model_name}")
+        return short_id(obj.model_name, chars=14, title=f"{obj.provider_name} / {obj.model_name}")
 
     @admin.display(description="cost", ordering="estimated_cost")
     def cost(self, obj: OperationTelemetry) -> str:
@@ -230,17 +230,14 @@ class TelemetryRollupAdmin(admin.ModelAdmin):
     """Hourly rollups, written by the rollup job: read-only, for checking what the
     dashboards and long-range statistics are built from."""
 
+    # Project (a filter) and the token counts are on the row's page.
     list_display = (
         "bucket_start",
-        "project",
-        "provider_name",
-        "model_name",
         "operation_type",
+        "served_by",
         "operations",
         "failures",
         "cache_hits",
-        "tokens_in",
-        "tokens_out",
         "cost",
         "average_latency_ms",
     )
@@ -249,6 +246,10 @@ class TelemetryRollupAdmin(admin.ModelAdmin):
     list_select_related = ("project",)
     show_full_result_count = False
     ordering = ("-bucket_start",)
+
+    @admin.display(description="model", ordering="model_name")
+    def served_by(self, obj: TelemetryRollup) -> str:
+        return short_id(obj.model_name, chars=20, title=f"{obj.provider_name} / {obj.model_name}")
 
     @admin.display(description="avg latency (ms)")
     def average_latency_ms(self, obj: TelemetryRollup) -> int:

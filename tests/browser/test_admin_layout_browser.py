@@ -34,6 +34,7 @@ from budgets.spend_models import (
 from presets.models import OperationPreset
 from presets.operation_types import OperationType
 from presets.services import preset_reset
+from telemetry.models import TelemetryRollup
 from tests.budgets.spend_rows import make_ledger
 from tests.dashboard.conftest import make_operation, make_session
 
@@ -98,13 +99,14 @@ def console_rows(db):
             session_id=f"{LONG_SESSION}-{i % 3}",
             api_key=key,
             started_at=now - timedelta(minutes=7 * i),
-            operation_type=("scene_analysis", "planning", "creative")[i % 3],
+            # The longest type; a timeout's two minutes; a costly call.
+            operation_type=("transition_generation", "planning", "creative")[i % 3],
             provider_name=provider.name,
             model_name="gpt-4.1-mini-2025-04-14-global-standard",
             tokens_in=123_456,
             tokens_out=98_765,
-            estimated_cost=Decimal("1.234567"),
-            latency_ms=12_345,
+            estimated_cost=Decimal("12.345678") if i % 2 else Decimal("0.000123"),
+            latency_ms=120_000 if i % 2 else 345,
             success=i % 7 != 0,
             error_code="" if i % 7 else "provider_timeout",
             retry_count=i % 3,
@@ -191,7 +193,7 @@ def console_rows(db):
         CacheEntry.objects.create(
             project=project,
             key_hash=uuid.uuid4().hex + uuid.uuid4().hex,
-            operation_type="scene_analysis",
+            operation_type="transition_generation",
             provider_name=provider.name,
             model_name="gpt-4.1-mini-2025-04-14-global-standard",
             content="An answer.",
@@ -200,6 +202,22 @@ def console_rows(db):
             expires_at=now + timedelta(hours=1 - i),
             hit_count=42,
             last_hit_at=now,
+        )
+    for hours in range(3):
+        TelemetryRollup.objects.create(
+            bucket_start=now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours),
+            project=project,
+            provider_name=provider.name,
+            model_name="gpt-4.1-mini-2025-04-14-global-standard",
+            operation_type="transition_generation",
+            operations=12_345,
+            successes=12_000,
+            failures=345,
+            cache_hits=1_234,
+            tokens_in=1_234_567_890,
+            tokens_out=987_654_321,
+            cost=Decimal("12345.678901"),
+            latency_sum_ms=12_345 * 4_321,
         )
     for op in OperationType:  # a transactional test starts from a flushed database
         if not OperationPreset.objects.filter(operation_type=op.value).exists():
@@ -241,7 +259,7 @@ def _overflow(page: Page) -> int:
 # changelist → (rows expected at least, columns that must lie inside the window)
 CHANGELISTS = {
     "telemetry/operationtelemetry": (30, ["cost", "latency", "success", "session"]),
-    "telemetry/telemetryrollup": (0, []),
+    "telemetry/telemetryrollup": (3, ["operations", "cost", "average_latency_ms"]),
     "budgets/llmsession": (3, ["usage", "cost_accrued_usd", "session"]),
     "budgets/budgetreservation": (3, ["cost_usd", "expired"]),
     "budgets/budgetconstraint": (1, ["enforce_hard_limits"]),
