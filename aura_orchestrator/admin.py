@@ -102,21 +102,40 @@ def usd_decimal(amount: Decimal | None) -> str:
 
 
 def usage_bar(fraction: float | None) -> str:
-    """A small horizontal bar for a 0..1+ share of a cap (red past 90 %)."""
+    """A small horizontal bar for a 0..1+ share of a cap (amber past 70 %, red past 90 %),
+    its percentage beside it on the same line (static/admin-console/console.css)."""
     if fraction is None:
         return "—"
     percent = max(0.0, fraction * 100)
-    colour = "#ba2121" if percent >= 90 else "#e0a800" if percent >= 70 else "#3a7d44"
+    level = "over" if percent >= 90 else "near" if percent >= 70 else "ok"
     return format_html(
-        '<span title="{}% of cap" style="display:inline-flex;align-items:center;gap:6px">'
-        '<span style="display:inline-block;width:80px;height:8px;background:#e6e6e6;'
-        'border-radius:4px;overflow:hidden"><span style="display:block;height:8px;'
-        'width:{}%;background:{}"></span></span>{}%</span>',
+        '<span class="usage-bar usage-{}" title="{}% of cap">'
+        '<span class="usage-track"><span style="width:{}%"></span></span>'
+        '<span class="usage-pct">{}%</span></span>',
+        level,
         f"{percent:.1f}",
         f"{min(percent, 100):.0f}",
-        colour,
         f"{percent:.0f}",
     )
+
+
+def short_id(
+    value: object, *, chars: int = 16, title: str | None = None, keep_end: bool = True
+) -> str:
+    """A long id (UUID, session id, hash, URL) cut to about `chars` characters on one
+    line, its head and tail kept (ids often differ at the end; `keep_end=False` for prose
+    such as an error message), the full value in the title shown on hover. Changelists
+    use it so one long id neither widens the table past the window nor wraps over several
+    lines; the change page shows the whole value."""
+    if value is None or value == "":
+        return "—"
+    text = str(value)
+    shown = text
+    if len(text) > chars:
+        tail = max(4, chars // 3) if keep_end else 0
+        shown = f"{text[: chars - tail - 1]}…{text[len(text) - tail :]}"
+    css = "short-id" if keep_end else "short-id short-text"
+    return format_html('<span class="{}" title="{}">{}</span>', css, title or text, shown)
 
 
 class ExpiryFilter(admin.SimpleListFilter):

@@ -169,6 +169,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The console's date display (ISO order, 24 h): aura_orchestrator/formats/en/formats.py.
+FORMAT_MODULE_PATH = "aura_orchestrator.formats"
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

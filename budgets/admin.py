@@ -8,7 +8,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from aura_orchestrator.admin import AuraModelAdmin, ExpiryFilter, usage_bar, usd, usd_decimal
+from aura_orchestrator.admin import (
+    AuraModelAdmin,
+    ExpiryFilter,
+    short_id,
+    usage_bar,
+    usd,
+    usd_decimal,
+)
 from budgets.caps import CAPS, Cap, Counts, capped_q, caps_counting, usage_shares
 from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
 from budgets.reserving import Reservation
@@ -44,7 +51,6 @@ class BudgetConstraintAdmin(AuraModelAdmin):
         "name",
         *(_public_column(cap) if cap.unit.money else cap.field for cap in CAPS),
         "enforce_hard_limits",
-        "updated_at",
     ]
     list_filter = ["enforce_hard_limits"]
     search_fields = ["name", "description"]
@@ -165,16 +171,14 @@ def _usage_fraction(session: LlmSession) -> float | None:
 @admin.register(LlmSession)
 class LlmSessionAdmin(AuraModelAdmin):
     form = LlmSessionForm
+    # Reserved amounts and the hard-limit flag are on the change page (and a filter).
     list_display = [
-        "session_id",
-        "project",
+        "session",
+        "project_name",
         "tokens_used",
-        "tokens_reserved",
         "cost_accrued_usd",
-        "cost_reserved_usd",
         "usage",
         "operation_count",
-        "enforce_hard_limits",
         "last_activity_at",
     ]
     list_filter = [
@@ -231,6 +235,14 @@ class LlmSessionAdmin(AuraModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # sessions are opened by the API
 
+    @admin.display(description="session id", ordering="session_id")
+    def session(self, obj: LlmSession) -> str:
+        return short_id(obj.session_id, chars=24)
+
+    @admin.display(description="project", ordering="project__name")
+    def project_name(self, obj: LlmSession) -> str:
+        return short_id(obj.project.name, chars=20)
+
     @admin.display(description="cost accrued", ordering="cost_accrued_micros")
     def cost_accrued_usd(self, obj: LlmSession) -> str:
         return usd(obj.cost_accrued_micros)
@@ -265,8 +277,8 @@ class BudgetReservationAdmin(_ReservationAdminBase):
     deleting the row (which would leave the reserved amounts on the ledger)."""
 
     list_display = [
-        "operation_id",
-        "session",
+        "operation",
+        "session_short",
         "tokens",
         "cost_usd",
         "created_at",
@@ -293,6 +305,14 @@ class BudgetReservationAdmin(_ReservationAdminBase):
         self, request: HttpRequest, obj: BudgetReservation | None = None
     ) -> bool:
         return False
+
+    @admin.display(description="operation id", ordering="operation_id")
+    def operation(self, obj: BudgetReservation) -> str:
+        return short_id(obj.operation_id, chars=13)
+
+    @admin.display(description="session", ordering="session__session_id")
+    def session_short(self, obj: BudgetReservation) -> str:
+        return short_id(obj.session.session_id, chars=24)
 
     @admin.display(description="cost", ordering="cost_micros")
     def cost_usd(self, obj: BudgetReservation) -> str:

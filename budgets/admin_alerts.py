@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from aura_orchestrator.admin import AuraModelAdmin, usd
+from aura_orchestrator.admin import AuraModelAdmin, short_id, usd
 from budgets.alerts import send_test_alert
 from budgets.spend_models import AlertDelivery, AlertEndpoint, BudgetAlert
 
@@ -58,13 +58,17 @@ class AlertEndpointForm(_EndpointFormBase):
 @admin.register(AlertEndpoint)
 class AlertEndpointAdmin(AuraModelAdmin):
     form = AlertEndpointForm
-    list_display = ["url", "project", "active", "secret_end", "created_at"]
+    list_display = ["endpoint_url", "project", "active", "secret_end", "created_at"]
     list_filter = ["active", "project"]
     list_select_related = ["project"]
     search_fields = ["url", "project__name"]
     readonly_fields = ["secret_end", "created_at"]
     fields = ["project", "url", "active", _SECRET_FIELD, "secret_end", "created_at"]
     actions = ["send_test"]
+
+    @admin.display(description="URL", ordering="url")
+    def endpoint_url(self, obj: AlertEndpoint) -> str:
+        return short_id(obj.url, chars=48)
 
     @admin.display(description="current secret")
     def secret_end(self, obj: AlertEndpoint) -> str:
@@ -124,11 +128,10 @@ def _amount(unit: str, value: int) -> str:
 class BudgetAlertAdmin(_ReadOnly):
     list_display = [
         "scope",
-        "subject",
+        "subject_short",
         "period",
         "period_start",
         "threshold_percent",
-        "unit",
         "used_shown",
         "cap_shown",
         "created_at",
@@ -151,7 +154,11 @@ class BudgetAlertAdmin(_ReadOnly):
 
     @admin.display(description="scope")
     def scope(self, obj: BudgetAlert) -> str:
-        return obj.budget.scope_label
+        return short_id(obj.budget.scope_label, chars=24)
+
+    @admin.display(description="subject", ordering="subject")
+    def subject_short(self, obj: BudgetAlert) -> str:
+        return short_id(obj.subject, chars=20)
 
     @admin.display(description="period", ordering="budget__period")
     def period(self, obj: BudgetAlert) -> str:
@@ -174,13 +181,12 @@ class BudgetAlertAdmin(_ReadOnly):
 class AlertDeliveryAdmin(_ReadOnly):
     list_display = [
         "channel",
-        "target",
+        "target_short",
         "status",
         "attempts",
         "last_status_code",
-        "last_error",
+        "error_short",
         "created_at",
-        "delivered_at",
     ]
     list_filter = ["status", "channel", "endpoint__project"]
     list_select_related = ["endpoint"]
@@ -200,3 +206,11 @@ class AlertDeliveryAdmin(_ReadOnly):
         "delivered_at",
     ]
     readonly_fields = fields  # type: ignore[assignment]  # the stubs' list types are invariant
+
+    @admin.display(description="target", ordering="target")
+    def target_short(self, obj: AlertDelivery) -> str:
+        return short_id(obj.target, chars=28)
+
+    @admin.display(description="last error")
+    def error_short(self, obj: AlertDelivery) -> str:
+        return short_id(obj.last_error, chars=28, keep_end=False)

@@ -15,7 +15,13 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from aura_orchestrator.admin import AuraModelAdmin, ExpiryFilter, usage_bar, usd, usd_decimal
+from aura_orchestrator.admin import (
+    AuraModelAdmin,
+    ExpiryFilter,
+    short_id,
+    usage_bar,
+    usd,
+)
 from aura_orchestrator.tenancy.models import ApiKey
 from budgets.spend_models import Scope, SpendBudget, SpendHold, SpendPeriod, SpendShard
 from budgets.spend_selectors import CurrentSpend, current_spend, recent_periods
@@ -78,8 +84,8 @@ class SpendBudgetForm(_BudgetFormBase):
 
 def _caps_text(obj: SpendBudget) -> str:
     parts = []
-    if obj.max_cost is not None:
-        parts.append(usd_decimal(obj.max_cost))
+    if obj.max_cost is not None:  # as typed: $250, $12.5 (the ledger's six places are noise)
+        parts.append(f"${obj.max_cost.normalize():f}")
     if obj.max_tokens is not None:
         parts.append(f"{obj.max_tokens:,} tok")
     return " · ".join(parts) or "—"
@@ -113,6 +119,8 @@ def _remaining_text(obj: SpendBudget, current: CurrentSpend) -> str:
 @admin.register(SpendBudget)
 class SpendBudgetAdmin(AuraModelAdmin):
     form = SpendBudgetForm
+    # What is left (per end user, for the default end-user scope) and when the period
+    # resets are on the change page.
     list_display = [
         "scope_name",
         "period",
@@ -120,8 +128,6 @@ class SpendBudgetAdmin(AuraModelAdmin):
         "hard",
         "usage",
         "used",
-        "remaining",
-        "resets_at",
         "active",
     ]
     list_display_links = ["scope_name"]
@@ -193,7 +199,7 @@ class SpendBudgetAdmin(AuraModelAdmin):
 
     @admin.display(description="scope", ordering="scope")
     def scope_name(self, obj: SpendBudget) -> str:
-        return obj.scope_label
+        return short_id(obj.scope_label, chars=26)
 
     @admin.display(description="caps")
     def caps(self, obj: SpendBudget) -> str:
@@ -214,11 +220,6 @@ class SpendBudgetAdmin(AuraModelAdmin):
     @admin.display(description="remaining")
     def remaining(self, obj: SpendBudget) -> str:
         return _remaining_text(obj, self._current(obj))
-
-    @admin.display(description="resets at (UTC)")
-    def resets_at(self, obj: SpendBudget) -> str:
-        resets = self._current(obj).resets_at
-        return "never" if resets is None else f"{resets:%Y-%m-%d %H:%M}"
 
     @admin.display(description="period")
     def current_period(self, obj: SpendBudget) -> str:
@@ -272,6 +273,14 @@ class _ReadOnlyAdmin(_ReadOnlyBase):
     """The ledger is written by the protocol (budgets/spending.py) only: deleting or
     editing a row here would make the shards disagree with their period."""
 
+    @admin.display(description="budget", ordering="budget")
+    def budget_short(self, obj: Any) -> str:
+        return short_id(obj.budget, chars=30)
+
+    @admin.display(description="subject", ordering="subject")
+    def subject_short(self, obj: Any) -> str:
+        return short_id(obj.subject, chars=20)
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -287,7 +296,7 @@ _BUDGET_RELATED = ["budget__project", "budget__api_key", "budget__provider"]
 
 @admin.register(SpendPeriod)
 class SpendPeriodAdmin(_ReadOnlyAdmin):
-    list_display = ["budget", "subject", "period_start", "caps", "pool"]
+    list_display = ["budget_short", "subject_short", "period_start", "caps", "pool"]
     list_filter = ["budget__project", "budget__period"]
     list_select_related = _BUDGET_RELATED
     search_fields = ["subject", "budget__project__name", "budget__api_key__name"]
@@ -307,6 +316,19 @@ class SpendPeriodAdmin(_ReadOnlyAdmin):
 @admin.register(SpendShard)
 class SpendShardAdmin(_ReadOnlyAdmin):
     list_display = [
+        "budget_short",
+        "subject_short",
+        "period_start",
+        "shard",
+        "used",
+        "reserved",
+        "operation_count",
+    ]
+    list_filter = ["budget__project"]
+    list_select_related = _BUDGET_RELATED
+    search_fields = ["subject", "budget__project__name"]
+    # Its allotment (shown on the row's page) is bookkeeping of the protocol.
+    fields = [
         "budget",
         "subject",
         "period_start",
@@ -316,9 +338,7 @@ class SpendShardAdmin(_ReadOnlyAdmin):
         "reserved",
         "operation_count",
     ]
-    list_filter = ["budget__project"]
-    list_select_related = _BUDGET_RELATED
-    search_fields = ["subject", "budget__project__name"]
+    readonly_fields = fields  # type: ignore[assignment]  # the stubs' list types are invariant
     date_hierarchy = "period_start"
     show_full_result_count = False
 
@@ -345,11 +365,15 @@ class HoldExpiredFilter(ExpiryFilter):
 class SpendHoldAdmin(_ReadOnlyAdmin):
     """Holds of calls in flight; an expired one is handed back by the expiry job."""
 
-    list_display = ["operation_id", "tokens", "cost_usd", "created_at", "expires_at", "expired"]
+    list_display = ["operation", "tokens", "cost_usd", "created_at", "expires_at", "expired"]
     list_filter = [HoldExpiredFilter]
     search_fields = ["=operation_id"]
     date_hierarchy = "created_at"
     show_full_result_count = False
+
+    @admin.display(description="operation id", ordering="operation_id")
+    def operation(self, obj: SpendHold) -> str:
+        return short_id(obj.operation_id, chars=13)
 
     @admin.display(description="cost", ordering="cost_micros")
     def cost_usd(self, obj: SpendHold) -> str:

@@ -21,7 +21,7 @@ TUNED_FIELDS = (
     "cache_ttl_seconds",
 )
 
-_NARROW = {"style": "width:5.5em"}
+_NARROW = {"style": "width:5em"}
 
 
 def _seed_match() -> Q:
@@ -63,17 +63,11 @@ class OperationPresetAdmin(PresetSuggestionAdminMixin, AuraModelAdmin):
     read the row per request). Lists are tuples/lists here so that other features can
     extend them (`actions += [...]`, `readonly_fields += (...)`)."""
 
-    list_display = [
-        "operation_type",
-        *TUNED_FIELDS,
-        "customized",
-        "updated_at",
-        "updated_by",
-    ]
+    # Who changed a preset and when is on its change page (and in its history).
+    list_display = ["operation_type", *TUNED_FIELDS, "customized"]
     list_display_links = ["operation_type"]
     list_editable = list(TUNED_FIELDS)
     list_filter = [CustomizedFilter, "cache_enabled", "max_retries"]
-    list_select_related = ["updated_by"]
     search_fields = ["operation_type", "description"]
     actions = ["reset_to_seed", "apply_telemetry_suggestion"]
     readonly_fields = ("seed_defaults", "telemetry_suggestion", "updated_at", "updated_by")

@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
+from aura_orchestrator.admin import short_id
 from telemetry.models import OperationTelemetry, TelemetryRollup
 from telemetry.selectors.vendor import estimated_rows
 
@@ -57,19 +58,17 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
     """Read-only record of every operation. Rows are written by the pipeline only;
     superusers may delete (e.g. data a tenant asked to erase)."""
 
+    # What fits 1440 px: provider, cache hit, retries and the error are on the change page
+    # (and in the filters).
     list_display = [
         "started_at",
-        "session_id",
+        "session",
         "operation_type",
-        "provider_name",
-        "model_name",
+        "served_by",
         "tokens",
         "cost",
         "latency",
         "success",
-        "cache_hit",
-        "retry_count",
-        "error_code",
     ]
     list_filter = [
         "success",
@@ -159,6 +158,14 @@ class OperationTelemetryAdmin(admin.ModelAdmin):
         # The detail page loads the key and project; the list never needs the key.
         return super().get_queryset(request).select_related("api_key")
 
+    @admin.display(description="session id", ordering="session_id")
+    def session(self, obj: OperationTelemetry) -> str:
+        return short_id(obj.session_id, chars=16)
+
+    @admin.display(description="model", ordering="model_name")
+    def served_by(self, obj: OperationTelemetry) -> str:
+        return short_id(obj.model_name, chars=14, title=f"{obj.provider_name} / {obj.model_name}")
+
     @admin.display(description="cost", ordering="estimated_cost")
     def cost(self, obj: OperationTelemetry) -> str:
         return f"${obj.estimated_cost}"
@@ -223,17 +230,14 @@ class TelemetryRollupAdmin(admin.ModelAdmin):
     """Hourly rollups, written by the rollup job: read-only, for checking what the
     dashboards and long-range statistics are built from."""
 
+    # Project (a filter) and the token counts are on the row's page.
     list_display = (
         "bucket_start",
-        "project",
-        "provider_name",
-        "model_name",
         "operation_type",
+        "served_by",
         "operations",
         "failures",
         "cache_hits",
-        "tokens_in",
-        "tokens_out",
         "cost",
         "average_latency_ms",
     )
@@ -242,6 +246,10 @@ class TelemetryRollupAdmin(admin.ModelAdmin):
     list_select_related = ("project",)
     show_full_result_count = False
     ordering = ("-bucket_start",)
+
+    @admin.display(description="model", ordering="model_name")
+    def served_by(self, obj: TelemetryRollup) -> str:
+        return short_id(obj.model_name, chars=20, title=f"{obj.provider_name} / {obj.model_name}")
 
     @admin.display(description="avg latency (ms)")
     def average_latency_ms(self, obj: TelemetryRollup) -> int:

@@ -3,7 +3,7 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from aura_orchestrator.admin import AuraModelAdmin, ExpiryFilter
+from aura_orchestrator.admin import AuraModelAdmin, ExpiryFilter, short_id
 from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.caching.services import cache_purge_expired
 
@@ -13,17 +13,15 @@ class CacheEntryAdmin(AuraModelAdmin):
     """Cached answers. Only the expiry is editable (to extend or end an entry early);
     the answer itself is what a provider returned."""
 
+    # Provider, creation and last hit are on the change page.
     list_display = [
         "key",
-        "project",
+        "project_name",
         "operation_type",
-        "provider_name",
-        "model_name",
-        "created_at",
+        "served_by",
         "expires_at",
         "expired",
         "hit_count",
-        "last_hit_at",
     ]
     list_filter = [ExpiryFilter, "project", "operation_type", "provider_name"]
     list_select_related = ["project"]
@@ -71,7 +69,15 @@ class CacheEntryAdmin(AuraModelAdmin):
 
     @admin.display(description="key", ordering="key_hash")
     def key(self, obj: CacheEntry) -> str:
-        return f"{obj.key_hash[:16]}…"
+        return short_id(obj.key_hash, chars=14)
+
+    @admin.display(description="project", ordering="project__name")
+    def project_name(self, obj: CacheEntry) -> str:
+        return short_id(obj.project.name, chars=20)
+
+    @admin.display(description="model", ordering="model_name")
+    def served_by(self, obj: CacheEntry) -> str:
+        return short_id(obj.model_name, chars=17, title=f"{obj.provider_name} / {obj.model_name}")
 
     @admin.display(boolean=True, description="expired")
     def expired(self, obj: CacheEntry) -> bool:

@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Count
 from django.utils.html import format_html
 
-from aura_orchestrator.admin import AuraModelAdmin
+from aura_orchestrator.admin import AuraModelAdmin, short_id
 from aura_orchestrator.catalog.models import LlmModel, Provider
 from aura_orchestrator.catalog.services import model_apply_catalogue_price
 
@@ -66,10 +66,9 @@ class ProviderAdmin(AuraModelAdmin):
     variable's name and whether it is set, never its value."""
 
     list_display = [
-        "name",
-        "kind",
-        "base_url",
-        "api_key_env",
+        "provider_name",
+        "kind_code",
+        "base_url_short",
         "secret",
         "enabled",
         "is_default",
@@ -88,10 +87,27 @@ class ProviderAdmin(AuraModelAdmin):
     ]
     inlines = [LlmModelInline]
     form = ProviderForm
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    formfield_overrides = {
+        models.URLField: {"assume_scheme": "https"},
+        models.PositiveSmallIntegerField: {
+            "widget": forms.NumberInput(attrs={"style": "width:5em"})
+        },
+    }
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_model_count=Count("models"))
+
+    @admin.display(description="name", ordering="name")
+    def provider_name(self, obj: Provider) -> str:
+        return short_id(obj.name, chars=24)
+
+    @admin.display(description="kind", ordering="kind")
+    def kind_code(self, obj: Provider) -> str:
+        return format_html('<span title="{}">{}</span>', obj.get_kind_display(), obj.kind)
+
+    @admin.display(description="base URL", ordering="base_url")
+    def base_url_short(self, obj: Provider) -> str:
+        return short_id(obj.base_url, chars=26)
 
     @admin.display(description="models", ordering="_model_count")
     def model_count(self, obj: "WithAnnotations[Provider, _ModelCounts]") -> int:
@@ -101,9 +117,14 @@ class ProviderAdmin(AuraModelAdmin):
     def secret(self, obj: Provider):
         if not obj.api_key_env:
             return "— (no variable named)"
+        # The variable's name in the title: the list has no room for a column of its own.
         if os.environ.get(obj.api_key_env):
-            return format_html('<span style="color:{}">✔ {}</span>', "#3a7d44", "set")
-        return format_html('<span style="color:{}">✘ {}</span>', "#ba2121", "missing")
+            return format_html(
+                '<span style="color:{}" title="{}">✔ {}</span>', "#3a7d44", obj.api_key_env, "set"
+            )
+        return format_html(
+            '<span style="color:{}" title="{}">✘ {}</span>', "#ba2121", obj.api_key_env, "missing"
+        )
 
     def save_model(self, request, obj, form, change):
         # At most one default provider (a database constraint): the new one wins.
@@ -125,18 +146,22 @@ class ProviderAdmin(AuraModelAdmin):
 @admin.register(LlmModel)
 class LlmModelAdmin(AuraModelAdmin):
     list_display = [
-        "name",
-        "provider",
+        "model_name",
+        "provider_name",
         "enabled",
         "is_default",
         "input_price",
         "output_price",
-        "cached_input_price",
-        "cache_write_price",
         "price_source",
         "context_window",
     ]
     list_editable = ["enabled", "input_price", "output_price"]
+    # Narrow price boxes, so that the editable list fits the window.
+    formfield_overrides = {
+        models.DecimalField: {
+            "widget": forms.NumberInput(attrs={"step": "any", "style": "width:6em"})
+        }
+    }
     list_filter = ["provider", "price_source", "enabled"]
     list_select_related = ["provider"]
     search_fields = ["name", "provider__name"]
@@ -159,6 +184,14 @@ class LlmModelAdmin(AuraModelAdmin):
         _mark_manual_price(obj, form.changed_data)
         super().save_model(request, obj, form, change)
         _one_default_model(obj)
+
+    @admin.display(description="name", ordering="name")
+    def model_name(self, obj: LlmModel) -> str:
+        return short_id(obj.name, chars=26)
+
+    @admin.display(description="provider", ordering="provider__name")
+    def provider_name(self, obj: LlmModel) -> str:
+        return short_id(obj.provider.name, chars=16)
 
     @admin.action(description="Reset price from catalogue")
     def reset_price_from_catalogue(self, request, queryset):

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from aura_orchestrator.admin import AuraModelAdmin
+from aura_orchestrator.admin import AuraModelAdmin, short_id
 from aura_orchestrator.tenancy.models import ApiKey, Project
 from aura_orchestrator.tenancy.services import api_key_create, api_key_revoke, api_key_rotate
 
@@ -57,7 +57,7 @@ class ApiKeyInline(admin.TabularInline):
 class ProjectAdmin(AuraModelAdmin):
     list_display = [
         "name",
-        "description",
+        "about",
         "time_zone",
         "created_at",
         "active_keys",
@@ -74,6 +74,10 @@ class ProjectAdmin(AuraModelAdmin):
             .get_queryset(request)
             .annotate(_active_keys=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True)))
         )
+
+    @admin.display(description="description")
+    def about(self, obj: Project) -> str:
+        return short_id(obj.description, chars=40, keep_end=False)
 
     @admin.display(description="unrevoked keys", ordering="_active_keys")
     def active_keys(self, obj: "WithAnnotations[Project, _KeyCounts]") -> int:

@@ -4,7 +4,16 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django import template
 
+from aura_orchestrator.admin import short_id as _short_id
+
 register = template.Library()
+
+
+@register.filter
+def short_id(value, chars: int = 40) -> str:
+    """A long id cut in its middle (head and tail kept), the whole in the title: the
+    console's one helper (aura_orchestrator.admin.short_id)."""
+    return _short_id(value, chars=int(chars))
 
 
 def _decimal(value) -> Decimal | None:

@@ -40,9 +40,10 @@ def _form(project, **overrides) -> dict:
 
 
 def _row(html: str, label: str) -> str:
-    """The changelist row whose scope link reads `label`."""
+    """The changelist row whose scope link is `label` (its full text, in the title of the
+    shortened id)."""
     for row in re.findall(r"<tr>.*?</tr>", html, re.S):
-        if f">{label}</a>" in row:
+        if f'title="{label}"' in row:
             return row
     raise AssertionError(f"no row for {label}")
 
@@ -64,8 +65,10 @@ def test_changelist_shows_the_current_period_summed_over_shards(admin_client, pr
     row = _row(response.content.decode(), "api_key:ingest")
     assert 'title="42.5% of cap"' in row  # the bar: (4.00 + 0.25) / 10
     assert "$4.000000 · 1,500 tok" in row  # used
-    assert "$5.750000" in row  # remaining: 10 - 4 - 0.25
-    assert "$10.000000" in row  # the cost cap, in USD
+    assert '<td class="field-caps">$10</td>' in row  # the cost cap, in USD as typed
+    # What is left is on the budget's page: 10 - 4 - 0.25.
+    page = admin_client.get(reverse("admin:budgets_spendbudget_change", args=[budget.pk]))
+    assert "$5.750000" in page.content.decode()
 
 
 @pytest.mark.django_db
@@ -82,7 +85,8 @@ def test_the_bar_shows_the_fuller_cap_and_default_end_users_are_counted(admin_cl
     row = _row(admin_client.get(reverse(CHANGELIST)).content.decode(), "end_user:*")
     assert 'title="90.0% of cap"' in row
     assert "$0.400000 · 1,000 tok (2 end users)" in row  # the sum over end users
-    assert "$0.900000 · 100 tok (least left)" in row  # what u-1 has left
+    page = admin_client.get(reverse("admin:budgets_spendbudget_change", args=[budget.pk]))
+    assert "$0.900000 · 100 tok (least left)" in page.content.decode()  # what u-1 has left
 
 
 @pytest.mark.django_db

@@ -118,11 +118,26 @@ def test_overview_project_filter_shows_one_project(staff_client, project):
     assert only_other.total_operations == 2
 
 
-def test_overview_says_so_when_the_range_is_empty(staff_client, project):
-    """No operations: the page still renders, with a hint to run the demo."""
+def test_an_empty_install_says_no_calls_yet_and_draws_no_chart(staff_client, project):
+    """No operation ever: an empty state with the first steps (the API, the demo), and
+    no chart frame, chart data or empty recent-operations table."""
     response = staff_client.get("/dashboard/")
     assert response.status_code == 200
-    assert b"No operations in this range" in response.content
+    html = response.content.decode()
+    assert "No calls yet" in html and "manage.py demo" in html
+    assert "<canvas" not in html and 'id="chart-data"' not in html
+    assert "Recent operations" not in html
+
+
+def test_overview_says_so_when_the_range_is_empty(staff_client, project):
+    """Calls exist, none in the range: said so, no chart drawn, the latest calls listed."""
+    make_operation(project, started_at=timezone.now() - timedelta(days=3))
+    response = staff_client.get("/dashboard/?range=24h")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "No operations in this range" in html and "No calls yet" not in html
+    assert "<canvas" not in html and 'id="chart-data"' not in html
+    assert "Recent operations" in html
 
 
 def test_session_usage_levels_from_the_ledger():

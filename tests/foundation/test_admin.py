@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.urls import reverse
 
+from aura_orchestrator.admin import short_id
 from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.catalog.models import LlmModel, Provider
 from aura_orchestrator.tenancy.models import ApiKey, Project
@@ -375,13 +376,33 @@ def test_making_a_second_provider_default_moves_the_flag(admin_client, rows):
 # --- Budgets --------------------------------------------------------------------------------
 
 
+def test_short_id_cuts_long_ids_and_keeps_the_whole_in_the_title():
+    """Head and tail of an id (they differ at the end), prose cut at its end, short values
+    whole; the full value, escaped, is always in the title."""
+    uuid_text = "4f6c1b2a-9d8e-7f60-a1b2-c3d4e5f60718"
+    assert short_id(uuid_text, chars=13) == (
+        f'<span class="short-id" title="{uuid_text}">4f6c1b2a…0718</span>'
+    )
+    assert ">HTTP 502 from hooks…<" in short_id(
+        "HTTP 502 from hooks.example.com: Bad Gateway", chars=20, keep_end=False
+    )
+    assert short_id("abc") == '<span class="short-id" title="abc">abc</span>'
+    assert short_id("") == "—" and short_id(None) == "—"
+    cut = short_id("<b>" * 10, chars=8)
+    assert "<b>" not in cut and 'title="&lt;b&gt;' in cut
+    assert 'title="primary / m"' in short_id("m", title="primary / m")
+
+
 def test_session_list_shows_usd_and_usage_of_cap(admin_client, rows):
     """Money columns are the ledger's micro-dollars as USD; the bar shows the share of
-    the tightest cap (cost: (1.234567 + 0.0012) / 2.00 ≈ 62 %)."""
+    the tightest cap (cost: (1.234567 + 0.0012) / 2.00 ≈ 62 %). The reserved amount is
+    on the session's page (the list keeps to what fits 1440 px)."""
     html = admin_client.get(_url(LlmSession, "changelist")).content.decode()
     assert "$1.234567" in html
-    assert "$0.001200" in html
     assert "62%" in html
+    assert "$0.001200" not in html
+    page = admin_client.get(_url(LlmSession, "change", rows.session.pk)).content.decode()
+    assert "$0.001200" in page and "62%" in page
 
 
 def test_session_cost_caps_are_edited_in_usd(admin_client, rows):
