@@ -50,6 +50,11 @@ class Forbidden(AuraError):
     default_message = "This key may not do that."
 
 
+class ModelNotAllowed(Forbidden):
+    code = "model_not_allowed"
+    default_message = "This key may not use that model."
+
+
 class BudgetExceeded(AuraError):
     code = "budget_exceeded"
     status = 402
@@ -77,6 +82,29 @@ class RateLimited(AuraError):
     code = "rate_limited"
     status = 429
     default_message = "The provider is rate limiting; try again later."
+
+
+class LimitReached(RateLimited):
+    """One of our rate limits (not a provider's) refused the call, before any provider
+    was asked: the same 429 `rate_limited`, with OpenAI's rate-limit headers so that
+    SDKs wait and retry by themselves."""
+
+    default_message = "Rate limit reached; try again later."
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any],
+        retry_after: float,
+        limit_headers: dict[str, str],
+    ) -> None:
+        super().__init__(message, details=details, retry_after=retry_after)
+        self.limit_headers = limit_headers
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {**super().headers, **self.limit_headers}
 
 
 class ProviderFailed(AuraError):

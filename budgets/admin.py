@@ -334,5 +334,6 @@ class BudgetReservationAdmin(_ReservationAdminBase):
         self.message_user(request, f"Released {len(rows)} reservation(s).", messages.SUCCESS)
 
 
-import budgets.admin_alerts  # noqa: E402, F401  # registers the alert models
-from budgets import admin_spend  # noqa: E402, F401  (spend budgets register their admins)
+import budgets.admin_alerts  # noqa: E402  # registers the alert models
+import budgets.admin_limits  # noqa: E402  # registers the rate limits
+import budgets.admin_spend  # noqa: E402, F401  # registers the spend budgets

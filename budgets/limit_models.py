@@ -4,6 +4,8 @@ gets), optionally narrowed to one model. The windows themselves live in Redis
 (aura_orchestrator/ratelimit/redis_store.py), or, without Redis, in `RateEntry` rows.
 """
 
+import uuid
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -12,13 +14,25 @@ from django.utils import timezone
 from budgets.spend_models import Scope, scope_problems
 
 
+def model_patterns(text: str) -> tuple[str, ...]:
+    """`"gpt-4o-mini, claude-*"` → ("gpt-4o-mini", "claude-*"): what an allow-list holds
+    (fnmatch patterns over model names; empty: no list)."""
+    return tuple(p for p in (part.strip() for part in text.split(",")) if p)
+
+
+def validate_model_patterns(text: str) -> None:
+    for pattern in model_patterns(text):
+        if len(pattern) > 200 or not pattern.isprintable():
+            raise ValidationError(f"allowed_models: {pattern[:40]!r} is not a model name.")
+
+
 class RateLimit(models.Model):
     """The limits of one scope (and model narrowing): each field unset is no limit."""
 
     project = models.ForeignKey(
         "tenancy.Project", on_delete=models.CASCADE, related_name="rate_limits"
     )
-    scope = models.CharField(max_length=20, choices=Scope.choices, default=Scope.API_KEY)
+    scope = models.CharField(max_length=20, choices=Scope.choices, default=Scope.PROJECT)
     api_key = models.ForeignKey(
         "tenancy.ApiKey",
         null=True,
@@ -49,7 +63,18 @@ class RateLimit(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Calls admitted and not yet ended, across every worker.",
     )
+    allowed_models = models.CharField(
+        max_length=1000,
+        blank=True,
+        validators=[validate_model_patterns],
+        help_text="Comma-separated models (or patterns: gpt-4o*) its calls may use; "
+        "empty: every model. Others are refused (403 model_not_allowed) and hidden from "
+        "GET /v1/models.",
+    )
     active = models.BooleanField(default=True)
+    # Names its windows in Redis: unique across databases sharing one Redis (two
+    # deployments, or a test database created again) where the pk is not.
+    windows_id = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -69,14 +94,14 @@ class RateLimit(models.Model):
 
     def clean(self) -> None:
         problems = scope_problems(self)
-        if (
-            self.requests_per_minute is None
-            and self.tokens_per_minute is None
-            and self.max_in_flight is None
-        ):
+        limits = (self.requests_per_minute, self.tokens_per_minute, self.max_in_flight)
+        if all(v is None for v in limits) and not self.allowed_models.strip():
             problems["requests_per_minute"] = (
-                "Set requests per minute, tokens per minute, calls in flight, or several."
+                "Set requests per minute, tokens per minute, calls in flight or allowed "
+                "models (or several)."
             )
+        if self.allowed_models.strip() and self.model_name:
+            problems["allowed_models"] = "A limit narrowed to one model allows no other list."
         if problems:
             raise ValidationError(problems)
 

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -170,6 +170,52 @@ class Level:
         }
 
 
+class ScopedRule(Protocol):
+    """What decides whether a rule (a spend budget's, a rate limit's) applies to a call."""
+
+    @property
+    def scope(self) -> str: ...
+    @property
+    def api_key_id(self) -> int | None: ...
+    @property
+    def end_user(self) -> str: ...
+    @property
+    def provider_name(self) -> str | None: ...
+    @property
+    def model_name(self) -> str | None: ...
+
+
+def end_users_own(
+    rules: Iterable[ScopedRule], *, end_user: str | None
+) -> set[tuple[str | None, str | None]]:
+    """The (provider, model) narrowings for which `end_user` has a rule of their own:
+    there the default end-user rule does not apply to them."""
+    return {
+        (r.provider_name, r.model_name)
+        for r in rules
+        if r.scope == Scope.END_USER and end_user and r.end_user == end_user
+    }
+
+
+def scope_applies(
+    rule: ScopedRule,
+    *,
+    api_key_id: int | None,
+    end_user: str | None,
+    own: set[tuple[str | None, str | None]],
+) -> bool:
+    """Whether `rule`'s scope covers a call of this key and end user (`own`:
+    `end_users_own`): the project's always, a key's for that key, an end user's for
+    them, the default end-user rule for every end user without their own."""
+    if rule.scope == Scope.API_KEY:
+        return rule.api_key_id == api_key_id
+    if rule.scope == Scope.END_USER:
+        return bool(end_user) and rule.end_user == end_user
+    if rule.scope == Scope.DEFAULT_END_USER:
+        return bool(end_user) and (rule.provider_name, rule.model_name) not in own
+    return True
+
+
 def levels_for(
     *,
     project_id: int,
@@ -185,21 +231,11 @@ def levels_for(
     if not rules.rules:
         return []
     routes = list(routes)
-    own = {
-        (r.provider_name, r.model_name)
-        for r in rules.rules
-        if r.scope == Scope.END_USER and end_user and r.end_user == end_user
-    }
+    own = end_users_own(rules.rules, end_user=end_user)
     now = now or periods.now()
     levels = []
     for rule in rules.rules:
-        if rule.scope == Scope.API_KEY and rule.api_key_id != api_key_id:
-            continue
-        if rule.scope == Scope.END_USER and (not end_user or rule.end_user != end_user):
-            continue
-        if rule.scope == Scope.DEFAULT_END_USER and (
-            not end_user or (rule.provider_name, rule.model_name) in own
-        ):
+        if not scope_applies(rule, api_key_id=api_key_id, end_user=end_user, own=own):
             continue
         if not any(rule.serves(p, m) for p, m in routes):
             continue

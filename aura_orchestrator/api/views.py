@@ -57,7 +57,7 @@ def _execute_body(
 def execute_reply(result: pipeline.OperationResult) -> tuple[int, dict, dict[str, str]]:
     """(status, body, headers) of an execute response: this view's and the fast path's
     (aura_orchestrator/fastpath), so the two never differ."""
-    headers = result.error.headers if result.error else {}
+    headers = {**result.headers, **(result.error.headers if result.error else {})}
     return result.status, _execute_body(result.error, result), headers
 
 

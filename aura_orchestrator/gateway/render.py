@@ -27,11 +27,16 @@ def completion_id(operation_id: uuid.UUID) -> str:
 def error_body(error: errors.AuraError) -> dict:
     body = openai_error_body(error)
     body["error"]["param"] = error.details.get("param")
-    if "scope" in error.details:  # a budget's refusal names the budget
+    if "scope" in error.details:  # a budget's or a rate limit's refusal names it
         body["error"]["details"] = {
-            key: error.details[key] for key in ("scope", "period", "resets_at")
+            key: value for key, value in error.details.items() if key in _REFUSAL_DETAILS
         }
     return body
+
+
+# What a refusal tells the gateway's clients: the budget (scope, period, resets_at) or the
+# rate limit (scope, limit, retry_after_seconds) that refused.
+_REFUSAL_DETAILS = ("scope", "period", "resets_at", "limit", "retry_after_seconds")
 
 
 def usage_body(telemetry: dict, details: dict | None = None) -> dict:
@@ -88,11 +93,19 @@ def _choice(choice: dict, legacy_functions: bool) -> dict:
 
 
 def aura_headers(
-    *, operation_id: uuid.UUID, session_id: str, cache_hit: bool, budget: dict, cost=None
+    *,
+    operation_id: uuid.UUID,
+    session_id: str,
+    cache_hit: bool,
+    budget: dict,
+    cost=None,
+    limits: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """What happened, for clients that cannot see our body: operation, cache, cost and
-    what remains of the session's budget (when it is capped)."""
+    what remains of the session's budget (when it is capped); the rate limits' standing
+    (`limits`: OpenAI's x-ratelimit-* headers, when a limit applies)."""
     headers = {
+        **(limits or {}),
         "X-Aura-Operation-Id": str(operation_id),
         "X-Aura-Cache": "hit" if cache_hit else "miss",
     }

@@ -89,6 +89,7 @@ async def chat_reply(call: ChatCall, *, principal: pipeline.Principal) -> ChatRe
             cache_hit=stream.was_cached,
             budget=stream.budget,
             cost=stream.result.telemetry["estimated_cost"] if stream.result else None,
+            limits=stream.headers,
         )
         if stream.error is not None:
             return failure(stream.error, headers)
@@ -127,6 +128,7 @@ async def answered(
         cache_hit=result.was_cached,
         budget=result.budget,
         cost=result.telemetry["estimated_cost"],
+        limits=result.headers,
     )
     if result.error is not None:
         return failure(result.error, headers, error_of)
@@ -228,7 +230,8 @@ class ModelListView(GatewayView):
     async def get(self, request):
         """Configured models: each bare name (routed over every provider serving it) and
         each `provider/model` (pinned to that provider)."""
-        return Response({"object": "list", "data": await db(gateway_model_list)})
+        models = await db(gateway_model_list, api_key=request.auth)
+        return Response({"object": "list", "data": models})
 
 
 class ModelDetailView(GatewayView):
@@ -249,7 +252,7 @@ class ModelDetailView(GatewayView):
         tags=["gateway"],
     )
     async def get(self, request, model_id: str):
-        for entry in await db(gateway_model_list):
+        for entry in await db(gateway_model_list, api_key=request.auth):
             if entry["id"] == model_id:
                 return Response(entry)
         raise errors.UnknownModel(f"Model '{model_id[:200]}' is not configured.")

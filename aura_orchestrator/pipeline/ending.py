@@ -26,6 +26,8 @@ from aura_orchestrator.db import db
 from aura_orchestrator.dbhealth import DATABASE_UNAVAILABLE, unavailable
 from aura_orchestrator.money import micros_to_usd
 from aura_orchestrator.pgtext import is_storable, storable
+from aura_orchestrator.pipeline import limits
+from aura_orchestrator.pipeline.limits import limit_headers
 from aura_orchestrator.pipeline.types import OperationRequest, OperationResult, Run
 from aura_orchestrator.providers.base import ImagePart
 from aura_orchestrator.store import CacheWrite, Finish, get_store
@@ -160,6 +162,8 @@ async def conclude(
         crossed = run.spend.crossed()
         if crossed:
             notice_spend(crossed)
+    rate_headers = limit_headers(run)
+    limits.end(run, tokens_used=fields["tokens_in"] + fields["tokens_out"])
     telemetry = {k: v for k, v in fields.items() if k not in _NOT_IN_RESULT}
     telemetry["total_tokens"] = fields["tokens_in"] + fields["tokens_out"]
     telemetry["attempts"] = fields["attempts"]
@@ -173,6 +177,7 @@ async def conclude(
         budget=budget_body(run, finished.ledger),
         finish_reason=None if content is None else run.finish_reason,
         answer=run.answer,
+        headers=rate_headers,
     )
 
 

@@ -29,6 +29,7 @@ from aura_orchestrator.catalog.tokens import (
 from aura_orchestrator.db import db
 from aura_orchestrator.deadline import Lifetimes, operation_seconds, reservation_seconds
 from aura_orchestrator.money import cache_adjustment, cost_micros
+from aura_orchestrator.pipeline import limits
 from aura_orchestrator.pipeline.types import (
     EmbeddingInput,
     OperationRequest,
@@ -40,6 +41,7 @@ from aura_orchestrator.pipeline.wire import capable_routes, embedding_routes
 from aura_orchestrator.providers.base import Refusal
 from aura_orchestrator.store import get_store
 from budgets.caps import has_money_caps
+from budgets.limits import model_rules_for
 from budgets.reserving import Reservation
 from budgets.selectors import unpriced_model_message
 from budgets.services import Caps
@@ -59,9 +61,9 @@ async def prepare(*, request: OperationRequest, principal: Principal) -> Plan:
     caps on the locked row (`reserve`), one round trip instead of two."""
     try:
         with memo_only():
-            plan = plan_of(request=request)
+            plan = plan_of(request=request, principal=principal)
     except MemoMiss:
-        plan = await db(plan_of, request=request)
+        plan = await db(plan_of, request=request, principal=principal)
     if (
         plan.cache_key is None
         and plan.caps is None
@@ -82,7 +84,7 @@ async def prepare_session(plan: Plan, *, principal: Principal, request: Operatio
     )
 
 
-def plan_of(*, request: OperationRequest) -> Plan:
+def plan_of(*, request: OperationRequest, principal: Principal) -> Plan:
     ov = request.overrides
     preset = preset_get(operation_type=request.operation_type).with_overrides(
         temperature=ov.temperature,
@@ -92,9 +94,13 @@ def plan_of(*, request: OperationRequest) -> Plan:
         max_retries=ov.max_retries,
     )
     caps = Caps.named(name=request.budget_name) if request.budget_name else request.caps
-    chain = route_chain_resolve(
-        provider_names=list(request.providers) if request.providers else None,
-        model=request.model,
+    chain = allowed_routes(
+        route_chain_resolve(
+            provider_names=list(request.providers) if request.providers else None,
+            model=request.model,
+        ),
+        request=request,
+        principal=principal,
     )
     if request.embedding is not None:
         return embedding_plan(request, request.embedding, preset=preset, caps=caps, chain=chain)
@@ -147,6 +153,28 @@ def plan_of(*, request: OperationRequest) -> Plan:
 
 def uses_cache(request: OperationRequest, preset: EffectivePreset) -> bool:
     return preset.cache_enabled if request.enable_cache is None else request.enable_cache
+
+
+def allowed_routes(
+    chain: list[Route], *, request: OperationRequest, principal: Principal
+) -> list[Route]:
+    """The routes whose model the caller may use (the allow-lists of its limit sets,
+    budgets/limits.py): a model asked for by name and refused, or a chain left empty, is
+    a 403 `model_not_allowed` before anything is reserved or called."""
+    rules = model_rules_for(
+        project_id=principal.project_id,
+        api_key_id=principal.api_key_id,
+        end_user=request.end_user,
+    )
+    if not rules.lists:
+        return chain
+    named = request.model.rpartition("/")[2] if request.model else None
+    if named is not None and not rules.allows(named):
+        raise errors.ModelNotAllowed(rules.refusal(named))
+    allowed = [route for route in chain if rules.allows(route.model_name)]
+    if not allowed:
+        raise errors.ModelNotAllowed(rules.refusal(None))
+    return allowed
 
 
 def embedding_plan(
@@ -279,10 +307,13 @@ async def reserve(run: Run, *, extra_prompt_tokens: int = 0) -> None:
     assert plan is not None  # set by prepare (step 1)
     tokens_in = plan.prompt_tokens + extra_prompt_tokens
     tokens = tokens_in + plan.max_output_tokens
-    if run.deadline is None:  # the first reservation
+    first = run.deadline is None
+    if first:
         run.deadline = asyncio.get_running_loop().time() + deadline_seconds(run, plan)
         run.attempts.extend(skipped_attempt(route, refusal) for route, refusal in plan.skipped)
     expires_in = reservation_seconds(remaining=run.time_left(), lifetimes=lifetimes())
+    if first:  # the rate limits, before anything is held (a refusal holds nothing)
+        await limits.admit(run, plan, tokens=tokens, in_flight_seconds=expires_in)
     levels = await spend_levels(run, plan)
     if any(level.rule.hard and level.rule.max_cost_micros is not None for level in levels):
         _priced_only(plan, levels[0])

@@ -17,7 +17,7 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from aura_orchestrator import errors
@@ -25,6 +25,7 @@ from aura_orchestrator.caching.services import Answer
 from aura_orchestrator.catalog.selectors import Route
 from aura_orchestrator.pipeline.chain import attempt_chain, final_error, usage_of, within
 from aura_orchestrator.pipeline.ending import budget_body, conclude, one_row
+from aura_orchestrator.pipeline.limits import limit_headers
 from aura_orchestrator.pipeline.plan import prepare, reserve
 from aura_orchestrator.pipeline.schema import streamed_schema_failure
 from aura_orchestrator.pipeline.types import OperationRequest, OperationResult, Principal, Run
@@ -65,6 +66,7 @@ class OperationStream:
     chunks: AsyncGenerator[StreamChunk, None] | None = None
     error: errors.AuraError | None = None
     result: OperationResult | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # the rate limits' (x-ratelimit-*)
 
 
 async def execute_stream(request: OperationRequest, *, principal: Principal) -> OperationStream:
@@ -83,6 +85,7 @@ async def execute_stream(request: OperationRequest, *, principal: Principal) -> 
         budget=started.budget,
         error=started.error,
         result=started,
+        headers=started.headers,
     )
 
 
@@ -117,6 +120,7 @@ async def _start(run: Run) -> OperationStream:
         provider_name=route.provider_name,
         model_name=route.model_name,
         budget=budget,
+        headers=limit_headers(run),
     )
     relay = _relay(
         run,

@@ -24,6 +24,7 @@ from aura_orchestrator.providers.base import (
     Tool,
     ToolChoice,
 )
+from aura_orchestrator.ratelimit.window import Check, Decision
 from budgets.models import LlmSession
 from budgets.reserving import Reservation
 from budgets.services import Caps
@@ -131,6 +132,7 @@ class OperationResult:
     budget: dict[str, Any]
     finish_reason: str | None = None
     answer: Answer | None = None  # every choice, tool calls and provider fields (gateways)
+    headers: dict[str, str] = field(default_factory=dict)  # the rate limits' (x-ratelimit-*)
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
@@ -198,6 +200,14 @@ class Usage:
         return self.tokens_in + self.tokens_out
 
 
+@dataclass(frozen=True, slots=True)
+class LimitsHeld:
+    """The rate-limit windows that admitted a run (`decision`), to end with it."""
+
+    checks: list[Check]
+    decision: Decision
+
+
 @dataclass(slots=True)
 class Run:
     """One operation in flight, from `execute` (or `execute_stream`) to its row."""
@@ -212,6 +222,8 @@ class Run:
     # The spend budgets that apply (budgets/spending.py) and their totals after the last
     # reservation: the budget body's tightest remaining, soft-cap warnings, alerts.
     spend: SpendState | None = None
+    # The rate limits that admitted it (pipeline/limits.py): ended with it.
+    limits: LimitsHeld | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)  # everything the providers reported
     charged: Usage = field(default_factory=Usage)  # the part already settled on the ledger

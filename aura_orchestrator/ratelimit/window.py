@@ -72,7 +72,8 @@ def reset_text(seconds: float) -> str:
 
 def headers(decision: Decision) -> dict[str, str]:
     """OpenAI's rate-limit headers: for requests and tokens, the tightest limit of each
-    (the one with the least remaining), so an SDK backs off by itself."""
+    (the one with the least remaining); on a refusal `retry-after-ms`, which OpenAI's
+    SDKs read before Retry-After, so they wait just long enough by themselves."""
     out: dict[str, str] = {}
     for kind, suffix in ((Kind.REQUESTS, "requests"), (Kind.TOKENS, "tokens")):
         standings = [s for s in decision.standings if s.check.kind is kind]
@@ -82,7 +83,6 @@ def headers(decision: Decision) -> dict[str, str]:
         out[f"x-ratelimit-limit-{suffix}"] = str(tightest.check.limit)
         out[f"x-ratelimit-remaining-{suffix}"] = str(tightest.remaining)
         out[f"x-ratelimit-reset-{suffix}"] = reset_text(tightest.reset_seconds)
-    if not decision.admitted:
-        out["retry-after"] = str(max(1, int(decision.retry_after_seconds + 0.999)))
+    if not decision.admitted:  # (Retry-After itself: errors.AuraError.headers)
         out["retry-after-ms"] = str(max(1, round(decision.retry_after_seconds * 1000)))
     return out

@@ -120,8 +120,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         fault, serial = upstream._admit(body, headers)
         fault = fault or Fault()
-        upstream._sleep(upstream._latency() + fault.delay)
+        upstream._started()
         try:
+            upstream._sleep(upstream._latency() + fault.delay)
             if self._faulted(fault, error):
                 return
             if shape is not None:
@@ -132,6 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._count_tokens(body, fault)
         except OSError:  # the client gave up (timeout) or went away mid-stream
             self.close_connection = True
+        finally:
+            upstream._ended()
 
     def _faulted(self, fault: Fault, error: Callable[[int, str | None], dict]) -> bool:
         """Answer a reset or an error status in place of the answer; False otherwise."""

@@ -48,6 +48,8 @@ class FakeUpstream:
         self._headers: list[dict[str, str]] = []
         self._path_counts: Counter[str] = Counter()
         self._ids = itertools.count(1)
+        self._in_flight = 0
+        self._peak_in_flight = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -115,6 +117,7 @@ class FakeUpstream:
             self._headers.clear()
             self._path_counts.clear()
             self._ids = itertools.count(1)
+            self._peak_in_flight = self._in_flight
 
     @property
     def request_count(self) -> int:
@@ -140,7 +143,22 @@ class FakeUpstream:
         with self._lock:
             return list(self._headers)
 
+    @property
+    def peak_in_flight(self) -> int:
+        """The most completion or embedding requests it was answering at once."""
+        with self._lock:
+            return self._peak_in_flight
+
     # -- used by the handler ----------------------------------------------------------------
+
+    def _started(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+
+    def _ended(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     def _count(self, path: str) -> None:
         with self._lock:

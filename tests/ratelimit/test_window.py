@@ -34,9 +34,8 @@ def test_headers_report_the_tightest_limit_of_each_kind_and_retry_after_on_refus
         "x-ratelimit-limit-tokens": "90000",
         "x-ratelimit-remaining-tokens": "89000",
         "x-ratelimit-reset-tokens": "3s",
-        "retry-after": "13",
         "retry-after-ms": "12500",
     }
     admitted = Decision(admitted=True, standings=decision.standings[2:])
-    assert "retry-after" not in headers(admitted)
+    assert "retry-after-ms" not in headers(admitted)
     assert "x-ratelimit-limit-requests" not in headers(admitted)

@@ -61,6 +61,7 @@ async def _reply(request) -> ChatReply:
         cache_hit=stream.was_cached,
         budget=stream.budget,
         cost=stream.result.telemetry["estimated_cost"] if stream.result else None,
+        limits=stream.headers,
     )
     if stream.error is not None:
         return failure(stream.error, headers, render.error_body)

@@ -9,11 +9,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import URLValidator
 
 from aura_orchestrator.catalog.models import Provider
-from aura_orchestrator.tenancy.models import ApiKey, Project
-from budgets.spend_models import Period, Scope, SpendBudget, parse_thresholds
+from budgets.management.scope_args import add_scope_arguments, scope_of
+from budgets.spend_models import Period, SpendBudget, parse_thresholds
 from budgets.spend_services import alert_endpoint_set, spend_budget_set
 from budgets.spending import usd
-from budgets.validators import END_USER_RULE, is_valid_end_user
 
 MAX_COST = Decimal(10) ** 8  # SpendBudget.max_cost: 14 digits, 6 after the point
 MAX_TOKENS = 2**63 - 1
@@ -55,19 +54,6 @@ def _thresholds(value: str | None) -> str | None:
     return ",".join(str(p) for p in parsed)
 
 
-def _api_key(project: Project, name: str) -> ApiKey:
-    keys = list(ApiKey.objects.filter(project=project, name=name, revoked_at__isnull=True))
-    if not keys:
-        raise CommandError(f"No API key named {name!r} in project {project.name!r}.")
-    if len(keys) > 1:
-        prefixes = ", ".join(k.prefix for k in keys)
-        raise CommandError(
-            f"Several keys are named {name!r} in project {project.name!r} "
-            f"(prefixes {prefixes}); revoke all but one first."
-        )
-    return keys[0]
-
-
 def describe(budget: SpendBudget) -> str:
     """One line: scope, narrowing, period, caps, hard or soft, thresholds."""
     caps = []
@@ -90,14 +76,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--project", required=True, help="Project slug (must exist).")
-        who = parser.add_mutually_exclusive_group()
-        who.add_argument("--api-key", metavar="NAME", help="A key of the project, by name.")
-        who.add_argument("--end-user", metavar="U", help="An end user of the project.")
-        who.add_argument(
-            "--default-end-user",
-            action="store_true",
-            help="The budget every end user without one of their own gets.",
+        add_scope_arguments(
+            parser, default_end_user_help="The budget every end user without one of their own gets."
         )
         parser.add_argument(
             "--provider", metavar="X", help="Count only calls this provider serves."
@@ -118,11 +98,8 @@ class Command(BaseCommand):
         parser.add_argument("--webhook-secret", metavar="S", help="Signs its deliveries.")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        project = Project.objects.filter(name=o["project"]).first()
-        if project is None:
-            raise CommandError(
-                f"No project {o['project']!r} (create_api_key --project creates projects)."
-            )
+        who = scope_of(o)
+        project = who.project
         max_cost, max_tokens = _max_cost(o["max_cost"]), _max_tokens(o["max_tokens"])
         if max_cost is None and max_tokens is None:
             raise CommandError("Give a cap: --max-cost, --max-tokens, or both.")
@@ -144,15 +121,6 @@ class Command(BaseCommand):
             if not secret and not project.alert_endpoints.filter(url=url).exists():
                 raise CommandError("A new --webhook-url needs --webhook-secret.")
 
-        scope, api_key, end_user = Scope.PROJECT, None, ""
-        if o["api_key"] is not None:
-            scope, api_key = Scope.API_KEY, _api_key(project, o["api_key"])
-        elif o["end_user"] is not None:
-            if not is_valid_end_user(o["end_user"]):
-                raise CommandError(f"--end-user must be {END_USER_RULE}.")
-            scope, end_user = Scope.END_USER, o["end_user"]
-        elif o["default_end_user"]:
-            scope = Scope.DEFAULT_END_USER
         provider = None
         if o["provider"] is not None:
             provider = Provider.objects.filter(name=o["provider"]).first()
@@ -165,9 +133,9 @@ class Command(BaseCommand):
         try:
             budget, created = spend_budget_set(
                 project=project,
-                scope=scope,
-                api_key=api_key,
-                end_user=end_user,
+                scope=who.scope,
+                api_key=who.api_key,
+                end_user=who.end_user,
                 provider=provider,
                 model_name=model or "",
                 period=o["period"],
