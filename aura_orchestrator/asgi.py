@@ -51,3 +51,14 @@ def _sweep_journals() -> None:
 
 
 _sweep_journals()
+
+
+def _start_tracing() -> None:
+    """OpenTelemetry export, when an OTLP endpoint is set: once per worker process
+    (aura_orchestrator/tracing.py); flushed at exit."""
+    from aura_orchestrator import tracing
+
+    tracing.start()
+
+
+_start_tracing()

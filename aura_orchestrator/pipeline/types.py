@@ -213,6 +213,9 @@ class Run:
     # reservation: the budget body's tightest remaining, soft-cap warnings, alerts.
     spend: SpendState | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # perf_counter at each provider attempt's start (skipped routes have none): the
+    # attempts' spans when OpenTelemetry export is on (aura_orchestrator/tracing.py).
+    attempt_starts: list[float] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)  # everything the providers reported
     charged: Usage = field(default_factory=Usage)  # the part already settled on the ledger
     route: Route | None = None

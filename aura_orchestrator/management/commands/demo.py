@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
 
+from aura_orchestrator import tracing
 from aura_orchestrator.catalog.models import Provider
 from aura_orchestrator.management.demo.history import history_spread, roll_up
 from aura_orchestrator.management.demo.run import Tally, demo_drive, demo_setup
@@ -80,6 +81,7 @@ class Command(BaseCommand):
         if not 0 <= history <= 24 * 90:
             raise CommandError("--history-hours must be between 0 and 2160.")
         sessions = min(sessions, operations)
+        tracing.start()  # spans of the run to the OTLP endpoint, if one is set; sent at exit
 
         primary = FakeUpstream(
             latency=latency,
