@@ -117,8 +117,12 @@ class OtlpCollector:
     """A collector on 127.0.0.1 (port 0: any free one); `endpoint` is the base URL to give
     as OTEL_EXPORTER_OTLP_ENDPOINT."""
 
-    def __init__(self, *, port: int = 0, delay: float = 0.0, status: int = 200) -> None:
+    def __init__(
+        self, *, port: int = 0, delay: float = 0.0, status: int = 200, keep: bool = True
+    ) -> None:
         self.port = port
+        self.keep = keep  # False: only count the spans (bench)
+        self.count = 0
         self.delay = delay
         self.status = status
         self.posts = 0
@@ -151,8 +155,10 @@ class OtlpCollector:
         spans = spans_of(body) if path == TRACES_PATH else []
         with self._lock:
             self.posts += 1
-            self.headers.append(headers)
-            self._spans.extend(spans)
+            self.count += len(spans)
+            if self.keep:
+                self.headers.append(headers)
+                self._spans.extend(spans)
 
     @property
     def spans(self) -> list[CollectedSpan]:
@@ -179,13 +185,19 @@ class OtlpCollector:
 def main() -> None:
     parser = argparse.ArgumentParser(description="A stub OTLP/HTTP collector that prints spans.")
     parser.add_argument("--port", type=int, default=4318)
-    port = parser.parse_args().port
-    collector = OtlpCollector(port=port).start()
+    parser.add_argument("--quiet", action="store_true", help="keep and print only the count")
+    args = parser.parse_args()
+    collector = OtlpCollector(port=args.port, keep=not args.quiet).start()
     print(f"OTLP collector stub on {collector.endpoint}{TRACES_PATH}", flush=True)
     seen = 0
     try:
         while True:
             time.sleep(1)
+            if args.quiet:
+                if collector.count != seen:
+                    seen = collector.count
+                    print(f"spans received: {seen}", flush=True)
+                continue
             spans = collector.spans
             for span in spans[seen:]:
                 print(span.name, span.attributes.get("aura.operation_type", ""), flush=True)
