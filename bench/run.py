@@ -784,7 +784,7 @@ def main() -> None:
             notes.append(
                 "+otel: a second orchestrator (same code, same database, same core) exporting "
                 "every operation's spans to a stub OTLP/HTTP collector on the load generator's "
-                f"core (bench/results/{collector.log.name} counts what it received)."
+                "core (bench/results/collector.log counts what it received)."
             )
         for suffix, extra_env, root, other_key in others:
             log = f"orchestrator-{suffix.strip('-+ ()')}.log"
