@@ -20,6 +20,7 @@ Prompts and answers are kept only with `AURA_OTEL_CAPTURE_CONTENT=true`. At exit
 queued is sent, within `SHUTDOWN_SECONDS`.
 """
 
+import asyncio
 import atexit
 import logging
 import random
@@ -40,10 +41,10 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from aura_orchestrator import errors
-from aura_orchestrator.catalog.selectors import Route
 from aura_orchestrator.providers.base import ChatMessage
 
 if TYPE_CHECKING:
+    from aura_orchestrator.catalog.selectors import Route
     from aura_orchestrator.pipeline.types import Run
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Ended:
     finish_reasons: tuple[str | None, ...]
     request_model: str | None
     embedding: bool
-    chain: Sequence[Route]  # the plan's routes
+    chain: Sequence["Route"]  # the plan's routes
     attempt_starts: list[float]  # perf_counter at each attempt's start (not skipped ones)
     t0: float  # perf_counter at the operation's start
     end_ns: int  # wall clock at its end
@@ -462,6 +463,26 @@ def start() -> Exporter | None:
     atexit.register(stop)
     logger.info("OpenTelemetry: exporting spans to %s", endpoint)
     return exporter
+
+
+class FlushAtShutdown:
+    """The ASGI application, plus the lifespan protocol: at the server's shutdown (after
+    its connections are done) what is queued is sent (`stop`)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await asyncio.to_thread(stop)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 def stop() -> None:

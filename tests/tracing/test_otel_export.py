@@ -310,3 +310,47 @@ def test_a_served_worker_exports_with_the_documented_variables(
         assert attempt.attributes["aura.provider"] == "primary"
     finally:
         collector.stop()
+
+
+def test_a_worker_sends_what_is_queued_when_it_stops(transactional_db, api_key, provider):
+    """Two workers that would export only once a minute: their spans arrive when the
+    server is stopped (SIGTERM), sent at each worker's exit."""
+    from tests.conftest import LiveServer
+
+    collector = OtlpCollector().start()
+    server = LiveServer(
+        workers=2,
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "60000",
+        },
+    )
+    try:
+        ids = []
+        for n in range(4):
+            response = httpx.post(
+                f"{server.url}{EXECUTE}",
+                headers={"Authorization": f"Bearer {api_key.raw_key}"},
+                json=body(session_id=f"exit-{n}"),
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            ids.append(response.json()["operation_id"])
+        time.sleep(0.5)
+        assert collector.spans == []  # nothing sent yet: the schedule is a minute
+        server.stop()
+        spans = collector.wait_for(8, timeout=10)
+        assert {s.attributes.get("aura.operation_id") for s in spans} >= set(ids)
+    finally:
+        server.stop()
+        collector.stop()
+
+
+def test_the_traces_endpoint_and_headers_are_read_as_the_specification_says():
+    config = {"SDK_DISABLED": False, "TRACES_ENDPOINT": "", "ENDPOINT": "http://c:4318/"}
+    assert tracing.traces_endpoint(config) == "http://c:4318/v1/traces"
+    config["TRACES_ENDPOINT"] = "http://t:4318/custom"
+    assert tracing.traces_endpoint(config) == "http://t:4318/custom"
+    assert tracing.traces_endpoint(config | {"SDK_DISABLED": True}) == ""
+    assert tracing.traces_endpoint(config | {"TRACES_ENDPOINT": "", "ENDPOINT": ""}) == ""
+    assert tracing.parse_headers("a=1, b = x%20y ,broken,=z") == {"a": "1", "b": "x y"}
