@@ -14,7 +14,7 @@ the spans after the fact, with explicit start and end times, and posts them in b
 
 The spans are opentelemetry-proto's messages (the OTLP exporter's own types), built
 directly: the SDK's span objects and its Python encoder cost 208 µs of CPU per operation
-here (8 % of an /execute), these about a third of that (bench/README.md, "OpenTelemetry").
+here (8 % of an /execute), these about a fifth of that (bench/README.md, "OpenTelemetry").
 
 Prompts and answers are kept only with `AURA_OTEL_CAPTURE_CONTENT=true`. At exit what is
 queued is sent, within `SHUTDOWN_SECONDS`.
