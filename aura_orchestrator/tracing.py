@@ -105,6 +105,8 @@ class Exporter:
         self.exported = 0  # spans the collector accepted
         self.failed = 0  # spans the collector refused or never got
         self._dropped_logged = 0
+        self._quiet_until = 0.0  # failures are logged at most once a minute
+        self._drops_quiet_until = 0.0  # and drops
         resource = {**(resource_attributes or {}), "service.name": service_name}
         self._resource = Resource()
         _set_attributes(self._resource.attributes, resource)
@@ -117,9 +119,7 @@ class Exporter:
         self._thread = threading.Thread(target=self._run, name="aura-otel-export", daemon=True)
         self._thread.start()
 
-    # --- the request's side: `record` (below), a length check and an append -------------
-
-    # --- the thread's side ----------------------------------------------------------------
+    # --- the thread's side (the request's is `record`, below: a check and an append) -----
 
     def _run(self) -> None:
         while not self._stop.wait(self.delay):
@@ -142,7 +142,9 @@ class Exporter:
                     except Exception:  # a bug here must not stop the export of the rest
                         logger.exception("could not build the spans of an operation")
                 self._send(request, len(spans))
-            if self.dropped > self._dropped_logged:
+            now = time.monotonic()
+            if self.dropped > self._dropped_logged and now >= self._drops_quiet_until:
+                self._drops_quiet_until = now + 60  # at most one line a minute
                 logger.warning(
                     "OpenTelemetry: %d operation(s) not exported so far (queue full)",
                     self.dropped,
@@ -175,7 +177,15 @@ class Exporter:
             time.sleep(pause)
             pause *= 2
         self.failed += count
-        logger.warning("OpenTelemetry: %d span(s) not exported (%s)", count, problem)
+        now = time.monotonic()
+        if now >= self._quiet_until:  # a collector that is down: one line a minute
+            self._quiet_until = now + 60
+            logger.warning(
+                "OpenTelemetry: spans not exported to %s (%s); %d so far",
+                self.endpoint,
+                problem,
+                self.failed,
+            )
 
     def shutdown(self, timeout: float = SHUTDOWN_SECONDS) -> None:
         """Stop the thread and send what is queued, within `timeout` (a dead collector

@@ -354,3 +354,44 @@ def test_the_traces_endpoint_and_headers_are_read_as_the_specification_says():
     assert tracing.traces_endpoint(config | {"SDK_DISABLED": True}) == ""
     assert tracing.traces_endpoint(config | {"TRACES_ENDPOINT": "", "ENDPOINT": ""}) == ""
     assert tracing.parse_headers("a=1, b = x%20y ,broken,=z") == {"a": "1", "b": "x y"}
+
+
+@pytest.fixture
+def claude(db, fake_upstream):
+    """Provider `claude` (Anthropic's Messages API) serving sim-claude."""
+    provider_configure(
+        name="claude",
+        kind="anthropic",
+        base_url=fake_upstream.anthropic_base_url,
+        api_key_env="AURA_TEST_PRIMARY_KEY",
+        model="sim-claude",
+        input_price=Decimal("1"),
+        output_price=Decimal("2"),
+    )
+
+
+async def test_an_anthropic_route_is_named_so_with_its_cache_writes(
+    asgi_client, provider, claude, exporting, collector
+):
+    response = await asgi_client.post(
+        CHAT,
+        json={
+            "model": "claude/sim-claude",
+            "messages": [{"role": "user", "content": "Tides [[cache:5,7]]"}],
+        },
+    )
+    assert response.status_code == 200, response.text
+    operation_id = response.headers["x-aura-operation-id"]
+    row = await OperationTelemetry.objects.aget(operation_id=operation_id)
+
+    root, (attempt,) = _trace(_sent(exporting, collector), operation_id)
+
+    assert root.attributes["gen_ai.provider.name"] == "anthropic"
+    assert attempt.attributes["gen_ai.provider.name"] == "anthropic"
+    assert root.attributes["gen_ai.request.model"] == "claude/sim-claude"  # as asked
+    assert root.attributes["gen_ai.response.model"] == "sim-claude"
+    assert attempt.attributes["gen_ai.request.model"] == "sim-claude"
+    assert root.attributes["gen_ai.usage.input_tokens"] == row.tokens_in
+    assert root.attributes["gen_ai.usage.cache_read.input_tokens"] == row.cache_read_tokens == 5
+    assert root.attributes["gen_ai.usage.cache_creation.input_tokens"] == 7
+    assert row.cache_write_tokens == 7
