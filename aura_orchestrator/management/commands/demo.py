@@ -24,6 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
 
+from aura_orchestrator import tracing
 from aura_orchestrator.catalog.models import Provider
 from aura_orchestrator.management.demo.history import history_spread, roll_up
 from aura_orchestrator.management.demo.run import Tally, demo_drive, demo_setup
@@ -100,6 +101,7 @@ class Command(BaseCommand):
         base_url = (options["base_url"] or served_url()).rstrip("/")
         if not base_url.startswith(("http://", "https://")):
             raise CommandError("--base-url must start with http:// or https://.")
+        tracing.start()  # spans of the run to the OTLP endpoint, if one is set; sent at exit
 
         primary = FakeUpstream(
             latency=latency,

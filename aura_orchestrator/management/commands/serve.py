@@ -82,6 +82,8 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, workers: int, access_log: bool, **options):
         import uvicorn
 
+        from aura_orchestrator.tracing import traces_endpoint
+
         if not 1 <= workers <= 64:
             raise CommandError("--workers must be between 1 and 64.")
         if not 0 < port < 65536:
@@ -108,7 +110,8 @@ class Command(BaseCommand):
             host=host,
             port=port,
             workers=workers,
-            lifespan="off",
+            # On only to send queued OpenTelemetry spans at shutdown (asgi.py, tracing.py).
+            lifespan="on" if traces_endpoint(settings.OTEL) else "off",
             access_log=access_log,
             log_level=settings.LOG_LEVEL.lower(),
             loop="uvloop",
