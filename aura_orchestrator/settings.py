@@ -13,13 +13,25 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+# Every variable this file reads, recorded as it reads it: a provider may never name one of
+# them as its API key's variable (PROVIDER_SECRET_ENV_DENIED below).
+SETTINGS_ENV_NAMES: set[str] = set()
+
+
+class _Env(environ.Env):
+    def get_value(self, var, *args, **kwargs):
+        SETTINGS_ENV_NAMES.add(var)
+        return super().get_value(var, *args, **kwargs)
+
+
+env = _Env()
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 
 def _env_url(name: str) -> str | None:
     # An empty variable counts as unset: django-environ would otherwise parse "" into {}.
+    SETTINGS_ENV_NAMES.add(name)
     value = os.environ.get(name, "").strip()
     return value or None
 
@@ -279,3 +291,22 @@ LOGGING = {
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Secrets at rest and provider key variables (issue 17; aura_orchestrator/crypto.py) ---
+# Fernet keys, comma-separated: the first encrypts, all decrypt (rotation). Unset: one key
+# derived from DJANGO_SECRET_KEY (HKDF-SHA256) and a `check --deploy` warning.
+ENCRYPTION_KEYS = env.list("AURA_ENCRYPTION_KEYS", default=[])
+# The environment variables a provider may take its key from (`api_key_env`): glob patterns.
+PROVIDER_SECRET_ENV = env.list("AURA_PROVIDER_SECRET_ENV", default=["*_API_KEY"])
+# ...never our own configuration, whatever the patterns allow: every variable this file
+# reads (SETTINGS_ENV_NAMES, complete once settings are loaded) and these patterns.
+PROVIDER_SECRET_ENV_DENIED = (
+    "DJANGO_*",
+    "AURA_*",
+    "OTEL_*",
+    "Q_*",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "EMAIL_URL",
+    "PROMETHEUS_MULTIPROC_DIR",
+)
