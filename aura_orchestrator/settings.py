@@ -25,8 +25,13 @@ class _Env(environ.Env):
 
 
 env = _Env()
-if (BASE_DIR / ".env").is_file():
-    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# .env (AURA_ENV_FILE, default the project folder's) fills os.environ in every process that
+# loads these settings: serve and its workers, qcluster, every command; so a provider's
+# key variable set there is seen by all of them. The environment wins over the file.
+SETTINGS_ENV_NAMES.add("AURA_ENV_FILE")
+ENV_FILE = Path(os.environ.get("AURA_ENV_FILE") or BASE_DIR / ".env")
+if ENV_FILE.is_file():
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 
 
 def _env_url(name: str) -> str | None:

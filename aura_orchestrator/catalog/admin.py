@@ -147,18 +147,6 @@ class ProviderAdmin(AuraModelAdmin):
             return format_html('<span style="color:{}">✔ {}</span>', ok, "set")
         return format_html('<span style="color:{}">✘ {}</span>', bad, "missing")
 
-    def construct_change_message(self, request, form, formsets, add=False):
-        """The history says the key changed, never its value (field labels only, as
-        Django does; pinned here so no later change puts a value in it)."""
-        message = super().construct_change_message(request, form, formsets, add)
-        for entry in message:
-            fields = entry.get("changed", {}).get("fields")
-            if fields:
-                entry["changed"]["fields"] = [
-                    "API key: replaced" if f == "API key" else f for f in fields
-                ]
-        return message
-
     def save_model(self, request, obj, form, change):
         # At most one default provider (a database constraint): the new one wins.
         if obj.is_default:

@@ -189,7 +189,11 @@ def test_the_webhook_endpoint_is_set_and_its_secret_never_printed(project):
     printed = run(*base, "--webhook-url", url, "--webhook-secret", "very-secret-1")
 
     endpoint = AlertEndpoint.objects.get()
-    assert (endpoint.project, endpoint.url, endpoint.secret.reveal()) == (project, url, "very-secret-1")
+    assert (endpoint.project, endpoint.url, endpoint.secret.reveal()) == (
+        project,
+        url,
+        "very-secret-1",
+    )
     assert "very-secret-1" not in printed
     assert "token=abc" not in printed
     assert "alert endpoint of project 'studio' at https://hooks.example" in printed

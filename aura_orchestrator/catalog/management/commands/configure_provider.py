@@ -59,6 +59,8 @@ class Command(BaseCommand):
             "--default", action="store_true", help="Make it first in the default chain."
         )
 
+    stealth_options = ("stdin",)
+
     def execute(self, *args, **options):
         # call_command(stdin=...) in tests; the process's stdin otherwise.
         self.stdin = options.pop("stdin", sys.stdin)
