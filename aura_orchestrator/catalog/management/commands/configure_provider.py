@@ -1,3 +1,4 @@
+import getpass
 import sys
 from decimal import Decimal, InvalidOperation
 from typing import TextIO
@@ -25,8 +26,10 @@ def _price(value: str | None) -> Decimal | None:
 
 
 def _key_from_stdin(stdin: TextIO) -> str:
-    """The key piped in: its first line, spaces and newline trimmed (never echoed)."""
-    key = stdin.readline().strip()
+    """The key piped in: its first line, spaces and newline trimmed; typed at a terminal,
+    asked for without echo."""
+    key = getpass.getpass("API key: ") if stdin.isatty() else stdin.readline()
+    key = key.strip()
     if not key:
         raise CommandError("--api-key-stdin: standard input holds no key.")
     if any(not c.isprintable() or c.isspace() for c in key):
