@@ -41,11 +41,15 @@ def value_text(field: forms.Field | None, value) -> str:
 
 def form_diff(form: forms.BaseForm, names: list[str]) -> list[str]:
     """`name: old → new` for each changed field, by field name (the name the API and the
-    docs use). `form.initial` still holds the stored values: it is taken when the form is
-    built, before the instance is updated."""
+    docs use); a password-type field (a secret) is only `name: replaced`. `form.initial`
+    still holds the stored values: it is taken when the form is built, before the
+    instance is updated."""
     lines = []
     for name in names:
         field = form.fields.get(name)
+        if field is not None and isinstance(field.widget, forms.PasswordInput):
+            lines.append(f"{name}: replaced")  # a secret typed in: never its value
+            continue
         old = form.initial.get(name, field.initial if field is not None else None)
         if field is not None and callable(old):
             old = old()

@@ -113,6 +113,13 @@ class ProviderFailed(AuraError):
     default_message = "Every provider in the chain failed."
 
 
+class ProviderSecretRefused(ProviderFailed):
+    """The provider's key could not be given to it: its variable is not allowed
+    (AURA_PROVIDER_SECRET_ENV) or its stored key cannot be decrypted. Nothing was sent."""
+
+    code = "provider_secret_refused"
+
+
 class ProviderTimedOut(AuraError):
     code = "timeout"
     status = 504

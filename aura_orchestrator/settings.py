@@ -14,13 +14,30 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Every variable this file reads, recorded as it reads it: a provider may never name one of
+# them as its API key's variable (PROVIDER_SECRET_ENV_DENIED below).
+SETTINGS_ENV_NAMES: set[str] = set()
+
+
+class _Env(environ.Env):
+    def get_value(self, var, *args, **kwargs):
+        SETTINGS_ENV_NAMES.add(var)
+        return super().get_value(var, *args, **kwargs)
+
+
+env = _Env()
+# .env (AURA_ENV_FILE, default the project folder's) fills os.environ in every process that
+# loads these settings: serve and its workers, qcluster, every command; so a provider's
+# key variable set there is seen by all of them. The environment wins over the file.
+SETTINGS_ENV_NAMES.add("AURA_ENV_FILE")
+ENV_FILE = Path(os.environ.get("AURA_ENV_FILE") or BASE_DIR / ".env")
+if ENV_FILE.is_file():
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 
 
 def _env_url(name: str) -> str | None:
     # An empty variable counts as unset: django-environ would otherwise parse "" into {}.
+    SETTINGS_ENV_NAMES.add(name)
     value = os.environ.get(name, "").strip()
     return value or None
 
@@ -365,3 +382,22 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     },
 }
+
+# --- Secrets at rest and provider key variables (issue 17; aura_orchestrator/crypto.py) ---
+# Fernet keys, comma-separated: the first encrypts, all decrypt (rotation). Unset: one key
+# derived from DJANGO_SECRET_KEY (HKDF-SHA256) and a `check --deploy` warning.
+ENCRYPTION_KEYS = env.list("AURA_ENCRYPTION_KEYS", default=[])
+# The environment variables a provider may take its key from (`api_key_env`): glob patterns.
+PROVIDER_SECRET_ENV = env.list("AURA_PROVIDER_SECRET_ENV", default=["*_API_KEY"])
+# ...never our own configuration, whatever the patterns allow: every variable this file
+# reads (SETTINGS_ENV_NAMES, complete once settings are loaded) and these patterns.
+PROVIDER_SECRET_ENV_DENIED = (
+    "DJANGO_*",
+    "AURA_*",
+    "OTEL_*",
+    "Q_*",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "EMAIL_URL",
+    "PROMETHEUS_MULTIPROC_DIR",
+)

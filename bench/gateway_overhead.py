@@ -118,7 +118,7 @@ def main() -> None:
         "DJANGO_SECRET_KEY": "gateway-bench-only",
         "DEBUG": "false",
         "LOG_LEVEL": "WARNING",
-        "BENCH_UPSTREAM_KEY": "sk-bench",
+        "BENCH_UPSTREAM_API_KEY": "sk-bench",
     }
     upstream = simulator.FakeUpstream().start()
     server = None
@@ -130,7 +130,7 @@ def main() -> None:
             "bench",
             "--kind=openai",
             f"--base-url={upstream.openai_base_url}",
-            "--api-key-env=BENCH_UPSTREAM_KEY",
+            "--api-key-env=BENCH_UPSTREAM_API_KEY",
             "--model=sim-gpt",
             "--input-price=1",
             "--output-price=2",

@@ -43,7 +43,7 @@ def env() -> dict:
         "DJANGO_SECRET_KEY": "bench-only-secret",
         "DEBUG": "false",
         "LOG_LEVEL": "WARNING",
-        "BENCH_UPSTREAM_KEY": "sk-bench",
+        "BENCH_UPSTREAM_API_KEY": "sk-bench",
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -194,7 +194,7 @@ def _seed(upstream_port: int) -> None:
             name=name,
             kind="openai",
             base_url=url,
-            api_key_env="BENCH_UPSTREAM_KEY",
+            api_key_env="BENCH_UPSTREAM_API_KEY",
             model=model,
             input_price=Decimal("1"),
             output_price=Decimal("2"),

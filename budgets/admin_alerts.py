@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from aura_orchestrator.admin import AuraModelAdmin, short_id, usd
+from aura_orchestrator.crypto import Sealed
 from budgets.alerts import send_test_alert
 from budgets.spend_models import AlertDelivery, AlertEndpoint, BudgetAlert
 
@@ -21,8 +22,9 @@ SECRET_MIN_CHARS = 16
 _SECRET_FIELD = "new_secret"
 
 
-def secret_hint(secret: str) -> str:
-    return f"…{secret[-4:]}" if secret else "—"
+def secret_hint(secret: Sealed) -> str:
+    """`…abcd` of the stored (encrypted) secret; "—" when none or unreadable."""
+    return secret.hint or "—"
 
 
 class AlertEndpointForm(_EndpointFormBase):

@@ -36,6 +36,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from aura_orchestrator.crypto import SecretUnreadable
 from aura_orchestrator.money import micros_to_usd
 from budgets import periods
 from budgets.spend_models import (
@@ -270,9 +271,13 @@ def _post(delivery: AlertDelivery) -> tuple[int | None, str]:
     if endpoint is None:
         return None, "endpoint deleted"
     body = body_of(delivery.payload)
+    try:
+        secret = endpoint.secret.reveal()  # decrypted here, where it signs
+    except SecretUnreadable:
+        return None, "the endpoint's secret cannot be decrypted (AURA_ENCRYPTION_KEYS)"
     headers = {
         "Content-Type": "application/json",
-        "X-Aura-Signature": signature(body, secret=endpoint.secret),
+        "X-Aura-Signature": signature(body, secret=secret),
         "X-Aura-Delivery": str(delivery.pk),
         "User-Agent": "Aura-Alerts/1",
     }
@@ -332,7 +337,10 @@ def _attempt(delivery: AlertDelivery) -> tuple[int | None, str]:
 def _record(delivery: AlertDelivery, *, status_code: int | None, error: str, retry: bool) -> None:
     """Log one attempt's outcome; schedule the next one when `retry` allows it."""
     delivery.last_status_code = status_code
-    secret = delivery.endpoint.secret if delivery.endpoint else ""
+    try:
+        secret = delivery.endpoint.secret.reveal() if delivery.endpoint else ""
+    except SecretUnreadable:
+        secret = ""
     if secret and secret in error:  # a URL or a server may echo it back: never logged
         error = error.replace(secret, "…")
     delivery.last_error = error[:_ERROR_CHARS]

@@ -20,6 +20,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from aura_orchestrator.crypto import EncryptedTextField
 from aura_orchestrator.money import micros_to_usd, usd_to_micros
 
 if TYPE_CHECKING:
@@ -81,9 +82,8 @@ class AlertEndpoint(models.Model):
         "tenancy.Project", on_delete=models.CASCADE, related_name="alert_endpoints"
     )
     url = models.URLField(max_length=500)
-    secret = models.CharField(
-        max_length=200, help_text="Signs every delivery; never shown again after saving."
-    )
+    # Encrypted at rest (aura_orchestrator/crypto.py): `secret.reveal()` signs.
+    secret = EncryptedTextField(help_text="Signs every delivery; never shown again after saving.")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 

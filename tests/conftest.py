@@ -20,6 +20,7 @@ from django.db import connection, connections
 
 from aura_orchestrator.caching import config_cache
 from aura_orchestrator.catalog.services import provider_configure
+from aura_orchestrator.crypto import configured_keys
 from aura_orchestrator.simulator import FakeUpstream
 from aura_orchestrator.tenancy.services import api_key_create, project_get_or_create
 
@@ -83,7 +84,7 @@ def sim_provider(
     upstream: FakeUpstream,
     *,
     name: str = "primary",
-    key_env: str = "AURA_TEST_PRIMARY_KEY",
+    key_env: str = "TEST_PRIMARY_API_KEY",
     make_default: bool = False,
 ):
     """An OpenAI-compatible provider `name` on `upstream`, model sim-gpt, at the tests'
@@ -108,15 +109,15 @@ def provider(db, fake_upstream):
 
 @pytest.fixture(autouse=True)
 def _provider_secret(monkeypatch):
-    monkeypatch.setenv("AURA_TEST_PRIMARY_KEY", "sk-test-primary-secret")
-    monkeypatch.setenv("AURA_TEST_BACKUP_KEY", "sk-test-backup-secret")
+    monkeypatch.setenv("TEST_PRIMARY_API_KEY", "sk-test-primary-secret")
+    monkeypatch.setenv("TEST_BACKUP_API_KEY", "sk-test-backup-secret")
 
 
 @pytest.fixture
 def backup_provider(db, fake_upstream):
     """A second upstream server (its own faults) as provider `backup`."""
     server = FakeUpstream().start()
-    configured = sim_provider(server, name="backup", key_env="AURA_TEST_BACKUP_KEY")
+    configured = sim_provider(server, name="backup", key_env="TEST_BACKUP_API_KEY")
     configured.provider.priority = 200
     configured.provider.save()
     yield server
@@ -197,6 +198,8 @@ class LiveServer:
             "AURA_DB_POOL_MIN": "1",
             # Its own journal of unwritten finishes: never another run's (store/journal.py).
             "AURA_JOURNAL_DIR": tempfile.mkdtemp(prefix="aura-live-journal-"),
+            # The test process's keys: a secret it stored is one the server can decrypt.
+            "AURA_ENCRYPTION_KEYS": ",".join(k.decode() for k in configured_keys()),
             **(env or {}),
         }
         self.process = subprocess.Popen(

@@ -110,8 +110,10 @@ STATUSES: dict[int, Status] = {
         "The request headers are larger than the server accepts.",
     ),
     502: Status(
-        ("provider_error",),
-        "every provider of the fallback chain failed (after retries).",
+        ("provider_error", "provider_secret_refused"),
+        "every provider of the fallback chain failed (after retries); "
+        "`provider_secret_refused`: the last provider's key variable is not allowed "
+        "(AURA_PROVIDER_SECRET_ENV) or its stored key cannot be decrypted, nothing was sent.",
         "Every provider in the chain failed.",
     ),
     503: Status(

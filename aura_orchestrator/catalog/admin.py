@@ -1,5 +1,5 @@
 import os
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,6 +9,7 @@ from django.utils.html import format_html
 
 from aura_orchestrator.admin import AuraModelAdmin, short_id
 from aura_orchestrator.catalog.models import LlmModel, Provider
+from aura_orchestrator.catalog.secrets import env_refusal
 from aura_orchestrator.catalog.services import model_apply_catalogue_price
 
 if TYPE_CHECKING:
@@ -54,6 +55,35 @@ class LlmModelInline(admin.TabularInline):
 
 
 class ProviderForm(forms.ModelForm):
+    """The key is typed, never shown: `new_api_key` is not the model's field, so neither
+    the page nor the form's initial values ever carry the stored one."""
+
+    new_api_key = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted; shown afterwards as its last four characters. "
+        "Leave empty to keep the current one.",
+    )
+    clear_api_key = forms.BooleanField(label="Remove the stored key", required=False)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        key = cleaned.get("new_api_key") or ""
+        if key and cleaned.get("clear_api_key"):
+            self.add_error("clear_api_key", "Either type a new key or remove the stored one.")
+        if any(not c.isprintable() or c.isspace() for c in key):
+            self.add_error("new_api_key", "A key is one line without spaces.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Provider:
+        if self.cleaned_data.get("new_api_key"):
+            self.instance.api_key = self.cleaned_data["new_api_key"]
+        elif self.cleaned_data.get("clear_api_key"):
+            self.instance.api_key = ""
+        return super().save(commit)
+
     def _get_validation_exclusions(self):
         # "One default provider" is kept by save_model, which takes the flag from the old
         # default: the form must not refuse the move. (A private method: not in the stubs.)
@@ -62,8 +92,8 @@ class ProviderForm(forms.ModelForm):
 
 @admin.register(Provider)
 class ProviderAdmin(AuraModelAdmin):
-    """Upstreams. The secret itself stays in the environment: this page shows only the
-    variable's name and whether it is set, never its value."""
+    """Upstreams. A key typed here is stored encrypted and shown only as `…abcd`; a key
+    variable shows its name and whether it is set (and allowed), never its value."""
 
     list_display = [
         "provider_name",
@@ -81,7 +111,7 @@ class ProviderAdmin(AuraModelAdmin):
     readonly_fields = ["secret", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "kind", "base_url"]}),
-        ("Secret", {"fields": ["api_key_env", "secret"]}),
+        ("Secret", {"fields": ["new_api_key", "clear_api_key", "api_key_env", "secret"]}),
         ("Fallback chain", {"fields": ["enabled", "is_default", "priority"]}),
         ("Audit", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
@@ -113,18 +143,29 @@ class ProviderAdmin(AuraModelAdmin):
     def model_count(self, obj: "WithAnnotations[Provider, _ModelCounts]") -> int:
         return obj._model_count
 
-    @admin.display(description="secret in environment")
+    @admin.display(description="secret")
     def secret(self, obj: Provider):
+        """Which key a call sends: the stored one (…abcd), else the variable's (set,
+        missing or not allowed); never a value."""
+        ok, bad = "#3a7d44", "#ba2121"
+        if obj.api_key:
+            hint = obj.api_key.hint
+            if not hint:
+                return format_html(
+                    '<span style="color:{}">✘ {}</span>', bad, "stored, unreadable with the keys"
+                )
+            return format_html('<span style="color:{}">✔ stored {}</span>', ok, hint)
         if not obj.api_key_env:
-            return "— (no variable named)"
+            return "— (no key)"
         # The variable's name in the title: the list has no room for a column of its own.
-        if os.environ.get(obj.api_key_env):
+        name = obj.api_key_env
+        if env_refusal(name) is not None:
             return format_html(
-                '<span style="color:{}" title="{}">✔ {}</span>', "#3a7d44", obj.api_key_env, "set"
+                '<span style="color:{}" title="{}">✘ {}</span>', bad, name, "variable not allowed"
             )
-        return format_html(
-            '<span style="color:{}" title="{}">✘ {}</span>', "#ba2121", obj.api_key_env, "missing"
-        )
+        if os.environ.get(name):
+            return format_html('<span style="color:{}" title="{}">✔ {}</span>', ok, name, "set")
+        return format_html('<span style="color:{}" title="{}">✘ {}</span>', bad, name, "missing")
 
     def save_model(self, request, obj, form, change):
         # At most one default provider (a database constraint): the new one wins.

@@ -4,6 +4,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from aura_orchestrator.catalog.secrets import validate_api_key_env
+from aura_orchestrator.crypto import EncryptedTextField
 from aura_orchestrator.providers.base import ProviderKindSpec
 from aura_orchestrator.providers.registry import SPECS
 
@@ -25,7 +27,9 @@ ProviderKind = provider_kind_choices(SPECS)
 
 
 class Provider(models.Model):
-    """An upstream. Its secret lives in the environment variable it names, never here."""
+    """An upstream. Its key is either stored here, encrypted (`api_key`, aura_orchestrator/
+    crypto.py), or read at call time from an allowed environment variable it names
+    (`api_key_env`, catalog/secrets.py); the stored one wins when both are given."""
 
     name = models.SlugField(max_length=64, unique=True)
     kind = models.CharField(max_length=16, choices=ProviderKind.choices)
@@ -34,8 +38,11 @@ class Provider(models.Model):
         "API key variable",
         max_length=100,
         blank=True,
-        help_text="Name of the environment variable that holds the secret (e.g. OPENAI_API_KEY).",
+        help_text="Name of the environment variable that holds the secret (e.g. OPENAI_API_KEY); "
+        "only variables allowed by AURA_PROVIDER_SECRET_ENV.",
+        validators=[validate_api_key_env],
     )
+    api_key = EncryptedTextField("API key", blank=True, default="")
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(
         default=False, help_text="First in the fallback chain when a request names none."

@@ -1,10 +1,11 @@
 """Reads: which provider and model serve a request, with the model's prices."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from aura_orchestrator.caching.config_cache import memoized
 from aura_orchestrator.catalog.models import LlmModel, Provider
+from aura_orchestrator.crypto import Sealed
 from aura_orchestrator.errors import InvalidRequest, UnknownModel
 
 
@@ -21,6 +22,9 @@ class Route:
     output_price: Decimal | None
     cached_input_price: Decimal | None
     cache_write_price: Decimal | None = None
+    # The stored key, still encrypted: decrypted only by `pipeline.wire.provider_config`,
+    # when an adapter is given it; out of repr (and a Sealed prints as …abcd at most).
+    api_key: Sealed | None = field(default=None, repr=False, compare=False)
 
     @property
     def priced(self) -> bool:
@@ -48,6 +52,7 @@ def _route(provider: Provider, model: LlmModel) -> Route:
         output_price=model.output_price,
         cached_input_price=model.cached_input_price,
         cache_write_price=model.cache_write_price,
+        api_key=provider.api_key or None,
     )
 
 

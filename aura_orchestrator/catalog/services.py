@@ -3,10 +3,12 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from aura_orchestrator.catalog.models import LlmModel, Provider, ProviderKind
 from aura_orchestrator.catalog.pricing import catalogue_price
+from aura_orchestrator.catalog.secrets import env_refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,19 +30,27 @@ def provider_configure(
     input_price: Decimal | None = None,
     output_price: Decimal | None = None,
     make_default: bool = False,
+    api_key: str | None = None,
 ) -> ProviderConfigured:
     """Create or update a provider and one of its models; the model becomes its default.
 
     Prices given here are the operator's (`manual`); otherwise the bundled catalogue's,
-    and `unknown` when the catalogue does not know the model.
+    and `unknown` when the catalogue does not know the model. `api_key` is stored
+    encrypted ("" removes it; None keeps the stored one). A variable `api_key_env` may
+    not name is a ValidationError on `api_key_env` (catalog/secrets.py).
     """
     if kind not in ProviderKind.values:
         raise ValueError(f"kind must be one of {', '.join(ProviderKind.values)}")
+    refusal = env_refusal(api_key_env) if api_key_env else None
+    if refusal is not None:
+        raise ValidationError({"api_key_env": [refusal]})
     if make_default:
         Provider.objects.filter(is_default=True).exclude(name=name).update(is_default=False)
     defaults = {"kind": kind, "base_url": base_url, "api_key_env": api_key_env, "enabled": True}
     if make_default:
         defaults["is_default"] = True
+    if api_key is not None:
+        defaults["api_key"] = api_key
     provider, provider_created = Provider.objects.update_or_create(name=name, defaults=defaults)
 
     model_defaults: dict = {"enabled": True, "is_default": True}

@@ -30,6 +30,7 @@ from aura_orchestrator.providers.base import (
     ProviderConfig,
     ProviderError,
     ProviderRateLimited,
+    ProviderSecretRefused,
     ProviderTimeout,
     Tool,
 )
@@ -82,9 +83,11 @@ async def attempt_chain(
     assert plan is not None  # prepared (step 1)
 
     def on(route: Route) -> Callable[[], Awaitable[T]]:
-        adapter, config = get_adapter(route.kind), provider_config(route)
+        adapter = get_adapter(route.kind)
         request = completion_request(run.request, plan.preset, route, messages)
-        return lambda: attempt(adapter, config, request)
+        # The key inside the attempt: a refused one is this route's failed attempt
+        # (recorded, then the next route), and nothing is sent.
+        return lambda: attempt(adapter, provider_config(route), request)
 
     return await attempt_routes(run, on)
 
@@ -197,4 +200,6 @@ def final_error(run: Run, last: ProviderError | None) -> errors.AuraError:
         return errors.RateLimited(message, retry_after=last.retry_after)
     if isinstance(last, ProviderTimeout):
         return errors.ProviderTimedOut(message)
+    if isinstance(last, ProviderSecretRefused):
+        return errors.ProviderSecretRefused(message, details={"provider": last.provider})
     return errors.ProviderFailed(message)

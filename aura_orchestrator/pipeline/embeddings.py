@@ -31,7 +31,6 @@ async def call_embeddings(run: Run) -> None:
     def on(route: Route) -> Callable[[], Awaitable[EmbeddingResult]]:
         embedder = get_embedder(route.kind)
         assert embedder is not None  # the plan keeps only routes that embed
-        config = provider_config(route)
         provider_request = EmbeddingRequest(
             model=route.model_name,
             input=embedding.input,
@@ -41,7 +40,8 @@ async def call_embeddings(run: Run) -> None:
             timeout_seconds=plan.preset.timeout_seconds,
             extra=request.extra,
         )
-        return lambda: embedder.embed(get_transport(), config, provider_request)
+        # The key inside the attempt (as pipeline.chain.attempt_chain): a refusal sends nothing.
+        return lambda: embedder.embed(get_transport(), provider_config(route), provider_request)
 
     result = await attempt_routes(run, on)
     route = run.route

@@ -1,17 +1,19 @@
 """What one route is sent: its provider's configuration and the provider-neutral request,
 and which routes of a chain can take a request at all (`ProviderAdapter.refusal`)."""
 
-import os
 from typing import Any
 
 from aura_orchestrator import errors
 from aura_orchestrator.api.exceptions import invalid_field
+from aura_orchestrator.catalog.secrets import env_secret
 from aura_orchestrator.catalog.selectors import Route
+from aura_orchestrator.crypto import SecretUnreadable
 from aura_orchestrator.pipeline.types import OperationRequest
 from aura_orchestrator.providers.base import (
     ChatMessage,
     CompletionRequest,
     ProviderConfig,
+    ProviderSecretRefused,
     Refusal,
 )
 from aura_orchestrator.providers.registry import (
@@ -21,11 +23,30 @@ from aura_orchestrator.providers.registry import (
 )
 from presets.selectors import EffectivePreset
 
+SECRET_REFUSED = "provider_secret_refused"
+
 
 def provider_config(route: Route) -> ProviderConfig:
-    # Secrets are read from the environment at call time; the database holds only the
-    # variable's name.
-    secret = os.environ.get(route.api_key_env) if route.api_key_env else None
+    """The route's provider as its adapter is given it, the key decrypted here (the stored
+    one, else the allowed environment variable's value, read now). A variable that is not
+    allowed is refused before anything is sent: the adapter never sees its value."""
+    secret: str | None = None
+    if route.api_key:
+        try:
+            secret = route.api_key.reveal()
+        except SecretUnreadable as exc:
+            raise ProviderSecretRefused(
+                f"{route.provider_name}: {exc}", provider=route.provider_name, code=SECRET_REFUSED
+            ) from None
+    elif route.api_key_env:
+        try:
+            secret = env_secret(route.api_key_env)
+        except ValueError as exc:
+            raise ProviderSecretRefused(
+                f"{route.provider_name}: api_key_env refused: {exc}",
+                provider=route.provider_name,
+                code=SECRET_REFUSED,
+            ) from None
     return ProviderConfig(
         name=route.provider_name, kind=route.kind, base_url=route.base_url, api_key=secret
     )

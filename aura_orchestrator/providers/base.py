@@ -292,6 +292,12 @@ class ProviderAuthError(ProviderRequestRejected):
     """401/403: the key is wrong, revoked or lacks permission."""
 
 
+class ProviderSecretRefused(ProviderRequestRejected):
+    """Raised before any request: the provider's key variable is not allowed
+    (AURA_PROVIDER_SECRET_ENV) or its stored key cannot be decrypted. Its `code` is
+    `provider_secret_refused`, the code of the operation's error when it is the last."""
+
+
 class ProviderAdapter(Protocol):
     """One vendor wire format. Adapters are stateless and make exactly one attempt per call."""
 

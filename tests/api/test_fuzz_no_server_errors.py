@@ -148,7 +148,7 @@ def embedder(provider, fake_upstream):
         name="embedder",
         kind="openai",
         base_url=fake_upstream.openai_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model=EMBEDDING_MODEL,
         input_price=1,
         output_price=0,

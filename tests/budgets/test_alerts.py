@@ -475,7 +475,7 @@ def test_the_secret_is_never_shown_nor_logged(admin_client, project, receiver, s
     )
     assert response.status_code == 302
     endpoint = AlertEndpoint.objects.get()
-    assert endpoint.secret == SECRET
+    assert endpoint.secret.reveal() == SECRET
 
     page = admin_client.get(f"/admin/budgets/alertendpoint/{endpoint.pk}/change/")
     html = page.content.decode()
@@ -489,7 +489,7 @@ def test_the_secret_is_never_shown_nor_logged(admin_client, project, receiver, s
     )
     assert response.status_code == 302
     endpoint.refresh_from_db()
-    assert endpoint.secret == new
+    assert endpoint.secret.reveal() == new
     messages = " ".join(e.change_message for e in LogEntry.objects.all())
     assert "secret: replaced" in messages
     assert SECRET not in messages and new not in messages
@@ -502,7 +502,7 @@ def test_the_secret_is_never_shown_nor_logged(admin_client, project, receiver, s
         {"project": project.pk, "url": receiver.url, "active": "on", "new_secret": ""},
     )
     endpoint.refresh_from_db()
-    assert endpoint.secret == new
+    assert endpoint.secret.reveal() == new
 
     receiver.secret, receiver.default = new, 500
     budget = make_budget(project, thresholds="50")

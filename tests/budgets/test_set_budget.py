@@ -189,7 +189,11 @@ def test_the_webhook_endpoint_is_set_and_its_secret_never_printed(project):
     printed = run(*base, "--webhook-url", url, "--webhook-secret", "very-secret-1")
 
     endpoint = AlertEndpoint.objects.get()
-    assert (endpoint.project, endpoint.url, endpoint.secret) == (project, url, "very-secret-1")
+    assert (endpoint.project, endpoint.url, endpoint.secret.reveal()) == (
+        project,
+        url,
+        "very-secret-1",
+    )
     assert "very-secret-1" not in printed
     assert "token=abc" not in printed
     assert "alert endpoint of project 'studio' at https://hooks.example" in printed
@@ -197,10 +201,10 @@ def test_the_webhook_endpoint_is_set_and_its_secret_never_printed(project):
     # The same URL again: its secret is kept without --webhook-secret, replaced with one.
     run(*base, "--webhook-url", url)
     endpoint.refresh_from_db()
-    assert endpoint.secret == "very-secret-1"
+    assert endpoint.secret.reveal() == "very-secret-1"
     printed = run(*base, "--webhook-url", url, "--webhook-secret", "very-secret-2")
     endpoint.refresh_from_db()
-    assert endpoint.secret == "very-secret-2"
+    assert endpoint.secret.reveal() == "very-secret-2"
     assert "very-secret-2" not in printed
     assert AlertEndpoint.objects.count() == 1
     assert SpendBudget.objects.count() == 1

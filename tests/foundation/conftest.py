@@ -177,7 +177,7 @@ def rows(db, api_key, monkeypatch) -> Rows:
         name="primary",
         kind="openai",
         base_url="http://127.0.0.1:9/v1",
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model="sim-gpt",
         input_price=Decimal("1"),
         output_price=Decimal("2"),

@@ -294,14 +294,14 @@ def test_revoked_key_is_refused_by_the_api(admin_client, api_key, api_client):
 def test_provider_pages_never_show_the_secret(admin_client, rows, monkeypatch):
     """Only the variable's name and "set"/"missing" appear, never the secret itself."""
     secret = "sk-very-secret-value-9f8e7d"
-    monkeypatch.setenv("AURA_TEST_PRIMARY_KEY", secret)
+    monkeypatch.setenv("TEST_PRIMARY_API_KEY", secret)
     provider = rows.configured.provider
     for url in (_url(Provider, "changelist"), _url(Provider, "change", provider.pk)):
         html = admin_client.get(url).content.decode()
         assert secret not in html
-        assert "AURA_TEST_PRIMARY_KEY" in html
+        assert "TEST_PRIMARY_API_KEY" in html
         assert "set" in html
-    monkeypatch.delenv("AURA_TEST_PRIMARY_KEY")
+    monkeypatch.delenv("TEST_PRIMARY_API_KEY")
     assert "missing" in admin_client.get(_url(Provider, "changelist")).content.decode()
 
 

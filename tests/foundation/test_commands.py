@@ -53,7 +53,7 @@ def _configure(*extra) -> str:
         "--base-url",
         "https://api.example.com/v1",
         "--api-key-env",
-        "AURA_CMD_TEST_KEY",
+        "CMD_TEST_API_KEY",
         *extra,
     )
 
@@ -61,7 +61,7 @@ def _configure(*extra) -> str:
 def test_configure_provider_is_idempotent_and_stores_manual_prices(db, monkeypatch):
     """Running it twice leaves one provider and one model, with the latest values; given
     prices are stored as the operator's (`manual`)."""
-    monkeypatch.setenv("AURA_CMD_TEST_KEY", SECRET)
+    monkeypatch.setenv("CMD_TEST_API_KEY", SECRET)
     _configure("--model", "house-model", "--input-price", "1.5", "--output-price", "6")
     out = _configure(
         "--model", "house-model", "--input-price", "0.5", "--output-price", "2", "--default"
@@ -70,7 +70,7 @@ def test_configure_provider_is_idempotent_and_stores_manual_prices(db, monkeypat
     provider = Provider.objects.get()
     model = LlmModel.objects.get()
     assert provider.is_default is True
-    assert provider.api_key_env == "AURA_CMD_TEST_KEY"
+    assert provider.api_key_env == "CMD_TEST_API_KEY"
     assert (model.input_price, model.output_price) == (Decimal("0.5"), Decimal("2"))
     assert model.price_source == LlmModel.PriceSource.MANUAL
 
@@ -94,10 +94,10 @@ def test_configure_provider_keeps_a_manual_price_when_rerun_without_prices(db):
 
 def test_configure_provider_never_stores_the_secret(db, monkeypatch):
     """The secret stays in the environment: no column of any catalogue row holds it."""
-    monkeypatch.setenv("AURA_CMD_TEST_KEY", SECRET)
+    monkeypatch.setenv("CMD_TEST_API_KEY", SECRET)
     _configure("--model", "gpt-4o-mini")
     dump = serializers.serialize("json", [*Provider.objects.all(), *LlmModel.objects.all()])
-    assert "AURA_CMD_TEST_KEY" in dump
+    assert "CMD_TEST_API_KEY" in dump
     assert SECRET not in dump
 
 

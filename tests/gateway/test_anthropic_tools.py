@@ -37,7 +37,7 @@ def claude(upstream, *, model: str = "sim-claude", make_default: bool = True, pr
         name="claude",
         kind="anthropic",
         base_url=upstream.anthropic_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model=model,
         input_price=1,
         output_price=2,

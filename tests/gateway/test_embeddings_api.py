@@ -25,7 +25,7 @@ def embed_provider(db, fake_upstream):
         name="primary",
         kind="openai",
         base_url=fake_upstream.openai_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model="sim-embed",
         input_price=Decimal("1"),
     )
@@ -39,7 +39,7 @@ def claude(db, fake_upstream):
         name="claude",
         kind="anthropic",
         base_url=fake_upstream.anthropic_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model="sim-embed",
         input_price=Decimal("1"),
         output_price=Decimal("2"),
@@ -55,7 +55,7 @@ def catalogue_model(db, fake_upstream):
         name="openai",
         kind="openai",
         base_url=fake_upstream.openai_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model="text-embedding-3-small",
     ).model
 

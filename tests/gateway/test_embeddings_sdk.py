@@ -26,7 +26,7 @@ MICRO = Decimal("0.000001")
 NO_CACHE = {"X-Aura-Enable-Cache": "false"}
 
 
-def embedding_model(upstream, name: str = "primary", key_env: str = "AURA_TEST_PRIMARY_KEY"):
+def embedding_model(upstream, name: str = "primary", key_env: str = "TEST_PRIMARY_API_KEY"):
     """MODEL on provider `name`, input priced, output price left empty."""
     return provider_configure(
         name=name,
@@ -123,7 +123,7 @@ def test_a_failing_provider_falls_back_to_the_next_serving_the_model(
 ):
     """primary answers 500 on every attempt (retried: the preset's 3 retries), backup
     serves; the row shows every attempt."""
-    embedding_model(backup_provider, name="backup", key_env="AURA_TEST_BACKUP_KEY")
+    embedding_model(backup_provider, name="backup", key_env="TEST_BACKUP_API_KEY")
     fake_upstream.enqueue(*[Fault(status=500, headers={"Retry-After": "0"})] * 4)
     raw = client.embeddings.with_raw_response.create(
         model=MODEL, input="fallback", extra_headers=NO_CACHE

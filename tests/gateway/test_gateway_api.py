@@ -181,7 +181,7 @@ def anthropic_provider(db, fake_upstream):
         name="claude",
         kind="anthropic",
         base_url=fake_upstream.anthropic_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model="sim-claude",
         input_price=1,
         output_price=2,

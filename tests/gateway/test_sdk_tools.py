@@ -280,7 +280,7 @@ def test_a_tool_conversation_falls_back_from_openai_to_anthropic_through_the_sdk
         name="claude-backup",
         kind="anthropic",
         base_url=fake_upstream.anthropic_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model="sim-gpt",
         input_price=1,
         output_price=2,

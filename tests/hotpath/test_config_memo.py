@@ -60,7 +60,7 @@ def test_a_provider_edit_applies_to_the_next_route_resolution(provider):
         name="primary",
         kind="openai",
         base_url="http://127.0.0.1:9/v1",
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model="sim-gpt",
         input_price=Decimal("3"),
         output_price=Decimal("4"),

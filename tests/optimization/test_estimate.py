@@ -24,7 +24,7 @@ def gpt4o(fake_upstream):
         name="openai",
         kind="openai",
         base_url=fake_upstream.openai_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model="gpt-4o",
         input_price=Decimal("2.5"),
         output_price=Decimal("10"),

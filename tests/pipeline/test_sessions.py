@@ -94,7 +94,7 @@ async def test_anthropic_provider_through_the_pipeline(asgi_client, fake_upstrea
         name="claude",
         kind="anthropic",
         base_url=fake_upstream.anthropic_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model="sim-claude",
         input_price=3,
         output_price=15,

@@ -184,7 +184,7 @@ def embed_model(provider, fake_upstream):
         name="primary",
         kind="openai",
         base_url=fake_upstream.openai_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model="sim-embed",
         input_price=Decimal("1"),
     )
@@ -363,7 +363,7 @@ def claude(db, fake_upstream):
         name="claude",
         kind="anthropic",
         base_url=fake_upstream.anthropic_base_url,
-        api_key_env="AURA_TEST_PRIMARY_KEY",
+        api_key_env="TEST_PRIMARY_API_KEY",
         model="sim-claude",
         input_price=Decimal("1"),
         output_price=Decimal("2"),

@@ -2,7 +2,6 @@
 upstreams, then the plan driven through the real pipeline, a few operations at a time."""
 
 import asyncio
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,10 +14,10 @@ from aura_orchestrator.catalog.services import provider_configure
 from aura_orchestrator.management.demo.scenario import (
     BACKUP,
     CONSTRAINTS,
+    DEMO_API_KEY,
     EMBEDDER,
     PRIMARY,
     PROJECT,
-    SECRET_ENV,
     Work,
 )
 from aura_orchestrator.pipeline import (
@@ -77,12 +76,12 @@ def demo_setup(primary: FakeUpstream, backup: FakeUpstream) -> tuple[Project, st
     """Providers `demo` and `demo-backup` on the two upstreams (and `demo-embed`, the
     primary's embeddings model), the demo budgets, the
     project, and an API key if it has none (its raw key, shown once; else None)."""
-    os.environ.setdefault(SECRET_ENV, "sk-demo-simulated")
     provider_configure(
         name=PRIMARY,
         kind="openai",
         base_url=primary.openai_base_url,
-        api_key_env=SECRET_ENV,
+        api_key_env="",
+        api_key=DEMO_API_KEY,
         model="demo-gpt",
         input_price=Decimal("2.50"),
         output_price=Decimal("10.00"),
@@ -91,7 +90,8 @@ def demo_setup(primary: FakeUpstream, backup: FakeUpstream) -> tuple[Project, st
         name=BACKUP,
         kind="openai",
         base_url=backup.openai_base_url,
-        api_key_env=SECRET_ENV,
+        api_key_env="",
+        api_key=DEMO_API_KEY,
         model="demo-gpt-mini",
         input_price=Decimal("0.15"),
         output_price=Decimal("0.60"),
@@ -101,7 +101,8 @@ def demo_setup(primary: FakeUpstream, backup: FakeUpstream) -> tuple[Project, st
         name=EMBEDDER,
         kind="openai",
         base_url=primary.openai_base_url,
-        api_key_env=SECRET_ENV,
+        api_key_env="",
+        api_key=DEMO_API_KEY,
         model="demo-embed",
         input_price=Decimal("0.02"),
         output_price=Decimal("0"),

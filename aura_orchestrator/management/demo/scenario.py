@@ -18,7 +18,8 @@ PROJECT = "demo"
 PRIMARY, BACKUP = "demo", "demo-backup"
 EMBEDDER = "demo-embed"  # the primary upstream's embeddings model, as a provider of its own
 DEMO_PROVIDERS = (PRIMARY, BACKUP, EMBEDDER)
-SECRET_ENV = "AURA_DEMO_API_KEY"  # the simulator accepts any key; set so headers look real
+# Stored encrypted like a key pasted in the admin: the simulator accepts any key.
+DEMO_API_KEY = "sk-demo-simulated"
 
 # name, caps, hard?  Sized against demo-gpt prices so that a full session lands near its cap.
 CONSTRAINTS = {
