@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,9 +22,9 @@ HOST = "aura.example.com"
 
 
 def production_env(tmp_path: Path) -> dict[str, str]:
-    """deploy/aura.env as a process would get it, with a real secret in place of the
-    placeholder and a local SQLite file and no Redis in place of the example hosts (the
-    checks never connect; the names in the file do not resolve here)."""
+    """deploy/aura.env as a process would get it, with a real secret and a real Fernet
+    key in place of the placeholders and a local SQLite file and no Redis in place of the
+    example hosts (the checks never connect; the names in the file do not resolve here)."""
     values = {}
     for line in PRODUCTION_ENV.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
@@ -34,6 +35,7 @@ def production_env(tmp_path: Path) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "aura_orchestrator.settings",
         **values,
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "AURA_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'deploy.sqlite3'}",
         "REDIS_URL": "",
         "AURA_JOURNAL_DIR": str(tmp_path / "journal"),
@@ -73,6 +75,15 @@ def test_the_documented_secret_placeholder_does_not_pass(tmp_path):
     env["DJANGO_SECRET_KEY"] = "replace-with-50-random-characters"
     done = check_deploy(env)
     assert "security.W009" in done.stdout + done.stderr
+
+
+def test_the_documented_encryption_key_placeholder_does_not_pass(tmp_path):
+    """The file's placeholder is no Fernet key (an error); without any key, a warning."""
+    env = production_env(tmp_path)
+    env["AURA_ENCRYPTION_KEYS"] = "replace-with-a-fernet-key"
+    assert "aura.E010" in (done := check_deploy(env)).stdout + done.stderr
+    del env["AURA_ENCRYPTION_KEYS"]
+    assert "aura.W010" in (done := check_deploy(env)).stdout + done.stderr
 
 
 PROXIED = {
