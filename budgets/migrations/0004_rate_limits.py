@@ -9,51 +9,144 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('budgets', '0003_encrypted_secrets'),
-        ('tenancy', '0003_api_key_rotation'),
+        ("budgets", "0003_encrypted_secrets"),
+        ("tenancy", "0003_api_key_rotation"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RateEntry',
+            name="RateEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=300)),
-                ('call_id', models.UUIDField()),
-                ('at', models.DateTimeField()),
-                ('cost', models.BigIntegerField()),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=300)),
+                ("call_id", models.UUIDField()),
+                ("at", models.DateTimeField()),
+                ("cost", models.BigIntegerField()),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'verbose_name': 'rate window entry',
-                'indexes': [models.Index(fields=['key', 'at'], name='rate_entry_key_at_idx')],
-                'constraints': [models.UniqueConstraint(fields=('key', 'call_id'), name='rate_entry_once_per_call')],
+                "verbose_name": "rate window entry",
+                "indexes": [models.Index(fields=["key", "at"], name="rate_entry_key_at_idx")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("key", "call_id"), name="rate_entry_once_per_call"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='RateLimit',
+            name="RateLimit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scope', models.CharField(choices=[('project', 'project'), ('api_key', 'API key'), ('end_user', 'end user'), ('default_end_user', 'every end user (default)')], default='project', max_length=20)),
-                ('end_user', models.CharField(blank=True, help_text="Scope 'end user' only: the `user` the app sends.", max_length=256)),
-                ('model_name', models.CharField(blank=True, help_text='Optional: only calls whose chain has this model.', max_length=200)),
-                ('requests_per_minute', models.PositiveIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(1)])),
-                ('tokens_per_minute', models.PositiveBigIntegerField(blank=True, help_text="Held at a call's worst case (prompt + max_tokens), corrected to its usage.", null=True, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_in_flight', models.PositiveIntegerField(blank=True, help_text='Calls admitted and not yet ended, across every worker.', null=True, validators=[django.core.validators.MinValueValidator(1)], verbose_name='calls in flight')),
-                ('allowed_models', models.CharField(blank=True, help_text='Comma-separated models (or patterns: gpt-4o*) its calls may use; empty: every model. Others are refused (403 model_not_allowed) and hidden from GET /v1/models.', max_length=1000, validators=[budgets.limit_models.validate_model_patterns])),
-                ('active', models.BooleanField(default=True)),
-                ('windows_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('api_key', models.ForeignKey(blank=True, help_text="Scope 'API key' only.", null=True, on_delete=django.db.models.deletion.CASCADE, related_name='rate_limits', to='tenancy.apikey')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rate_limits', to='tenancy.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "scope",
+                    models.CharField(
+                        choices=[
+                            ("project", "project"),
+                            ("api_key", "API key"),
+                            ("end_user", "end user"),
+                            ("default_end_user", "every end user (default)"),
+                        ],
+                        default="project",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "end_user",
+                    models.CharField(
+                        blank=True,
+                        help_text="Scope 'end user' only: the `user` the app sends.",
+                        max_length=256,
+                    ),
+                ),
+                (
+                    "model_name",
+                    models.CharField(
+                        blank=True,
+                        help_text="Optional: only calls whose chain has this model.",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "requests_per_minute",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "tokens_per_minute",
+                    models.PositiveBigIntegerField(
+                        blank=True,
+                        help_text="Held at a call's worst case (prompt + max_tokens), corrected to its usage.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "max_in_flight",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Calls admitted and not yet ended, across every worker.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                        verbose_name="calls in flight",
+                    ),
+                ),
+                (
+                    "allowed_models",
+                    models.CharField(
+                        blank=True,
+                        help_text="Comma-separated models (or patterns: gpt-4o*) its calls may use; empty: every model. Others are refused (403 model_not_allowed) and hidden from GET /v1/models.",
+                        max_length=1000,
+                        validators=[budgets.limit_models.validate_model_patterns],
+                    ),
+                ),
+                ("active", models.BooleanField(default=True)),
+                ("windows_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Scope 'API key' only.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rate_limits",
+                        to="tenancy.apikey",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rate_limits",
+                        to="tenancy.project",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'rate limit',
-                'ordering': ['project_id', 'scope', 'id'],
-                'indexes': [models.Index(fields=['project', 'active'], name='rate_limit_project_idx')],
+                "verbose_name": "rate limit",
+                "ordering": ["project_id", "scope", "id"],
+                "indexes": [
+                    models.Index(fields=["project", "active"], name="rate_limit_project_idx")
+                ],
             },
         ),
     ]

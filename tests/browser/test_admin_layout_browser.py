@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.catalog.models import LlmModel, Provider
 from aura_orchestrator.tenancy.services import api_key_create, project_get_or_create
+from budgets.limit_models import RateLimit
 from budgets.models import BudgetConstraint, BudgetReservation
 from budgets.spend_models import (
     AlertDelivery,
@@ -157,6 +158,22 @@ def console_rows(db):
     SpendBudget.objects.create(
         project=project, scope=Scope.DEFAULT_END_USER, period="week", max_cost=Decimal("3")
     )
+    RateLimit.objects.create(
+        project=project,
+        scope=Scope.API_KEY,
+        api_key=key,
+        requests_per_minute=6000,
+        tokens_per_minute=2_000_000,
+        max_in_flight=64,
+        allowed_models="gpt-4.1-mini-2025-04-14-global-standard, claude-sonnet-4-*",
+    )
+    RateLimit.objects.create(
+        project=project,
+        scope=Scope.END_USER,
+        end_user="customer-7f3a9c2e-4b1d-4e8a-9f6b-2c5d8e1a3b7f",
+        model_name="gpt-4.1-mini-2025-04-14-global-standard",
+        requests_per_minute=20,
+    )
     SpendHold.objects.create(
         operation_id=uuid.uuid4(),
         shards=[[narrowed.pk, "", 0]],
@@ -264,6 +281,7 @@ CHANGELISTS = {
     "budgets/budgetreservation": (3, ["cost_usd", "expired"]),
     "budgets/budgetconstraint": (1, ["enforce_hard_limits"]),
     "budgets/spendbudget": (3, ["usage", "used", "active"]),
+    "budgets/ratelimit": (2, ["requests_per_minute", "max_in_flight", "active"]),
     "budgets/spendperiod": (2, ["pool"]),
     "budgets/spendshard": (3, ["used", "reserved"]),
     "budgets/spendhold": (1, ["cost_usd", "expired"]),

@@ -11,7 +11,7 @@ from django.utils import timezone
 from aura_orchestrator.caching.models import CacheEntry
 from aura_orchestrator.catalog.services import ProviderConfigured, provider_configure
 from aura_orchestrator.tenancy.services import CreatedKey
-from budgets.models import BudgetConstraint, BudgetReservation, LlmSession
+from budgets.models import BudgetConstraint, BudgetReservation, LlmSession, RateLimit
 from budgets.spend_models import (
     AlertDelivery,
     AlertEndpoint,
@@ -220,6 +220,9 @@ def rows(db, api_key, monkeypatch) -> Rows:
     make_ledger(budget, spent=[(1_000, 2_000_000)], reserved=(100, 1_000))
     make_hold(SpendShard.objects.get(budget=budget), tokens=100, cost_micros=1_000)
     _alert_rows(project)
+    RateLimit.objects.create(
+        project=project, scope="api_key", api_key=api_key.api_key, requests_per_minute=60
+    )
     return Rows(
         api_key=api_key,
         configured=configured,

@@ -43,6 +43,7 @@ def test_every_model_of_ours_is_registered():
         "budgets.LlmSession",
         "budgets.BudgetReservation",
         "budgets.SpendBudget",
+        "budgets.RateLimit",
         "budgets.SpendPeriod",
         "budgets.SpendShard",
         "budgets.SpendHold",
