@@ -257,6 +257,9 @@ class Exporter:
                 for key in ("scope", "period"):
                     if error.details.get(key):
                         attributes[f"aura.budget.{key}"] = str(error.details[key])
+            elif isinstance(error, errors.LimitReached):  # one of our rate limits
+                for key in ("scope", "limit"):
+                    attributes[f"aura.rate_limit.{key}"] = str(error.details[key])
         if ended.messages is not None:
             attributes["gen_ai.input.messages"] = _input_messages(ended.messages)
             if ended.content is not None:

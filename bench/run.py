@@ -206,7 +206,7 @@ def _seed(upstream_port: int) -> None:
         enforce_hard_limits=True,
     )
     keys = {}
-    for name in ("bench", "bench-spend"):
+    for name in ("bench", "bench-spend", "bench-limits"):
         project = project_get_or_create(name=name)
         created = api_key_create(name=f"{name}-{int(time.time())}", project=project)
         keys[name] = created.raw_key
@@ -215,6 +215,8 @@ def _seed(upstream_port: int) -> None:
             session_ensure(project_id=project.pk, session_id=f"bench-{i}", caps=caps)
         if name == "bench-spend":
             _spend_budgets(project, created.api_key)
+        if name == "bench-limits":
+            _rate_limits(project, created.api_key)
     import aura_orchestrator
 
     print(
@@ -222,6 +224,7 @@ def _seed(upstream_port: int) -> None:
             {
                 "api_key": keys["bench"],
                 "spend_api_key": keys["bench-spend"],
+                "limits_api_key": keys["bench-limits"],
                 "code": aura_orchestrator.__file__,
             }
         )
@@ -249,6 +252,26 @@ def _spend_budgets(project, api_key) -> None:
         period="day",
         max_tokens=10**13,
         max_cost=Decimal("10000000"),
+    )
+
+
+def _rate_limits(project, api_key) -> None:
+    """`--rate-limits`: requests and tokens per minute and calls in flight on the key, at
+    rates no benchmark reaches: every call is admitted on three windows and ended on them
+    (Redis when the bench runs with REDIS_URL, else the database). Absent from revisions
+    before rate limits (the seed then skips them)."""
+    try:
+        from budgets.models import RateLimit
+    except ImportError:
+        return
+    RateLimit.objects.filter(project=project).delete()
+    RateLimit.objects.create(
+        project=project,
+        scope="api_key",
+        api_key=api_key,
+        requests_per_minute=10**9,
+        tokens_per_minute=10**15,
+        max_in_flight=10**6,
     )
 
 
@@ -731,6 +754,12 @@ def main() -> None:
         help="also measure execute+otel and gateway+otel: a second orchestrator exporting "
         "OpenTelemetry spans to a stub OTLP/HTTP collector (on the load generator's core)",
     )
+    parser.add_argument(
+        "--rate-limits",
+        action="store_true",
+        help="also measure execute+limits and gateway+limits: the same server, a key with "
+        "requests and tokens per minute and calls in flight limited (never reached)",
+    )
     parser.add_argument("--out", default="latest", help="bench/results/OUT.{md,json}")
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -760,6 +789,15 @@ def main() -> None:
             targets.append(Target("gateway", orch_port, "gateway", key, orch))
         else:
             notes.append("The gateway (/v1/chat/completions) did not answer 200: not measured.")
+        if args.rate_limits:  # the same server, a key whose calls pass three windows
+            limits_key = seeded["limits_api_key"]
+            targets.append(Target("execute+limits", orch_port, "execute", limits_key, orch))
+            targets.append(Target("gateway+limits", orch_port, "gateway", limits_key, orch))
+            notes.append(
+                "+limits: project bench-limits, whose key has requests and tokens per minute "
+                "and calls in flight limited, never reached (the same server; windows in "
+                + ("Redis)." if os.environ.get("REDIS_URL") else "the database: no REDIS_URL).")
+            )
         if args.spend_budgets:  # the same server, a project whose calls hold 3 levels
             spend_key = seeded["spend_api_key"]
             targets.append(Target("execute+spend", orch_port, "execute", spend_key, orch))

@@ -13,8 +13,10 @@ import pytest
 
 from aura_orchestrator import tracing
 from aura_orchestrator.catalog.services import provider_configure
+from aura_orchestrator.db import db
 from aura_orchestrator.simulator import Fault
 from aura_orchestrator.simulator.collector import CollectedSpan, OtlpCollector
+from budgets.limit_models import RateLimit
 from telemetry.models import OperationTelemetry
 from tests.pipeline.helpers import EXECUTE, body, micros, prompt_tokens
 
@@ -159,6 +161,23 @@ async def test_a_budget_refusal_is_marked_with_its_scope(
     assert root.attributes["aura.budget.scope"] == "session:video-1"
     assert root.status_code == STATUS_ERROR and root.status_message.startswith("Budget exceeded")
     assert root.attributes["gen_ai.usage.input_tokens"] == 0
+    assert children == []  # no provider was called
+
+
+async def test_a_rate_limit_refusal_is_marked_with_its_limit(
+    asgi_client, project, provider, fake_upstream, exporting, collector
+):
+    await db(RateLimit.objects.create, project=project, scope="project", requests_per_minute=1)
+    first = await asgi_client.post(EXECUTE, json=body(enable_cache=False))
+    refused = await asgi_client.post(EXECUTE, json=body(enable_cache=False))
+    assert (first.status_code, refused.status_code) == (200, 429)
+
+    root, children = _trace(_sent(exporting, collector), refused.json()["operation_id"])
+
+    assert root.attributes["error.type"] == "rate_limited"
+    assert root.attributes["aura.rate_limit.scope"] == "project:studio"
+    assert root.attributes["aura.rate_limit.limit"] == "requests_per_minute"
+    assert "aura.budget.refused" not in root.attributes
     assert children == []  # no provider was called
 
 
