@@ -36,8 +36,10 @@ class SecretUnreadable(Exception):
     database restored under other keys)."""
 
 
+@functools.lru_cache(maxsize=4)
 def derived_key(secret_key: str) -> bytes:
-    """The Fernet key derived from Django's SECRET_KEY (HKDF-SHA256)."""
+    """The Fernet key derived from Django's SECRET_KEY (HKDF-SHA256; once per key: a
+    provider's key is revealed on every call)."""
     raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=DERIVED_KEY_INFO).derive(
         secret_key.encode()
     )
