@@ -83,3 +83,26 @@ def last_used_write() -> None:
     while _last_used_due:
         pk, when = _last_used_due.popitem()
         ApiKey.objects.filter(pk=pk).update(last_used_at=when)
+
+
+class KeyNotFound(LookupError):
+    """No single unrevoked key by that name: the message says which case, for a command."""
+
+
+def api_key_named(*, project_name: str, name: str) -> ApiKey:
+    """The one unrevoked key called `name` in the project (commands name keys so: set_budget,
+    set_limits, rotate_api_key); KeyNotFound when there is none, or several."""
+    keys = list(
+        ApiKey.objects.select_related("project").filter(
+            project__name=project_name, name=name.strip(), revoked_at__isnull=True
+        )
+    )
+    if not keys:
+        raise KeyNotFound(f"No unrevoked API key named {name!r} in project {project_name!r}.")
+    if len(keys) > 1:
+        prefixes = ", ".join(k.prefix for k in keys)
+        raise KeyNotFound(
+            f"{len(keys)} unrevoked keys are named {name!r} in project {project_name!r} "
+            f"(prefixes {prefixes}): revoke all but one first."
+        )
+    return keys[0]

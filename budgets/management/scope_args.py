@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from aura_orchestrator.tenancy.models import ApiKey, Project
+from aura_orchestrator.tenancy.selectors import KeyNotFound, api_key_named
 from budgets.spend_models import Scope
 from budgets.validators import END_USER_RULE, is_valid_end_user
 
@@ -32,16 +33,10 @@ def add_scope_arguments(parser: CommandParser, *, default_end_user_help: str) ->
 
 
 def _api_key(project: Project, name: str) -> ApiKey:
-    keys = list(ApiKey.objects.filter(project=project, name=name, revoked_at__isnull=True))
-    if not keys:
-        raise CommandError(f"No API key named {name!r} in project {project.name!r}.")
-    if len(keys) > 1:
-        prefixes = ", ".join(k.prefix for k in keys)
-        raise CommandError(
-            f"Several keys are named {name!r} in project {project.name!r} "
-            f"(prefixes {prefixes}); revoke all but one first."
-        )
-    return keys[0]
+    try:
+        return api_key_named(project_name=project.name, name=name)
+    except KeyNotFound as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def scope_of(options: dict[str, Any]) -> ScopeArgs:

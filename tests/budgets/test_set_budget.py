@@ -129,7 +129,7 @@ def test_each_scope_and_narrowing_is_its_own_budget(project, api_key, provider):
         ),
         (
             [*DAY, "--api-key", "ghost"],
-            "No API key named 'ghost'",
+            "No unrevoked API key named 'ghost'",
         ),
         (
             [*DAY, "--provider", "zz"],
@@ -168,15 +168,15 @@ def test_a_revoked_key_is_not_found_and_a_name_two_keys_share_is_refused(project
     args = ("--project", "studio", "--period", "day", "--max-tokens", "1", "--api-key")
     other = api_key_create(name="twin", project=project)
     api_key_revoke(api_key=other.api_key)
-    with pytest.raises(CommandError, match="No API key named 'twin'"):
+    with pytest.raises(CommandError, match="No unrevoked API key named 'twin'"):
         run(*args, "twin")
     api_key_create(name="test-service", project=project)
-    with pytest.raises(CommandError, match="Several keys are named 'test-service'"):
+    with pytest.raises(CommandError, match="2 unrevoked keys are named 'test-service'"):
         run(*args, "test-service")
 
 
 def test_a_key_of_another_project_is_not_found(project, other_api_key):
-    with pytest.raises(CommandError, match="No API key named 'other-service'"):
+    with pytest.raises(CommandError, match="No unrevoked API key named 'other-service'"):
         run(
             *("--project", "studio", "--period", "day", "--max-tokens", "1"),
             *("--api-key", "other-service"),

@@ -116,7 +116,7 @@ def test_the_command_refuses_a_grace_that_is_not_a_duration(db, grace):
 
 
 def test_the_command_names_what_it_cannot_rotate(db):
-    with pytest.raises(CommandError, match="No unrevoked API key 'nope'"):
+    with pytest.raises(CommandError, match="No unrevoked API key named 'nope'"):
         _run("rotate_api_key", "nope", "--project", "studio")
     project = _project("studio")
     api_key_create(name="twin", project=project)

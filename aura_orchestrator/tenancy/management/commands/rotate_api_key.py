@@ -4,7 +4,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from aura_orchestrator.tenancy.models import ApiKey
+from aura_orchestrator.tenancy.selectors import KeyNotFound, api_key_named
 from aura_orchestrator.tenancy.services import api_key_rotate
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -40,22 +40,13 @@ class Command(BaseCommand):
     def handle(self, *args, name: str, project: str | None, grace: str, **options):
         period = parse_duration(grace)
         project_name = project or settings.AURA["DEFAULT_PROJECT"]
-        keys = list(
-            ApiKey.objects.select_related("project").filter(
-                project__name=project_name, name=name.strip(), revoked_at__isnull=True
-            )
-        )
-        if not keys:
-            raise CommandError(f"No unrevoked API key '{name}' in project '{project_name}'.")
-        if len(keys) > 1:
-            prefixes = ", ".join(k.prefix for k in keys)
-            raise CommandError(
-                f"{len(keys)} unrevoked keys are named '{name}' in project '{project_name}' "
-                f"(prefixes {prefixes}): revoke the ones not meant, or rotate in the admin."
-            )
-        old_prefix = keys[0].prefix
         try:
-            rotated = api_key_rotate(api_key=keys[0], grace=period)
+            key = api_key_named(project_name=project_name, name=name)
+        except KeyNotFound as exc:
+            raise CommandError(str(exc)) from exc
+        old_prefix = key.prefix
+        try:
+            rotated = api_key_rotate(api_key=key, grace=period)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         until = rotated.api_key.previous_valid_until
