@@ -148,3 +148,55 @@ def test_a_key_held_to_one_model_is_refused_another_and_lists_only_its_own(
     answer = client.chat.completions.create(**_chat(2, "sim-mini"))
     assert answer.choices[0].message.content
     assert [r["model"] for r in fake_upstream.requests] == ["sim-mini"]
+
+
+def _one_in_flight_frees_its_place(server, api_key) -> int:
+    """Status of a call made once the place should be free again (retried a few times
+    within two seconds: the end runs beside the answer)."""
+    headers = {"Authorization": f"Bearer {api_key.raw_key}"}
+    status = 0
+    for _ in range(20):
+        status = httpx.post(f"{server.url}{CHAT}", json=_chat(99), headers=headers).status_code
+        if status != 429:
+            return status
+        time.sleep(0.1)
+    return status
+
+
+def test_a_failed_call_frees_its_place_in_flight(
+    live_server_factory, project, api_key, provider, fake_upstream
+):
+    server = live_server_factory(_workers())
+    _limit(project, scope="api_key", api_key=api_key.api_key, max_in_flight=1)
+    fake_upstream.enqueue(Fault(status=400))  # rejected by the provider: no retry
+    headers = {"Authorization": f"Bearer {api_key.raw_key}"}
+    failed = httpx.post(f"{server.url}{CHAT}", json=_chat(1), headers=headers)
+    assert failed.status_code == 502
+    assert _one_in_flight_frees_its_place(server, api_key) == 200
+
+
+def test_a_client_gone_mid_stream_frees_its_place_in_flight(
+    live_server_factory, project, api_key, provider, fake_upstream
+):
+    server = live_server_factory(_workers())
+    _limit(project, scope="api_key", api_key=api_key.api_key, max_in_flight=1)
+    fake_upstream.stream_chunk_delay = 0.1
+    try:
+        words = " ".join(f"word{i}" for i in range(60))
+        body = _chat(2) | {"stream": True}
+        body["messages"][0]["content"] = f"[[content:{words}]]"
+        headers = {"Authorization": f"Bearer {api_key.raw_key}"}
+        with (
+            httpx.Client(timeout=30) as http,
+            http.stream("POST", f"{server.url}{CHAT}", json=body, headers=headers) as r,
+        ):
+            assert r.status_code == 200
+            # while it streams, its place is taken
+            other = httpx.post(f"{server.url}{CHAT}", json=_chat(3), headers=headers)
+            assert other.status_code == 429
+            for line in r.iter_lines():
+                if '"content":"word2' in line:
+                    break  # the client goes away mid-stream
+    finally:
+        fake_upstream.stream_chunk_delay = 0.0
+    assert _one_in_flight_frees_its_place(server, api_key) == 200
