@@ -3,7 +3,7 @@
 from django.contrib import admin
 
 from aura_orchestrator.admin import AuraModelAdmin, short_id
-from budgets.limit_models import RateLimit
+from budgets.limit_models import ALLOW_LISTS, RateLimit
 
 
 @admin.register(RateLimit)
@@ -20,7 +20,7 @@ class RateLimitAdmin(AuraModelAdmin):
     list_display_links = ["scope_name"]
     list_filter = ["project", "scope", "active"]
     list_select_related = ["project", "api_key"]
-    search_fields = ["project__name", "api_key__name", "end_user", "model_name", "allowed_models"]
+    search_fields = ["project__name", "api_key__name", "end_user", "model_name", *ALLOW_LISTS]
     readonly_fields = ["created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["project", "scope", "api_key", "end_user", "model_name"]}),
@@ -33,7 +33,14 @@ class RateLimitAdmin(AuraModelAdmin):
                 "OpenAI's x-ratelimit-* headers, before any provider is called.",
             },
         ),
-        ("Access", {"fields": ["allowed_models"]}),
+        (
+            "Access",
+            {
+                "fields": list(ALLOW_LISTS),
+                "description": "Empty = everything. Every limit set that applies to a call "
+                "(project, key, end user) must allow it.",
+            },
+        ),
         ("State", {"fields": ["active"]}),
         ("Audit", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]

@@ -12,18 +12,35 @@ from django.db import models
 from django.utils import timezone
 
 from budgets.spend_models import Scope, scope_problems
+from presets.operation_types import OperationType
 
 
 def model_patterns(text: str) -> tuple[str, ...]:
     """`"gpt-4o-mini, claude-*"` → ("gpt-4o-mini", "claude-*"): what an allow-list holds
-    (fnmatch patterns over model names; empty: no list)."""
+    (fnmatch patterns over names; empty: no list). Every allow-list is written so."""
     return tuple(p for p in (part.strip() for part in text.split(",")) if p)
 
 
 def validate_model_patterns(text: str) -> None:
     for pattern in model_patterns(text):
         if len(pattern) > 200 or not pattern.isprintable():
-            raise ValidationError(f"allowed_models: {pattern[:40]!r} is not a model name.")
+            raise ValidationError(f"{pattern[:40]!r} is not a name or a pattern of names.")
+
+
+def validate_operation_types(text: str) -> None:
+    for name in model_patterns(text):
+        if name not in OperationType.values:
+            raise ValidationError(
+                f"{name[:40]!r} is not an operation type ({', '.join(OperationType.values)})."
+            )
+
+
+# The allow-lists of a limit set: field → what it lists (docs, refusals).
+ALLOW_LISTS = {
+    "allowed_models": "models",
+    "allowed_providers": "providers",
+    "allowed_operation_types": "operation types",
+}
 
 
 class RateLimit(models.Model):
@@ -71,6 +88,20 @@ class RateLimit(models.Model):
         "empty: every model. Others are refused (403 model_not_allowed) and hidden from "
         "GET /v1/models.",
     )
+    allowed_providers = models.CharField(
+        max_length=1000,
+        blank=True,
+        validators=[validate_model_patterns],
+        help_text="Comma-separated providers (or patterns) its calls may use; empty: every "
+        "provider. Routes of others leave the chain; one asked for by name is a 403.",
+    )
+    allowed_operation_types = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_operation_types],
+        help_text="Comma-separated operation types its calls may be (planning, scripting…); "
+        "empty: every type. Others are refused (403 forbidden).",
+    )
     active = models.BooleanField(default=True)
     # Names its windows in Redis: unique across databases sharing one Redis (two
     # deployments, or a test database created again) where the pk is not.
@@ -95,13 +126,14 @@ class RateLimit(models.Model):
     def clean(self) -> None:
         problems = scope_problems(self)
         limits = (self.requests_per_minute, self.tokens_per_minute, self.max_in_flight)
-        if all(v is None for v in limits) and not self.allowed_models.strip():
+        lists = [name for name in ALLOW_LISTS if getattr(self, name).strip()]
+        if all(v is None for v in limits) and not lists:
             problems["requests_per_minute"] = (
-                "Set requests per minute, tokens per minute, calls in flight or allowed "
-                "models (or several)."
+                "Set requests per minute, tokens per minute, calls in flight or an "
+                "allow-list (or several)."
             )
-        if self.allowed_models.strip() and self.model_name:
-            problems["allowed_models"] = "A limit narrowed to one model allows no other list."
+        for name in lists if self.model_name else ():
+            problems[name] = "A limit narrowed to one model holds no allow-list."
         if problems:
             raise ValidationError(problems)
 

@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 
 from aura_orchestrator.caching.config_cache import memoized
 from aura_orchestrator.ratelimit.window import Check, Kind
-from budgets.limit_models import RateLimit, model_patterns
+from budgets.limit_models import ALLOW_LISTS, RateLimit, model_patterns
 from budgets.spend_models import Scope
 from budgets.spending import end_users_own, scope_applies, scope_label
 
@@ -31,7 +31,8 @@ class LimitRule:
     tokens_per_minute: int | None
     max_in_flight: int | None
     label: str
-    allowed_models: tuple[str, ...] = ()  # fnmatch patterns; empty: every model
+    # (what, fnmatch patterns) per ALLOW_LISTS entry; empty patterns: everything allowed
+    allow_lists: tuple[tuple[str, tuple[str, ...]], ...] = ()
     provider_name: str | None = None  # rate limits narrow by model only (ScopedRule)
 
 
@@ -51,7 +52,9 @@ def _load(project_id: int) -> tuple[LimitRule, ...]:
             tokens_per_minute=r.tokens_per_minute,
             max_in_flight=r.max_in_flight,
             label=scope_label(r),
-            allowed_models=model_patterns(r.allowed_models),
+            allow_lists=tuple(
+                (what, model_patterns(getattr(r, name))) for name, what in ALLOW_LISTS.items()
+            ),
         )
         for r in rows
     )
@@ -98,33 +101,53 @@ def checks_for(
 
 
 @dataclass(frozen=True, slots=True)
-class ModelRules:
-    """The model allow-lists that apply to a caller: one per limit set that has one."""
+class AllowList:
+    """One limit set's list of the models, providers or operation types its calls may use."""
 
-    lists: tuple[tuple[str, tuple[str, ...]], ...]  # (scope label, patterns)
+    label: str  # the limit set's scope, as refusals name it
+    what: str  # ALLOW_LISTS' value: "models", "providers", "operation types"
+    patterns: tuple[str, ...]
 
-    def allows(self, model: str) -> bool:
-        return all(any(fnmatchcase(model, p) for p in patterns) for _, patterns in self.lists)
+    def allows(self, name: str) -> bool:
+        return any(fnmatchcase(name, pattern) for pattern in self.patterns)
 
-    def refusal(self, model: str | None) -> str:
-        """Why `model` (None: every model of the chain) is refused, naming what is allowed."""
-        label, patterns = next(
-            ((lb, ps) for lb, ps in self.lists if model is None or not self.allows(model)),
-            self.lists[0],
+
+@dataclass(frozen=True, slots=True)
+class AccessRules:
+    """The allow-lists that apply to a caller (every one must allow)."""
+
+    lists: tuple[AllowList, ...]
+
+    def refusal(self, what: str, name: str) -> str | None:
+        """Why `name` (a model, provider or operation type: `what`) is refused, naming
+        what is allowed; None when every list of that kind allows it."""
+        for allow in self.lists:
+            if allow.what == what and not allow.allows(name):
+                return (
+                    f"{what.capitalize()[:-1]} {name!r} is not allowed for {allow.label}: it "
+                    f"may use {', '.join(allow.patterns)}."
+                )
+        return None
+
+    def allows_route(self, provider_name: str, model_name: str) -> bool:
+        return (
+            self.refusal("providers", provider_name) is None
+            and self.refusal("models", model_name) is None
         )
-        what = f"Model {model!r} is" if model else "No model of the chain is"
-        return f"{what} not allowed for {label}: it may use {', '.join(patterns)}."
 
 
-def model_rules_for(*, project_id: int, api_key_id: int | None, end_user: str | None) -> ModelRules:
+def access_rules_for(
+    *, project_id: int, api_key_id: int | None, end_user: str | None
+) -> AccessRules:
     """The allow-lists of every limit set that applies to this key and end user."""
     rules = limit_rules_of(project_id)
     own = end_users_own(rules, end_user=end_user)
-    return ModelRules(
+    return AccessRules(
         lists=tuple(
-            (rule.label, rule.allowed_models)
+            AllowList(rule.label, what, patterns)
             for rule in rules
-            if rule.allowed_models
-            and scope_applies(rule, api_key_id=api_key_id, end_user=end_user, own=own)
+            if scope_applies(rule, api_key_id=api_key_id, end_user=end_user, own=own)
+            for what, patterns in rule.allow_lists
+            if patterns
         )
     )

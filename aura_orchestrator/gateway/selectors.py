@@ -2,7 +2,7 @@
 
 from aura_orchestrator.catalog.selectors import models_list
 from aura_orchestrator.tenancy.models import ApiKey
-from budgets.limits import model_rules_for
+from budgets.limits import access_rules_for
 
 # Bare names route over every provider that serves them, so no one provider owns them.
 SHARED_OWNER = "aura-orchestrator"
@@ -14,8 +14,8 @@ def gateway_model_list(*, api_key: ApiKey) -> list[dict]:
     clients send; the fallback chain spans every provider that serves it), then each
     `provider/model` (pinned to that provider). Both are accepted as `model` by
     `/v1/chat/completions`."""
-    rules = model_rules_for(project_id=api_key.project_id, api_key_id=api_key.pk, end_user=None)
-    models = [m for m in models_list() if rules.allows(m.name)]
+    rules = access_rules_for(project_id=api_key.project_id, api_key_id=api_key.pk, end_user=None)
+    models = [m for m in models_list() if rules.allows_route(m.provider.name, m.name)]
     bare: dict[str, dict] = {}
     pinned = []
     for model in models:

@@ -41,7 +41,7 @@ from aura_orchestrator.pipeline.wire import capable_routes, embedding_routes
 from aura_orchestrator.providers.base import Refusal
 from aura_orchestrator.store import get_store
 from budgets.caps import has_money_caps
-from budgets.limits import model_rules_for
+from budgets.limits import access_rules_for
 from budgets.reserving import Reservation
 from budgets.selectors import unpriced_model_message
 from budgets.services import Caps
@@ -158,22 +158,34 @@ def uses_cache(request: OperationRequest, preset: EffectivePreset) -> bool:
 def allowed_routes(
     chain: list[Route], *, request: OperationRequest, principal: Principal
 ) -> list[Route]:
-    """The routes whose model the caller may use (the allow-lists of its limit sets,
-    budgets/limits.py): a model asked for by name and refused, or a chain left empty, is
-    a 403 `model_not_allowed` before anything is reserved or called."""
-    rules = model_rules_for(
+    """The routes the caller may use (the allow-lists of its limit sets, budgets/limits.py):
+    an operation type refused is a 403 `forbidden`; a model or provider asked for by name
+    and refused, or a chain left empty, a 403 `model_not_allowed`; all before anything is
+    reserved or called."""
+    rules = access_rules_for(
         project_id=principal.project_id,
         api_key_id=principal.api_key_id,
         end_user=request.end_user,
     )
     if not rules.lists:
         return chain
+    refused = rules.refusal("operation types", request.operation_type.value)
+    if refused is not None:
+        raise errors.Forbidden(refused)
     named = request.model.rpartition("/")[2] if request.model else None
-    if named is not None and not rules.allows(named):
-        raise errors.ModelNotAllowed(rules.refusal(named))
-    allowed = [route for route in chain if rules.allows(route.model_name)]
+    refused = rules.refusal("models", named) if named is not None else None
+    for provider in request.providers or ():
+        refused = refused or rules.refusal("providers", provider)
+    if refused is not None:
+        raise errors.ModelNotAllowed(refused)
+    allowed = [r for r in chain if rules.allows_route(r.provider_name, r.model_name)]
     if not allowed:
-        raise errors.ModelNotAllowed(rules.refusal(None))
+        first = chain[0] if chain else None
+        why = first and (
+            rules.refusal("providers", first.provider_name)
+            or rules.refusal("models", first.model_name)
+        )
+        raise errors.ModelNotAllowed(why or "No route of the chain is allowed for this key.")
     return allowed
 
 

@@ -140,3 +140,35 @@ async def _settled() -> None:
         if not limits._ending:
             return
         await asyncio.sleep(0.02)
+
+
+async def test_a_key_held_to_one_provider_uses_only_its_routes(
+    asgi_client, project, api_key, provider, backup_provider, fake_upstream
+):
+    await _alimit(project, scope="api_key", api_key=api_key.api_key, allowed_providers="backup")
+    answer = await asgi_client.post(CHAT, json=_chat(0))
+    assert answer.status_code == 200
+    row = await OperationTelemetry.objects.aget(operation_id=answer.headers["x-aura-operation-id"])
+    assert row.provider_name == "backup"  # primary, first in the chain, was left out
+    named = await asgi_client.post(CHAT, json=_chat(1, model="primary/sim-gpt"))
+    assert named.status_code == 403
+    assert named.json()["error"]["code"] == "model_not_allowed"
+    assert "Provider 'primary' is not allowed" in named.json()["error"]["message"]
+    listed = {m["id"] for m in (await asgi_client.get("/v1/models")).json()["data"]}
+    assert listed == {"sim-gpt", "backup/sim-gpt"}
+
+
+async def test_an_operation_type_not_allowed_is_a_403_before_anything_runs(
+    asgi_client, project, api_key, provider, fake_upstream
+):
+    await _alimit(project, allowed_operation_types="planning, scripting")
+    body = {"session_id": "s-ops", "prompt": PROMPT, "enable_cache": False}
+    ok = await asgi_client.post(EXECUTE, json={**body, "operation_type": "scripting"})
+    refused = await asgi_client.post(EXECUTE, json={**body, "operation_type": "creative"})
+    assert ok.status_code == 200
+    assert refused.status_code == 403 and refused.json()["error_code"] == "forbidden"
+    assert (
+        "Operation type 'creative' is not allowed for project:studio"
+        in (refused.json()["error_message"])
+    )
+    assert fake_upstream.request_count == 1

@@ -34,6 +34,17 @@ def test_it_creates_then_updates_the_same_scope(api_key):
     assert RateLimit.objects.count() == 1
 
 
+def test_the_allow_lists_of_providers_and_operation_types(api_key):
+    out = _run("--project", "studio", "--allowed-providers", "backup,azure-*",
+               "--allowed-operation-types", "planning, scripting")  # fmt: skip
+    assert "allowed providers backup, azure-*" in out
+    assert "allowed operation types planning, scripting" in out
+    with pytest.raises(CommandError, match="'poetry' is not an operation type"):
+        _run("--project", "studio", "--allowed-operation-types", "poetry")
+    limit = RateLimit.objects.get()
+    assert limit.allowed_operation_types == "planning, scripting"
+
+
 def test_scopes_and_model_narrowing_are_separate_limit_sets(api_key):
     _run("--project", "studio", "--max-in-flight", "20")
     _run("--default-end-user", "--project", "studio", "--requests-per-minute", "10")

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from budgets.limit_models import RateLimit, model_patterns
+from budgets.limit_models import ALLOW_LISTS, RateLimit, model_patterns
 from budgets.limit_services import rate_limit_set
 from budgets.management.scope_args import add_scope_arguments, scope_of
 
@@ -32,8 +32,9 @@ def describe(limit: RateLimit) -> str:
         for name, flag in _NUMBERS.items()
         if getattr(limit, name) is not None
     ]
-    if limit.allowed_models:
-        parts.append(f"allowed models {limit.allowed_models}")
+    for name, what in ALLOW_LISTS.items():
+        if getattr(limit, name):
+            parts.append(f"allowed {what} {getattr(limit, name)}")
     return f"rate limit {limit.pk} {limit.scope_label}: {', '.join(parts) or 'none'}"
 
 
@@ -53,12 +54,13 @@ class Command(BaseCommand):
         parser.add_argument("--requests-per-minute", metavar="N")
         parser.add_argument("--tokens-per-minute", metavar="N", help="Worst case, then actual.")
         parser.add_argument("--max-in-flight", metavar="N", help="Calls at once, all workers.")
-        parser.add_argument(
-            "--allowed-models",
-            metavar="a,b",
-            help="The only models its calls may use (patterns such as gpt-4o* allowed); "
-            '"" allows every model again.',
-        )
+        for name, what in ALLOW_LISTS.items():
+            parser.add_argument(
+                f"--{name.replace('_', '-')}",
+                metavar="a,b",
+                help=f"The only {what} its calls may use (patterns such as gpt-4o* allowed); "
+                f'"" allows every one again.',
+            )
 
     def handle(self, *args: Any, **o: Any) -> None:
         who = scope_of(o)
@@ -66,12 +68,14 @@ class Command(BaseCommand):
         for name, flag in _NUMBERS.items():
             if o[name] is not None:
                 changes[name] = _number(flag, o[name], _MAX.get(name, 2**31 - 1))
-        if o["allowed_models"] is not None:
-            changes["allowed_models"] = ", ".join(model_patterns(o["allowed_models"]))
+        for name in ALLOW_LISTS:
+            if o[name] is not None:
+                changes[name] = ", ".join(model_patterns(o[name]))
         if not changes:
             raise CommandError(
                 "Give a limit: --requests-per-minute, --tokens-per-minute, --max-in-flight "
-                "or --allowed-models."
+                "or an allow-list (--allowed-models, --allowed-providers, "
+                "--allowed-operation-types)."
             )
         model = o["model"]
         if model is not None and (not model.strip() or len(model) > 200):
