@@ -31,6 +31,8 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
+from aura_orchestrator.db import db
+
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,16 @@ def memo_only() -> Iterator[None]:
 
 def is_memo_only() -> bool:
     return _memo_only.get()
+
+
+async def memo_or_db(fn: Callable[..., T], /, **kwargs: object) -> T:
+    """`fn(**kwargs)` from the memo, on the event loop (no query); when it must load
+    something, again in a db() thread. The pipeline's reads of configuration."""
+    try:
+        with memo_only():
+            return fn(**kwargs)
+    except MemoMiss:
+        return await db(fn, **kwargs)
 
 
 def _ttl() -> float:

@@ -12,11 +12,10 @@ import asyncio
 import logging
 
 from aura_orchestrator import errors
-from aura_orchestrator.caching.config_cache import MemoMiss, memo_only
-from aura_orchestrator.db import db
+from aura_orchestrator.caching.config_cache import memo_or_db
 from aura_orchestrator.pipeline.types import LimitsHeld, Plan, Run
 from aura_orchestrator.ratelimit import windows
-from aura_orchestrator.ratelimit.window import Check, Decision, headers
+from aura_orchestrator.ratelimit.window import Decision, headers
 from budgets.limits import checks_for
 
 logger = logging.getLogger(__name__)
@@ -27,22 +26,14 @@ _ending: set[asyncio.Task[None]] = set()  # ends in flight (a task needs a refer
 async def admit(run: Run, plan: Plan, *, tokens: int, in_flight_seconds: float) -> None:
     """Pass every rate limit that applies, or raise LimitReached (`tokens`: the worst
     case; `in_flight_seconds`: how long its place in flight may outlive a lost worker)."""
-    request, principal = run.request, run.principal
-
-    def checks() -> list[Check]:
-        return checks_for(
-            project_id=principal.project_id,
-            api_key_id=principal.api_key_id,
-            end_user=request.end_user,
-            models=[route.model_name for route in plan.chain],
-            tokens=tokens,
-        )
-
-    try:
-        with memo_only():
-            found = checks()
-    except MemoMiss:
-        found = await db(checks)
+    found = await memo_or_db(
+        checks_for,
+        project_id=run.principal.project_id,
+        api_key_id=run.principal.api_key_id,
+        end_user=run.request.end_user,
+        models=[route.model_name for route in plan.chain],
+        tokens=tokens,
+    )
     if not found:
         return
     decision = await windows().admit(

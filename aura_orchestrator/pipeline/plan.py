@@ -18,7 +18,7 @@ from typing import Any, cast
 from django.conf import settings
 
 from aura_orchestrator import errors
-from aura_orchestrator.caching.config_cache import MemoMiss, memo_only
+from aura_orchestrator.caching.config_cache import memo_or_db
 from aura_orchestrator.caching.keys import cache_key, embedding_key, request_material
 from aura_orchestrator.catalog.selectors import Route, route_chain_resolve
 from aura_orchestrator.catalog.tokens import (
@@ -26,7 +26,6 @@ from aura_orchestrator.catalog.tokens import (
     count_input_tokens,
     count_message_tokens,
 )
-from aura_orchestrator.db import db
 from aura_orchestrator.deadline import Lifetimes, operation_seconds, reservation_seconds
 from aura_orchestrator.money import cache_adjustment, cost_micros
 from aura_orchestrator.pipeline import limits
@@ -59,11 +58,7 @@ async def prepare(*, request: OperationRequest, principal: Principal) -> Plan:
     session's ledger and the cache lookup. A request without cache, without caps of its
     own and with every route priced skips that step: its reservation reads the session's
     caps on the locked row (`reserve`), one round trip instead of two."""
-    try:
-        with memo_only():
-            plan = plan_of(request=request, principal=principal)
-    except MemoMiss:
-        plan = await db(plan_of, request=request, principal=principal)
+    plan = await memo_or_db(plan_of, request=request, principal=principal)
     if (
         plan.cache_key is None
         and plan.caps is None
@@ -372,21 +367,13 @@ async def reserve(run: Run, *, extra_prompt_tokens: int = 0) -> None:
 async def spend_levels(run: Run, plan: Plan) -> list[Level]:
     """The spend budgets that apply (budgets/spending.py): from the memo on the loop, a
     db() thread when the project's budgets must be loaded. None for most projects."""
-    request, principal = run.request, run.principal
-
-    def levels() -> list[Level]:
-        return levels_for(
-            project_id=principal.project_id,
-            api_key_id=principal.api_key_id,
-            end_user=request.end_user,
-            routes=[(route.provider_name, route.model_name) for route in plan.chain],
-        )
-
-    try:
-        with memo_only():
-            return levels()
-    except MemoMiss:
-        return await db(levels)
+    return await memo_or_db(
+        levels_for,
+        project_id=run.principal.project_id,
+        api_key_id=run.principal.api_key_id,
+        end_user=run.request.end_user,
+        routes=[(route.provider_name, route.model_name) for route in plan.chain],
+    )
 
 
 def _priced_only(plan: Plan, level: Level) -> None:
